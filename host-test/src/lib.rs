@@ -1,0 +1,205 @@
+//! The native host for the runqueue component: real processes through
+//! `process`, progress events through `progress`, the component loaded once
+//! and run per call.
+//!
+//! Embedding runqueue in a Rust program takes three steps:
+//!
+//! ```no_run
+//! # async fn demo() -> wasmtime::Result<()> {
+//! use runqueue_host::{Runqueue, Workspace, RunOptions};
+//! let rq = Runqueue::load(std::path::Path::new("runqueue.wasm"))?;
+//! let ws = Workspace::open(std::path::Path::new("."))?;
+//! let graph = std::fs::read_to_string("graph.json")?;
+//! let report = rq.run(&graph, &RunOptions { max_parallel: Some(4), keep_going: false }, &ws, |_event| {}).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Knows how to host the component; knows nothing of graphs or scheduling,
+//! which are the component's.
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod process;
+
+use std::path::Path;
+
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use process::{ChildProcess, Workspace};
+
+/// Bindings for the `executor` world, generated from `wit/`.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "executor",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "runqueue:executor/process.child": crate::process::ChildProcess,
+        },
+    });
+}
+
+use bindings::exports::runqueue::executor::runner;
+pub use bindings::runqueue::executor::process::{ExitStatus, SpawnError};
+pub use bindings::runqueue::executor::progress::Event;
+pub use bindings::runqueue::executor::types::{Report, TaskReport, TaskState, Totals};
+pub use runner::{Error as RunError, Options as RunOptions, Summary};
+
+/// What one instance of the component owns on the host side.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Where processes run; `None` for calls that run nothing (`check`).
+    workspace: Option<Workspace>,
+    on_event: Box<dyn FnMut(Event) + Send>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::runqueue::executor::process::Host for HostState {
+    fn spawn(
+        &mut self,
+        cmd: bindings::runqueue::executor::process::Command,
+    ) -> wasmtime::Result<Result<Resource<ChildProcess>, SpawnError>> {
+        let Some(ws) = &self.workspace else {
+            return Ok(Err(SpawnError::Other("no workspace: this call runs nothing".into())));
+        };
+        match process::spawn(ws, &cmd) {
+            Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn parallelism(&mut self) -> wasmtime::Result<u32> {
+        Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+}
+
+impl bindings::runqueue::executor::process::HostChild for HostState {
+    fn subscribe(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Resource<DynPollable>> {
+        process::Children(&mut self.table).subscribe(c)
+    }
+
+    fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
+        process::Children(&mut self.table).try_wait(c)
+    }
+
+    fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        process::Children(&mut self.table).kill(c)
+    }
+
+    fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
+        process::Children(&mut self.table).pid(c)
+    }
+
+    fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        process::Children(&mut self.table).drop(c)
+    }
+}
+
+impl bindings::runqueue::executor::types::Host for HostState {}
+
+impl bindings::runqueue::executor::progress::Host for HostState {
+    fn report(&mut self, ev: Event) -> wasmtime::Result<()> {
+        (self.on_event)(ev);
+        Ok(())
+    }
+}
+
+/// The compiled component and a linker that provides its imports; cheap to
+/// run many times.
+pub struct Runqueue {
+    engine: Engine,
+    component: Component,
+    linker: Linker<HostState>,
+}
+
+impl Runqueue {
+    /// Compiles the component at `path` (a `.wasm` file).
+    pub fn load(path: &Path) -> wasmtime::Result<Runqueue> {
+        use wasmtime::error::Context;
+        let engine = Engine::new(&Config::new())?;
+        let component = Component::from_file(&engine, path)
+            .with_context(|| format!("cannot load the runqueue component {}", path.display()))?;
+        Self::new(engine, component)
+    }
+
+    /// Uses an already compiled component; the engine must support async.
+    pub fn new(engine: Engine, component: Component) -> wasmtime::Result<Runqueue> {
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        use bindings::runqueue::executor::{process as p, progress, types};
+        p::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        progress::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        Ok(Runqueue {
+            engine,
+            component,
+            linker,
+        })
+    }
+
+    async fn instantiate(
+        &self,
+        workspace: Option<&Workspace>,
+        on_event: Box<dyn FnMut(Event) + Send>,
+    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr();
+        if let Ok(path) = std::env::var("PATH") {
+            wasi.env("PATH", path);
+        }
+        if let Some(ws) = workspace {
+            wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            workspace: workspace.cloned(),
+            on_event,
+        };
+        let mut store = Store::new(&self.engine, state);
+        let instance =
+            bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker).await?;
+        Ok((store, instance))
+    }
+
+    /// Validates `graph` (JSON text) without running anything.
+    pub async fn check(&self, graph: &str) -> wasmtime::Result<Result<Summary, RunError>> {
+        let (mut store, instance) = self.instantiate(None, Box::new(|_| {})).await?;
+        instance
+            .runqueue_executor_runner()
+            .call_check(&mut store, graph)
+            .await
+    }
+
+    /// Runs `graph` in `workspace`, calling `on_event` for every progress
+    /// event. Task failures are in the report; `Err` is a bad graph inside,
+    /// or a broken component outside.
+    pub async fn run(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> wasmtime::Result<Result<Report, RunError>> {
+        let (mut store, instance) = self.instantiate(Some(workspace), Box::new(on_event)).await?;
+        instance
+            .runqueue_executor_runner()
+            .call_run(&mut store, graph, *options)
+            .await
+    }
+}

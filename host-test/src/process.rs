@@ -1,0 +1,263 @@
+//! The `process` interface with real OS processes, confined to a workspace.
+//!
+//! Knows how to start, wait for and kill processes, and which paths are
+//! inside the workspace. Knows nothing of tasks, graphs or scheduling.
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::process::{ExitStatus as OsExitStatus, Stdio};
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+
+use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
+
+/// A directory that every path the guest names must stay inside.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    /// Opens an existing directory as the workspace.
+    pub fn open(dir: &Path) -> io::Result<Workspace> {
+        let root = fs::canonicalize(dir)?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Workspace { root })
+    }
+
+    /// The workspace's canonical path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Makes sure the directory `rel` exists inside the workspace, creating
+    /// what is missing, and returns its real path. Refuses absolute paths,
+    /// `..` that climbs out, and symlinks that lead out, before creating
+    /// anything outside.
+    pub fn ensure_dir(&self, rel: &str) -> Result<PathBuf, String> {
+        let mut at = self.root.clone();
+        for part in normalize(rel)? {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(_) => {
+                    let real = fs::canonicalize(&at).map_err(|e| format!("{rel}: {e}"))?;
+                    if !real.starts_with(&self.root) {
+                        return Err(format!("\"{rel}\" leads out of the workspace through a symlink"));
+                    }
+                    if !real.is_dir() {
+                        return Err(format!("\"{rel}\": {} is not a directory", at.display()));
+                    }
+                    at = real;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&at).map_err(|e| format!("cannot create \"{rel}\": {e}"))?;
+                }
+                Err(e) => return Err(format!("\"{rel}\": {e}")),
+            }
+        }
+        Ok(at)
+    }
+
+    /// Creates (or truncates) the file `rel` inside the workspace, with its
+    /// parent directories. A symlink in its place is refused.
+    pub fn create_file(&self, rel: &str) -> Result<fs::File, String> {
+        let parts = normalize(rel)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(format!("\"{rel}\" names no file"));
+        };
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        let dir = self.ensure_dir(&dirs.join("/"))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join(name))
+            .map_err(|e| format!("cannot create \"{rel}\": {e}"))
+    }
+}
+
+/// Splits a relative path into its parts, resolving `.` and `..`; refuses
+/// absolute paths and `..` above the start.
+fn normalize(rel: &str) -> Result<Vec<String>, String> {
+    let mut parts: Vec<String> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err(format!("\"{rel}\" leaves the workspace"));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("\"{rel}\" is absolute; paths are relative to the workspace"))
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// A started process: the `child` resource.
+pub struct ChildProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    status: Option<OsExitStatus>,
+}
+
+impl ChildProcess {
+    fn poll_status(&mut self) -> Option<OsExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn kill_group(&mut self) {
+        if self.poll_status().is_none() {
+            // The process leads its own group: signal every process in it.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(-(self.pid as i32), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    /// A child the guest lets go of while it runs is killed with its group;
+    /// tokio reaps it.
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ChildProcess {
+    async fn ready(&mut self) {
+        if self.status.is_none() {
+            self.status = self.child.wait().await.ok();
+        }
+    }
+}
+
+fn to_wit_status(s: OsExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
+    }
+}
+
+/// Starts `cmd` in `ws`: its own process group, stdin closed, stdout and
+/// stderr to the log file, exactly the given environment.
+pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnError> {
+    let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
+    let log = ws.create_file(&cmd.log).map_err(SpawnError::InvalidPath)?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log)))?;
+    let mut command = tokio::process::Command::new(&cmd.program);
+    command
+        .args(&cmd.args)
+        .current_dir(&cwd)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(0);
+    let child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            SpawnError::NotFound(format!("program \"{}\" not found", cmd.program))
+        }
+        io::ErrorKind::PermissionDenied => {
+            SpawnError::PermissionDenied(format!("program \"{}\": permission denied", cmd.program))
+        }
+        _ => SpawnError::Other(format!("program \"{}\": {e}", cmd.program)),
+    })?;
+    let pid = child.id().unwrap_or(0);
+    Ok(ChildProcess {
+        child,
+        pid,
+        status: None,
+    })
+}
+
+/// The host side of the `child` resource methods, over a resource table.
+pub(crate) struct Children<'a>(pub &'a mut ResourceTable);
+
+impl Children<'_> {
+    pub fn push(&mut self, child: ChildProcess) -> wasmtime::Result<Resource<ChildProcess>> {
+        Ok(self.0.push(child)?)
+    }
+
+    pub fn subscribe(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(self.0, c)
+    }
+
+    pub fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
+        Ok(self.0.get_mut(&c)?.poll_status().map(to_wit_status))
+    }
+
+    pub fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        self.0.get_mut(&c)?.kill_group();
+        Ok(())
+    }
+
+    pub fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
+        Ok(self.0.get(&c)?.pid)
+    }
+
+    pub fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        self.0.delete(c)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_and_refuses_escapes() {
+        assert_eq!(normalize("a/./b/../c").unwrap(), ["a", "c"]);
+        assert_eq!(normalize("").unwrap(), Vec::<String>::new());
+        assert_eq!(normalize("a/../..").unwrap_err(), "\"a/../..\" leaves the workspace");
+        assert_eq!(
+            normalize("/etc").unwrap_err(),
+            "\"/etc\" is absolute; paths are relative to the workspace"
+        );
+    }
+
+    #[test]
+    fn refuses_symlinks_out_of_the_workspace() {
+        let ws_dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws_dir.path().join("out")).unwrap();
+        let ws = Workspace::open(ws_dir.path()).unwrap();
+        assert_eq!(
+            ws.ensure_dir("out/sub").unwrap_err(),
+            "\"out/sub\" leads out of the workspace through a symlink"
+        );
+        assert!(!outside.path().join("sub").exists(), "nothing created outside");
+        assert!(ws.create_file("out/log").is_err());
+        assert!(!outside.path().join("log").exists());
+        // A symlinked log file is refused rather than followed.
+        std::os::unix::fs::symlink(outside.path().join("f"), ws_dir.path().join("f")).unwrap();
+        assert!(ws.create_file("f").is_err());
+        assert!(!outside.path().join("f").exists());
+        // Inside is fine and created on demand.
+        let made = ws.ensure_dir("work/a/b").unwrap();
+        assert!(made.is_dir() && made.starts_with(ws.root()));
+    }
+}

@@ -1,0 +1,165 @@
+//! The WIT shim: converts between the bindings' types and the plain Rust
+//! ones, and gives [`work::run`] the host's processes. Nothing else.
+
+use std::collections::BTreeMap;
+
+use wstd::runtime::{block_on, AsyncPollable};
+
+use crate::graph::{Graph, TaskId};
+use crate::plan::{longest_chain, remaining_path};
+use crate::work::{self, Event, Exit, ExitStatus, Outcome, Processes, RunOptions, TaskRecord};
+
+wit_bindgen::generate!({
+    world: "executor",
+    path: "wit",
+    with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
+});
+
+use exports::runqueue::executor::runner::{self as wit_runner, Guest};
+use runqueue::executor::{process, progress, types};
+
+/// Where task logs go, relative to the workspace.
+const LOG_DIR: &str = ".runqueue/logs";
+
+/// The PATH tasks get when neither the host nor the graph gives one.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+struct Component;
+
+export!(Component);
+
+impl Guest for Component {
+    fn check(graph: String) -> Result<wit_runner::Summary, wit_runner::Error> {
+        let graph = parse(&graph)?;
+        let path = remaining_path(&graph, |_| 1);
+        Ok(wit_runner::Summary {
+            tasks: graph.len() as u32,
+            edges: graph.edge_count() as u32,
+            roots: graph.tasks.iter().filter(|t| t.deps.is_empty()).count() as u32,
+            finals: graph.dependents.iter().filter(|d| d.is_empty()).count() as u32,
+            longest_path: longest_chain(&graph, &path)
+                .into_iter()
+                .map(|id: TaskId| graph.task(id).id.clone())
+                .collect(),
+        })
+    }
+
+    fn run(graph: String, options: wit_runner::Options) -> Result<types::Report, wit_runner::Error> {
+        let graph = parse(&graph)?;
+        let opts = RunOptions {
+            max_parallel: options
+                .max_parallel
+                .unwrap_or_else(process::parallelism)
+                .max(1) as usize,
+            keep_going: options.keep_going,
+            base_env: base_env(),
+            log_dir: LOG_DIR.to_string(),
+        };
+        let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await });
+        Ok(types::Report {
+            tasks: report.tasks.iter().map(task_report).collect(),
+            totals: types::Totals {
+                total: report.tasks.len() as u32,
+                succeeded: report.succeeded as u32,
+                failed: report.failed as u32,
+                not_run: report.not_run as u32,
+                peak_parallel: report.peak_parallel as u32,
+                wall_ms: report.wall_ms,
+            },
+            max_parallel: report.max_parallel as u32,
+        })
+    }
+}
+
+fn parse(text: &str) -> Result<Graph, wit_runner::Error> {
+    Graph::parse(text).map_err(|e| wit_runner::Error::InvalidGraph(e.to_string()))
+}
+
+/// PATH from the component's own environment (the host decides what that
+/// is), so tasks find `sh` and compilers; the graph may override it.
+fn base_env() -> BTreeMap<String, String> {
+    let path = wasip2::cli::environment::get_environment()
+        .into_iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| DEFAULT_PATH.to_string());
+    BTreeMap::from([("PATH".to_string(), path)])
+}
+
+/// The host's `process` interface as [`Processes`].
+struct HostProcesses;
+
+impl Processes for HostProcesses {
+    fn spawn(&mut self, cmd: &work::Command) -> Result<(u32, Exit), String> {
+        let child = process::spawn(&process::Command {
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+            cwd: cmd.cwd.clone(),
+            env: cmd.env.clone(),
+            log: cmd.log.clone(),
+        })
+        .map_err(|e| match e {
+            process::SpawnError::NotFound(m)
+            | process::SpawnError::PermissionDenied(m)
+            | process::SpawnError::InvalidPath(m)
+            | process::SpawnError::Other(m) => m,
+        })?;
+        let pid = child.pid();
+        let exit = async move {
+            {
+                // The pollable is dropped before the child, as WASI requires.
+                let exited = AsyncPollable::new(child.subscribe());
+                exited.wait_for().await;
+            }
+            child
+                .try_wait()
+                .map(from_wit_status)
+                .ok_or_else(|| "the host said the process exited but has no status".to_string())
+        };
+        Ok((pid, Box::pin(exit)))
+    }
+
+    fn now_ms(&self) -> u64 {
+        wasip2::clocks::monotonic_clock::now() / 1_000_000
+    }
+
+    fn event(&mut self, event: Event<'_>) {
+        progress::report(&match event {
+            Event::Started { task, running } => progress::Event::Started(progress::Started {
+                id: task.id.clone(),
+                pid: task.pid.unwrap_or(0),
+                at_ms: task.start_ms.unwrap_or(0),
+                running: running as u32,
+                log: task.log.clone().unwrap_or_default(),
+            }),
+            Event::Finished(task) => progress::Event::Finished(task_report(task)),
+        });
+    }
+}
+
+fn from_wit_status(s: process::ExitStatus) -> ExitStatus {
+    match s {
+        process::ExitStatus::Code(c) => ExitStatus::Code(c),
+        process::ExitStatus::Signal(s) => ExitStatus::Signal(s),
+    }
+}
+
+fn task_report(t: &TaskRecord) -> types::TaskReport {
+    types::TaskReport {
+        id: t.id.clone(),
+        state: match t.outcome.expect("reported tasks are final") {
+            Outcome::Succeeded => types::TaskState::Succeeded,
+            Outcome::Failed => types::TaskState::Failed,
+            Outcome::NotRun => types::TaskState::NotRun,
+        },
+        exit: t.exit.map(|e| match e {
+            ExitStatus::Code(c) => process::ExitStatus::Code(c),
+            ExitStatus::Signal(s) => process::ExitStatus::Signal(s),
+        }),
+        message: t.message.clone(),
+        pid: t.pid,
+        start_ms: t.start_ms,
+        end_ms: t.end_ms,
+        log: t.log.clone(),
+    }
+}

@@ -1,0 +1,415 @@
+//! The task graph: parsing the JSON format and validating it.
+//!
+//! Knows the shape of tasks and their dependencies; knows nothing of
+//! scheduling, processes or time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::Deserialize;
+
+/// The graph format version this build understands.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Index of a task in [`Graph::tasks`]; dense, assigned in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId(pub u32);
+
+impl TaskId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The graph file as written, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphFile {
+    version: u32,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    tasks: Vec<TaskFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskFile {
+    id: String,
+    #[serde(default)]
+    deps: Vec<String>,
+    run: Option<String>,
+    argv: Option<Vec<String>>,
+    #[serde(default)]
+    cwd: String,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+/// What a task executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Shell text, run as `sh -c TEXT`.
+    Shell(String),
+    /// A program and its arguments, run directly.
+    Argv(Vec<String>),
+    /// Nothing to run (BitBake's `noexec`): succeeds at once.
+    Nothing,
+}
+
+/// One validated task.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: String,
+    pub action: Action,
+    /// Working directory relative to the workspace ("" is the root).
+    pub cwd: String,
+    /// The task's own environment, on top of the graph's.
+    pub env: BTreeMap<String, String>,
+    /// Direct dependencies, sorted and without duplicates.
+    pub deps: Vec<TaskId>,
+}
+
+/// A validated, acyclic task graph.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// Environment for every task.
+    pub env: BTreeMap<String, String>,
+    pub tasks: Vec<Task>,
+    /// For each task, the tasks that depend on it directly, sorted.
+    pub dependents: Vec<Vec<TaskId>>,
+    /// All tasks, dependencies before dependents.
+    pub topo_order: Vec<TaskId>,
+}
+
+/// Why a graph text was refused. Each variant names what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphError {
+    /// Not JSON, or JSON of the wrong shape (wrong type, unknown field,
+    /// missing field); serde's message with line and column.
+    Syntax(String),
+    Version(u32),
+    EmptyId { index: usize },
+    DuplicateId(String),
+    UnknownDep { task: String, dep: String },
+    SelfDep(String),
+    /// A cycle, as the ids along it with the first repeated at the end.
+    Cycle(Vec<String>),
+    BothRunAndArgv(String),
+    EmptyArgv(String),
+    /// A path field that is absolute or climbs out of the workspace.
+    PathEscapes { task: String, field: &'static str, path: String },
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GraphError::Syntax(msg) => write!(f, "malformed graph: {msg}"),
+            GraphError::Version(v) => write!(
+                f,
+                "unsupported graph version {v} (this runqueue reads version {FORMAT_VERSION})"
+            ),
+            GraphError::EmptyId { index } => write!(f, "task #{index} has an empty id"),
+            GraphError::DuplicateId(id) => write!(f, "duplicate task id \"{id}\""),
+            GraphError::UnknownDep { task, dep } => {
+                write!(f, "task \"{task}\" depends on unknown task \"{dep}\"")
+            }
+            GraphError::SelfDep(id) => write!(f, "task \"{id}\" depends on itself"),
+            GraphError::Cycle(path) => write!(f, "dependency cycle: {}", path.join(" -> ")),
+            GraphError::BothRunAndArgv(id) => {
+                write!(f, "task \"{id}\" has both \"run\" and \"argv\"; give one")
+            }
+            GraphError::EmptyArgv(id) => write!(f, "task \"{id}\" has an empty \"argv\""),
+            GraphError::PathEscapes { task, field, path } => write!(
+                f,
+                "task \"{task}\": {field} \"{path}\" leaves the workspace (use a relative path without \"..\")"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GraphError {}
+
+/// Checks that `path` is relative and stays inside the directory it is
+/// relative to, without looking at the file system (the host checks
+/// symlinks). "" and "." mean the directory itself.
+pub fn is_contained(path: &str) -> bool {
+    if path.starts_with('/') || path.starts_with('\\') || path.contains('\0') {
+        return false;
+    }
+    let mut depth: usize = 0;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+impl Graph {
+    /// Parses and validates the JSON text of a graph.
+    pub fn parse(text: &str) -> Result<Graph, GraphError> {
+        let file: GraphFile =
+            serde_json::from_str(text).map_err(|e| GraphError::Syntax(e.to_string()))?;
+        Graph::from_file(file)
+    }
+
+    fn from_file(file: GraphFile) -> Result<Graph, GraphError> {
+        if file.version != FORMAT_VERSION {
+            return Err(GraphError::Version(file.version));
+        }
+        let mut index: HashMap<&str, TaskId> = HashMap::with_capacity(file.tasks.len());
+        for (i, t) in file.tasks.iter().enumerate() {
+            if t.id.is_empty() {
+                return Err(GraphError::EmptyId { index: i });
+            }
+            if index.insert(t.id.as_str(), TaskId(i as u32)).is_some() {
+                return Err(GraphError::DuplicateId(t.id.clone()));
+            }
+        }
+
+        let mut tasks = Vec::with_capacity(file.tasks.len());
+        for t in &file.tasks {
+            let mut deps = Vec::with_capacity(t.deps.len());
+            for d in &t.deps {
+                if *d == t.id {
+                    return Err(GraphError::SelfDep(t.id.clone()));
+                }
+                match index.get(d.as_str()) {
+                    Some(&id) => deps.push(id),
+                    None => {
+                        return Err(GraphError::UnknownDep {
+                            task: t.id.clone(),
+                            dep: d.clone(),
+                        })
+                    }
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            let action = match (&t.run, &t.argv) {
+                (Some(_), Some(_)) => return Err(GraphError::BothRunAndArgv(t.id.clone())),
+                (Some(run), None) => Action::Shell(run.clone()),
+                (None, Some(argv)) if argv.is_empty() => {
+                    return Err(GraphError::EmptyArgv(t.id.clone()))
+                }
+                (None, Some(argv)) => Action::Argv(argv.clone()),
+                (None, None) => Action::Nothing,
+            };
+            if !is_contained(&t.cwd) {
+                return Err(GraphError::PathEscapes {
+                    task: t.id.clone(),
+                    field: "cwd",
+                    path: t.cwd.clone(),
+                });
+            }
+            tasks.push(Task {
+                id: t.id.clone(),
+                action,
+                cwd: t.cwd.clone(),
+                env: t.env.clone(),
+                deps,
+            });
+        }
+
+        let mut dependents = vec![Vec::new(); tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            for d in &t.deps {
+                dependents[d.index()].push(TaskId(i as u32));
+            }
+        }
+        let topo_order = topo_sort(&tasks, &dependents)?;
+        Ok(Graph {
+            env: file.env,
+            tasks,
+            dependents,
+            topo_order,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    pub fn task(&self, id: TaskId) -> &Task {
+        &self.tasks[id.index()]
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = TaskId> {
+        (0..self.tasks.len() as u32).map(TaskId)
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.tasks.iter().map(|t| t.deps.len()).sum()
+    }
+}
+
+/// Kahn's algorithm; on a cycle, finds one and names it.
+fn topo_sort(tasks: &[Task], dependents: &[Vec<TaskId>]) -> Result<Vec<TaskId>, GraphError> {
+    let mut waiting: Vec<usize> = tasks.iter().map(|t| t.deps.len()).collect();
+    let mut order: Vec<TaskId> = (0..tasks.len() as u32)
+        .map(TaskId)
+        .filter(|id| waiting[id.index()] == 0)
+        .collect();
+    let mut next = 0;
+    while next < order.len() {
+        let id = order[next];
+        next += 1;
+        for &d in &dependents[id.index()] {
+            waiting[d.index()] -= 1;
+            if waiting[d.index()] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    if order.len() == tasks.len() {
+        return Ok(order);
+    }
+    Err(GraphError::Cycle(find_cycle(tasks, &waiting)))
+}
+
+/// Every task left with unfinished dependencies after Kahn's algorithm lies on
+/// or behind a cycle, and each has a dependency that is also left: follow such
+/// dependencies from the first one until an id repeats.
+fn find_cycle(tasks: &[Task], waiting: &[usize]) -> Vec<String> {
+    let start = waiting.iter().position(|&w| w > 0).expect("a task is left");
+    let mut seen_at: HashMap<usize, usize> = HashMap::new();
+    let mut path: Vec<usize> = Vec::new();
+    let mut at = start;
+    loop {
+        if let Some(&pos) = seen_at.get(&at) {
+            let mut cycle: Vec<String> = path[pos..].iter().map(|&i| tasks[i].id.clone()).collect();
+            cycle.push(tasks[at].id.clone());
+            return cycle;
+        }
+        seen_at.insert(at, path.len());
+        path.push(at);
+        at = tasks[at]
+            .deps
+            .iter()
+            .map(|d| d.index())
+            .find(|&d| waiting[d] > 0)
+            .expect("a task left by Kahn's algorithm has a dependency that is left too");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Graph::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_a_small_graph() {
+        let g = Graph::parse(
+            r#"{"version":1,"env":{"LANG":"C"},"tasks":[
+                {"id":"a:do_fetch","run":"true"},
+                {"id":"a:do_compile","deps":["a:do_fetch"],"argv":["make","-j4"],"cwd":"work/a","env":{"CC":"gcc"}},
+                {"id":"a:do_build","deps":["a:do_compile","a:do_fetch"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.edge_count(), 3);
+        assert_eq!(g.tasks[1].action, Action::Argv(vec!["make".into(), "-j4".into()]));
+        assert_eq!(g.tasks[2].action, Action::Nothing);
+        assert_eq!(g.tasks[2].deps, vec![TaskId(0), TaskId(1)]);
+        assert_eq!(g.dependents[0], vec![TaskId(1), TaskId(2)]);
+        assert_eq!(g.topo_order, vec![TaskId(0), TaskId(1), TaskId(2)]);
+        assert_eq!(g.env["LANG"], "C");
+    }
+
+    #[test]
+    fn reports_a_cycle_path() {
+        let text = r#"{"version":1,"tasks":[
+            {"id":"root","run":"true"},
+            {"id":"a","deps":["root","c"],"run":"true"},
+            {"id":"b","deps":["a"],"run":"true"},
+            {"id":"c","deps":["b"],"run":"true"},
+            {"id":"after","deps":["c"],"run":"true"}]}"#;
+        assert_eq!(err(text), "dependency cycle: a -> c -> b -> a");
+    }
+
+    #[test]
+    fn reports_a_two_task_cycle_reached_from_outside() {
+        let text = r#"{"version":1,"tasks":[
+            {"id":"x","deps":["y"]},{"id":"y","deps":["z"]},{"id":"z","deps":["y"]}]}"#;
+        assert_eq!(err(text), "dependency cycle: y -> z -> y");
+    }
+
+    #[test]
+    fn names_bad_ids() {
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","deps":["nope"]}]}"#),
+            "task \"a\" depends on unknown task \"nope\""
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a"},{"id":"a"}]}"#),
+            "duplicate task id \"a\""
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a"},{"id":""}]}"#),
+            "task #1 has an empty id"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","deps":["a"]}]}"#),
+            "task \"a\" depends on itself"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","run":"x","argv":["y"]}]}"#),
+            "task \"a\" has both \"run\" and \"argv\"; give one"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","argv":[]}]}"#),
+            "task \"a\" has an empty \"argv\""
+        );
+        assert_eq!(
+            err(r#"{"version":2,"tasks":[]}"#),
+            "unsupported graph version 2 (this runqueue reads version 1)"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_wrong_types() {
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env` at line 1 column 37"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":7}]}"#),
+            "malformed graph: invalid type: integer `7`, expected a string at line 1 column 29"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":["#),
+            "malformed graph: EOF while parsing a list at line 1 column 22"
+        );
+    }
+
+    #[test]
+    fn refuses_paths_that_leave_the_workspace() {
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","cwd":"work/../../etc"}]}"#),
+            "task \"a\": cwd \"work/../../etc\" leaves the workspace (use a relative path without \"..\")"
+        );
+        assert!(Graph::parse(r#"{"version":1,"tasks":[{"id":"a","cwd":"/tmp"}]}"#).is_err());
+        assert!(Graph::parse(r#"{"version":1,"tasks":[{"id":"a","cwd":"w/x/../y"}]}"#).is_ok());
+    }
+
+    #[test]
+    fn containment_is_lexical() {
+        assert!(is_contained(""));
+        assert!(is_contained("a/./b/.."));
+        assert!(!is_contained(".."));
+        assert!(!is_contained("a/../.."));
+        assert!(!is_contained("/a"));
+    }
+}

@@ -1,0 +1,28 @@
+//! runqueue: BitBake's task runqueue as a WASI 0.2 component.
+//!
+//! A task graph goes in; every task whose dependencies have succeeded runs as
+//! an external process, as many at once as allowed; a report comes out.
+//!
+//! # Design decisions
+//! - **Parallelism comes from the host.** A component has one thread, so it
+//!   never blocks: the host's `process.spawn` returns a `child` whose
+//!   `subscribe()` pollable the component awaits through wstd's reactor,
+//!   together with every other running child.
+//! - **A dynamic ready queue, never waves.** A free slot is filled the moment
+//!   any task ends, by the ready task with the longest remaining path
+//!   ([`plan`]).
+//! - **A failed task's dependents never run**; without keep-going nothing new
+//!   starts after the first failure ([`plan::Plan::finish`]).
+//! - **Logic is plain Rust.** [`graph`], [`plan`] and [`work`] compile and
+//!   test natively; the WIT export in `component` (wasm only) is a thin shim
+//!   that converts types and calls [`work::run`].
+
+#![deny(unsafe_code)]
+
+pub mod graph;
+pub mod plan;
+pub mod work;
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // the bindings' generated export glue
+mod component;

@@ -1,0 +1,434 @@
+//! Runs a plan: starts tasks through a [`Processes`] provider while slots are
+//! free, otherwise awaits the next process to end, and records what happened.
+//!
+//! Knows the plan, the graph and the report; knows nothing of WIT or of how
+//! processes are made, so the same loop runs in the component (over the
+//! host's `process` interface) and in native tests (over fakes).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::graph::{Action, Graph, TaskId};
+use crate::plan::{remaining_path, Plan, SkipReason, TaskState};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// Describes a failed status in words: "exited with code 2", "killed by
+/// signal 9 (SIGKILL)".
+pub fn describe_status(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(c) => format!("exited with code {c}"),
+        ExitStatus::Signal(s) => match signal_name(s) {
+            Some(name) => format!("killed by signal {s} ({name})"),
+            None => format!("killed by signal {s}"),
+        },
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+/// A process to start, with every path relative to the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub env: Vec<(String, String)>,
+    pub log: String,
+}
+
+/// A started process's end: its exit status, or why it could not be waited
+/// for.
+pub type Exit = Pin<Box<dyn Future<Output = Result<ExitStatus, String>>>>;
+
+/// What the loop needs from its surroundings.
+pub trait Processes {
+    /// Starts `cmd`; returns its pid and a future of its end. An error is a
+    /// spawn failure, in words.
+    fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String>;
+    /// Milliseconds on a monotonic clock.
+    fn now_ms(&self) -> u64;
+    /// Told of each event as it happens.
+    fn event(&mut self, event: Event<'_>);
+}
+
+/// Something that happened during a run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started {
+        task: &'a TaskRecord,
+        running: usize,
+    },
+    Finished(&'a TaskRecord),
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub max_parallel: usize,
+    pub keep_going: bool,
+    /// Environment every task starts from, below the graph's and the task's
+    /// own (PATH, typically).
+    pub base_env: BTreeMap<String, String>,
+    /// Directory for task logs, relative to the workspace.
+    pub log_dir: String,
+}
+
+/// A task's final state, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    NotRun,
+}
+
+/// What is known about one task; complete once the run ends.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub id: String,
+    pub outcome: Option<Outcome>,
+    pub exit: Option<ExitStatus>,
+    pub message: Option<String>,
+    pub pid: Option<u32>,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub log: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every task, in graph order.
+    pub tasks: Vec<TaskRecord>,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub not_run: usize,
+    pub peak_parallel: usize,
+    pub wall_ms: u64,
+    pub max_parallel: usize,
+}
+
+/// The log file of a task: `<log_dir>/<recipe>/log.<task>` for ids of the
+/// form `recipe:task`, `<log_dir>/<id>/log.task` otherwise, with characters
+/// that are unsafe in file names replaced.
+pub fn log_path(log_dir: &str, id: &str) -> String {
+    let (recipe, task) = id.split_once(':').unwrap_or((id, "task"));
+    format!("{log_dir}/{}/log.{}", file_safe(recipe), file_safe(task))
+}
+
+fn file_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_+.".contains(c) { c } else { '_' })
+        .collect();
+    if out.is_empty() || out.starts_with('.') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The command for a task, or `None` for a task with nothing to run.
+pub fn command_for(graph: &Graph, id: TaskId, opts: &RunOptions) -> Option<Command> {
+    let task = graph.task(id);
+    let (program, args) = match &task.action {
+        Action::Nothing => return None,
+        Action::Shell(text) => ("sh".to_string(), vec!["-c".to_string(), text.clone()]),
+        Action::Argv(argv) => (argv[0].clone(), argv[1..].to_vec()),
+    };
+    let mut env = opts.base_env.clone();
+    env.extend(graph.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Some(Command {
+        program,
+        args,
+        cwd: task.cwd.clone(),
+        env: env.into_iter().collect(),
+        log: log_path(&opts.log_dir, &task.id),
+    })
+}
+
+/// Runs every task of `graph` that the plan allows and reports on all of
+/// them. Task failures are in the report; this never fails.
+pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) -> Report {
+    let mut plan = Plan::new(
+        graph,
+        remaining_path(graph, |_| 1),
+        opts.max_parallel,
+        opts.keep_going,
+    );
+    let mut records: Vec<TaskRecord> = graph
+        .tasks
+        .iter()
+        .map(|t| TaskRecord {
+            id: t.id.clone(),
+            outcome: None,
+            exit: None,
+            message: None,
+            pid: None,
+            start_ms: None,
+            end_ms: None,
+            log: None,
+        })
+        .collect();
+    let t0 = procs.now_ms();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while let Some(id) = plan.start_next() {
+            let now = procs.now_ms() - t0;
+            let rec = &mut records[id.index()];
+            rec.start_ms = Some(now);
+            let Some(cmd) = command_for(graph, id, opts) else {
+                rec.end_ms = Some(now);
+                finish(&mut plan, rec, id, Ok(ExitStatus::Code(0)), procs);
+                continue;
+            };
+            rec.log = Some(cmd.log.clone());
+            match procs.spawn(&cmd) {
+                Ok((pid, exit)) => {
+                    rec.pid = Some(pid);
+                    procs.event(Event::Started {
+                        task: rec,
+                        running: plan.running(),
+                    });
+                    running.push(async move { (id, exit.await) });
+                }
+                Err(why) => {
+                    rec.end_ms = Some(now);
+                    finish(&mut plan, rec, id, Err(format!("cannot start: {why}")), procs);
+                }
+            }
+        }
+        if plan.is_done() {
+            break;
+        }
+        let (id, exit) = running
+            .next()
+            .await
+            .expect("the plan has running tasks, so their processes are awaited");
+        let rec = &mut records[id.index()];
+        rec.end_ms = Some(procs.now_ms() - t0);
+        finish(&mut plan, rec, id, exit, procs);
+    }
+    plan.close();
+
+    for id in graph.ids() {
+        let rec = &mut records[id.index()];
+        if rec.outcome.is_some() {
+            continue;
+        }
+        let TaskState::Skipped(reason) = plan.state(id) else {
+            unreachable!("a closed plan has only final states");
+        };
+        rec.outcome = Some(Outcome::NotRun);
+        rec.message = Some(match reason {
+            SkipReason::DependencyFailed(dep) => {
+                format!("not run: dependency \"{}\" failed", graph.task(dep).id)
+            }
+            SkipReason::BuildStopped => {
+                "not run: the build stopped after a failure (use -k to keep going)".to_string()
+            }
+        });
+        procs.event(Event::Finished(rec));
+    }
+    let count = |o: Outcome| records.iter().filter(|r| r.outcome == Some(o)).count();
+    Report {
+        succeeded: count(Outcome::Succeeded),
+        failed: count(Outcome::Failed),
+        not_run: count(Outcome::NotRun),
+        peak_parallel: plan.peak_running(),
+        wall_ms: procs.now_ms() - t0,
+        max_parallel: plan.max_parallel(),
+        tasks: records,
+    }
+}
+
+/// Records a task's end in the plan and its record, and tells the provider.
+fn finish<P: Processes>(
+    plan: &mut Plan<'_>,
+    rec: &mut TaskRecord,
+    id: TaskId,
+    exit: Result<ExitStatus, String>,
+    procs: &mut P,
+) {
+    let success = match exit {
+        Ok(status) => {
+            rec.exit = Some(status);
+            if !status.success() {
+                rec.message = Some(describe_status(status));
+            }
+            status.success()
+        }
+        Err(why) => {
+            rec.message = Some(why);
+            false
+        }
+    };
+    rec.outcome = Some(if success { Outcome::Succeeded } else { Outcome::Failed });
+    plan.finish(id, success);
+    procs.event(Event::Finished(rec));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    /// Processes that end at once: `false` exits 1, `kill-me` dies of
+    /// SIGKILL, `missing` cannot start, anything else exits 0.
+    #[derive(Default)]
+    struct Instant {
+        spawned: Vec<Command>,
+        events: Vec<String>,
+    }
+
+    impl Processes for Instant {
+        fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String> {
+            if cmd.program == "missing" {
+                return Err("program \"missing\" not found".into());
+            }
+            self.spawned.push(cmd.clone());
+            let status = match cmd.program.as_str() {
+                "false" => ExitStatus::Code(1),
+                "kill-me" => ExitStatus::Signal(9),
+                _ => ExitStatus::Code(0),
+            };
+            Ok((100 + self.spawned.len() as u32, Box::pin(async move { Ok(status) })))
+        }
+        fn now_ms(&self) -> u64 {
+            0
+        }
+        fn event(&mut self, event: Event<'_>) {
+            self.events.push(match event {
+                Event::Started { task, running } => format!("start {} ({running})", task.id),
+                Event::Finished(t) => format!(
+                    "end {} {:?} {}",
+                    t.id,
+                    t.outcome.unwrap(),
+                    t.message.as_deref().unwrap_or("")
+                ),
+            });
+        }
+    }
+
+    fn options(max: usize, keep_going: bool) -> RunOptions {
+        RunOptions {
+            max_parallel: max,
+            keep_going,
+            base_env: BTreeMap::from([("PATH".into(), "/bin".into())]),
+            log_dir: ".runqueue/logs".into(),
+        }
+    }
+
+    #[test]
+    fn builds_commands_with_layered_environment() {
+        let g = Graph::parse(
+            r#"{"version":1,"env":{"LANG":"C","PATH":"/opt"},"tasks":[
+              {"id":"zlib:do_compile","run":"make","cwd":"w","env":{"LANG":"de"}}]}"#,
+        )
+        .unwrap();
+        let cmd = command_for(&g, TaskId(0), &options(1, false)).unwrap();
+        assert_eq!(
+            cmd,
+            Command {
+                program: "sh".into(),
+                args: vec!["-c".into(), "make".into()],
+                cwd: "w".into(),
+                env: vec![("LANG".into(), "de".into()), ("PATH".into(), "/opt".into())],
+                log: ".runqueue/logs/zlib/log.do_compile".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn log_paths_are_safe() {
+        assert_eq!(log_path("L", "a:do_x"), "L/a/log.do_x");
+        assert_eq!(log_path("L", "../../etc:passwd"), "L/_.._.._etc/log.passwd");
+        assert_eq!(log_path("L", "plain"), "L/plain/log.task");
+        assert_eq!(log_path("L", ":x/y"), "L/_/log.x_y");
+    }
+
+    #[test]
+    fn reports_failures_and_what_they_blocked() {
+        let g = Graph::parse(
+            r#"{"version":1,"tasks":[
+              {"id":"ok","argv":["true"]},
+              {"id":"bad","argv":["false"]},
+              {"id":"after-bad","deps":["bad"],"argv":["true"]},
+              {"id":"gone","argv":["missing"]},
+              {"id":"shot","argv":["kill-me"]},
+              {"id":"noexec","deps":["ok"]}]}"#,
+        )
+        .unwrap();
+        let mut procs = Instant::default();
+        let report = block_on(run(&g, &options(1, true), &mut procs));
+        let msgs: Vec<_> = report.tasks.iter().map(|t| (t.outcome.unwrap(), t.message.clone())).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (Outcome::Succeeded, None),
+                (Outcome::Failed, Some("exited with code 1".into())),
+                (Outcome::NotRun, Some("not run: dependency \"bad\" failed".into())),
+                (
+                    Outcome::Failed,
+                    Some("cannot start: program \"missing\" not found".into())
+                ),
+                (Outcome::Failed, Some("killed by signal 9 (SIGKILL)".into())),
+                (Outcome::Succeeded, None),
+            ]
+        );
+        assert_eq!((report.succeeded, report.failed, report.not_run), (2, 3, 1));
+        assert_eq!(procs.spawned.len(), 3, "after-bad never ran");
+        assert_eq!(report.tasks[5].pid, None, "noexec has no process");
+    }
+
+    #[test]
+    fn stops_after_first_failure_without_keep_going() {
+        let g = Graph::parse(
+            r#"{"version":1,"tasks":[
+              {"id":"bad","deps":[],"argv":["false"]},
+              {"id":"later","argv":["true"]}]}"#,
+        )
+        .unwrap();
+        let mut procs = Instant::default();
+        let report = block_on(run(&g, &options(1, false), &mut procs));
+        assert_eq!(
+            procs.events,
+            [
+                "start bad (1)",
+                "end bad Failed exited with code 1",
+                "end later NotRun not run: the build stopped after a failure (use -k to keep going)"
+            ]
+        );
+        assert_eq!(report.failed, 1);
+        assert_eq!(report.not_run, 1);
+    }
+}
