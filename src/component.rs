@@ -44,7 +44,10 @@ impl Guest for Component {
         })
     }
 
-    fn run(graph: String, options: wit_runner::Options) -> Result<types::Report, wit_runner::Error> {
+    fn run(
+        graph: String,
+        options: wit_runner::Options,
+    ) -> Result<types::Report, wit_runner::Error> {
         let graph = parse(&graph)?;
         let opts = RunOptions {
             max_parallel: options

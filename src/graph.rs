@@ -88,16 +88,25 @@ pub enum GraphError {
     /// missing field); serde's message with line and column.
     Syntax(String),
     Version(u32),
-    EmptyId { index: usize },
+    EmptyId {
+        index: usize,
+    },
     DuplicateId(String),
-    UnknownDep { task: String, dep: String },
+    UnknownDep {
+        task: String,
+        dep: String,
+    },
     SelfDep(String),
     /// A cycle, as the ids along it with the first repeated at the end.
     Cycle(Vec<String>),
     BothRunAndArgv(String),
     EmptyArgv(String),
     /// A path field that is absolute or climbs out of the workspace.
-    PathEscapes { task: String, field: &'static str, path: String },
+    PathEscapes {
+        task: String,
+        field: &'static str,
+        path: String,
+    },
 }
 
 impl fmt::Display for GraphError {
@@ -320,7 +329,10 @@ mod tests {
         .unwrap();
         assert_eq!(g.len(), 3);
         assert_eq!(g.edge_count(), 3);
-        assert_eq!(g.tasks[1].action, Action::Argv(vec!["make".into(), "-j4".into()]));
+        assert_eq!(
+            g.tasks[1].action,
+            Action::Argv(vec!["make".into(), "-j4".into()])
+        );
         assert_eq!(g.tasks[2].action, Action::Nothing);
         assert_eq!(g.tasks[2].deps, vec![TaskId(0), TaskId(1)]);
         assert_eq!(g.dependents[0], vec![TaskId(1), TaskId(2)]);

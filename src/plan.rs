@@ -97,7 +97,12 @@ pub struct Plan<'g> {
 impl<'g> Plan<'g> {
     /// A plan with every task waiting and the roots ready. `priority` is
     /// indexed by task; `max_parallel` is at least 1.
-    pub fn new(graph: &'g Graph, priority: Vec<u64>, max_parallel: usize, keep_going: bool) -> Self {
+    pub fn new(
+        graph: &'g Graph,
+        priority: Vec<u64>,
+        max_parallel: usize,
+        keep_going: bool,
+    ) -> Self {
         assert_eq!(priority.len(), graph.len());
         let mut plan = Plan {
             graph,
@@ -259,7 +264,7 @@ mod tests {
         assert_eq!(names(&g, &first), ["a", "z"]);
         assert_eq!(p.start_next(), None);
         p.finish(TaskId(1), true); // a
-        // c (path 3) before b (path 2); one slot is free.
+                                   // c (path 3) before b (path 2); one slot is free.
         assert_eq!(names(&g, &[p.start_next().unwrap()]), ["c"]);
         assert_eq!(p.start_next(), None);
         p.finish(TaskId(0), true); // z
@@ -316,7 +321,10 @@ mod tests {
         p.finish(TaskId(1), false);
         assert!(p.is_done());
         p.close();
-        assert_eq!(p.state(TaskId(0)), TaskState::Skipped(SkipReason::BuildStopped));
+        assert_eq!(
+            p.state(TaskId(0)),
+            TaskState::Skipped(SkipReason::BuildStopped)
+        );
     }
 
     #[test]
@@ -332,8 +340,14 @@ mod tests {
         }
         p.close();
         assert_eq!(names(&g, &ran), ["a", "c", "b", "z"]);
-        assert_eq!(p.state(TaskId(4)), TaskState::Skipped(SkipReason::DependencyFailed(TaskId(3))));
-        assert_eq!(p.state(TaskId(5)), TaskState::Skipped(SkipReason::DependencyFailed(TaskId(3))));
+        assert_eq!(
+            p.state(TaskId(4)),
+            TaskState::Skipped(SkipReason::DependencyFailed(TaskId(3)))
+        );
+        assert_eq!(
+            p.state(TaskId(5)),
+            TaskState::Skipped(SkipReason::DependencyFailed(TaskId(3)))
+        );
         assert_eq!(p.state(TaskId(2)), TaskState::Succeeded);
         assert_eq!(p.peak_running(), 1);
     }

@@ -148,7 +148,13 @@ pub fn log_path(log_dir: &str, id: &str) -> String {
 fn file_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_+.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_+.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with('.') {
         out.insert(0, '_');
@@ -223,7 +229,13 @@ pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) 
                 }
                 Err(why) => {
                     rec.end_ms = Some(now);
-                    finish(&mut plan, rec, id, Err(format!("cannot start: {why}")), procs);
+                    finish(
+                        &mut plan,
+                        rec,
+                        id,
+                        Err(format!("cannot start: {why}")),
+                        procs,
+                    );
                 }
             }
         }
@@ -292,7 +304,11 @@ fn finish<P: Processes>(
             false
         }
     };
-    rec.outcome = Some(if success { Outcome::Succeeded } else { Outcome::Failed });
+    rec.outcome = Some(if success {
+        Outcome::Succeeded
+    } else {
+        Outcome::Failed
+    });
     plan.finish(id, success);
     procs.event(Event::Finished(rec));
 }
@@ -321,7 +337,10 @@ mod tests {
                 "kill-me" => ExitStatus::Signal(9),
                 _ => ExitStatus::Code(0),
             };
-            Ok((100 + self.spawned.len() as u32, Box::pin(async move { Ok(status) })))
+            Ok((
+                100 + self.spawned.len() as u32,
+                Box::pin(async move { Ok(status) }),
+            ))
         }
         fn now_ms(&self) -> u64 {
             0
@@ -390,13 +409,20 @@ mod tests {
         .unwrap();
         let mut procs = Instant::default();
         let report = block_on(run(&g, &options(1, true), &mut procs));
-        let msgs: Vec<_> = report.tasks.iter().map(|t| (t.outcome.unwrap(), t.message.clone())).collect();
+        let msgs: Vec<_> = report
+            .tasks
+            .iter()
+            .map(|t| (t.outcome.unwrap(), t.message.clone()))
+            .collect();
         assert_eq!(
             msgs,
             vec![
                 (Outcome::Succeeded, None),
                 (Outcome::Failed, Some("exited with code 1".into())),
-                (Outcome::NotRun, Some("not run: dependency \"bad\" failed".into())),
+                (
+                    Outcome::NotRun,
+                    Some("not run: dependency \"bad\" failed".into())
+                ),
                 (
                     Outcome::Failed,
                     Some("cannot start: program \"missing\" not found".into())

@@ -25,7 +25,11 @@ pub const MAX_GRAPH_BYTES: u64 = 256 << 20;
 pub const COMPONENT_ENV: &str = "RUNQUEUE_COMPONENT";
 
 #[derive(Parser, Debug)]
-#[command(name = "runqueue", version, about = "Run BitBake-style task graphs in parallel, in a WASI component")]
+#[command(
+    name = "runqueue",
+    version,
+    about = "Run BitBake-style task graphs in parallel, in a WASI component"
+)]
 struct Cli {
     /// The runqueue component (.wasm). Default: $RUNQUEUE_COMPONENT, then
     /// runqueue.wasm next to this program, then the cargo build output.
@@ -67,7 +71,11 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { EXIT_BAD_INPUT } else { EXIT_OK };
+            return if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,16 +166,17 @@ fn fail(code: i32, msg: &str) -> i32 {
 
 fn run_error(graph: &Path, e: RunError) -> i32 {
     match e {
-        RunError::InvalidGraph(msg) => {
-            fail(EXIT_BAD_INPUT, &format!("invalid graph {}: {msg}", graph.display()))
-        }
+        RunError::InvalidGraph(msg) => fail(
+            EXIT_BAD_INPUT,
+            &format!("invalid graph {}: {msg}", graph.display()),
+        ),
         RunError::Internal(msg) => fail(EXIT_INTERNAL, &msg),
     }
 }
 
 fn read_graph(path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read graph {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read graph {}: {e}", path.display()))?;
     if meta.len() > MAX_GRAPH_BYTES {
         return Err(format!(
             "graph {} is {} bytes; the limit is {MAX_GRAPH_BYTES}",
@@ -194,15 +203,23 @@ pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
     for dir in exe.ancestors().skip(1).take(3) {
         candidates.push(dir.join("runqueue.wasm"));
         for profile in ["release", "debug"] {
-            candidates.push(dir.join("wasm32-wasip2").join(profile).join("runqueue.wasm"));
+            candidates.push(
+                dir.join("wasm32-wasip2")
+                    .join(profile)
+                    .join("runqueue.wasm"),
+            );
         }
     }
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        format!(
-            "cannot find the runqueue component (runqueue.wasm): build it with `make build`, \
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "cannot find the runqueue component (runqueue.wasm): build it with `make build`, \
              or give --component FILE or ${COMPONENT_ENV}"
-        )
-    })
+            )
+        })
 }
 
 fn secs(ms: u64) -> String {
@@ -270,14 +287,27 @@ fn print_summary(report: &Report) {
         report.max_parallel,
         secs(t.wall_ms)
     );
-    let failed: Vec<_> = report.tasks.iter().filter(|t| t.state == TaskState::Failed).collect();
+    let failed: Vec<_> = report
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .collect();
     if !failed.is_empty() {
         println!("Failed tasks:");
         for t in failed {
-            println!("  {}: {}{}", t.id, t.message.as_deref().unwrap_or("failed"), log_hint(t));
+            println!(
+                "  {}: {}{}",
+                t.id,
+                t.message.as_deref().unwrap_or("failed"),
+                log_hint(t)
+            );
         }
     }
-    let not_run: Vec<_> = report.tasks.iter().filter(|t| t.state == TaskState::NotRun).collect();
+    let not_run: Vec<_> = report
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::NotRun)
+        .collect();
     if !not_run.is_empty() {
         println!("Not run ({}):", not_run.len());
         for t in not_run.iter().take(NOT_RUN_SHOWN) {

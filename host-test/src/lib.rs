@@ -38,6 +38,7 @@ pub mod bindings {
         world: "executor",
         imports: { default: trappable },
         exports: { default: async },
+        additional_derives: [PartialEq],
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "runqueue:executor/process.child": crate::process::ChildProcess,
@@ -75,7 +76,9 @@ impl bindings::runqueue::executor::process::Host for HostState {
         cmd: bindings::runqueue::executor::process::Command,
     ) -> wasmtime::Result<Result<Resource<ChildProcess>, SpawnError>> {
         let Some(ws) = &self.workspace else {
-            return Ok(Err(SpawnError::Other("no workspace: this call runs nothing".into())));
+            return Ok(Err(SpawnError::Other(
+                "no workspace: this call runs nothing".into(),
+            )));
         };
         match process::spawn(ws, &cmd) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
@@ -173,7 +176,8 @@ impl Runqueue {
         };
         let mut store = Store::new(&self.engine, state);
         let instance =
-            bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker).await?;
+            bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)
+                .await?;
         Ok((store, instance))
     }
 
@@ -196,7 +200,9 @@ impl Runqueue {
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
     ) -> wasmtime::Result<Result<Report, RunError>> {
-        let (mut store, instance) = self.instantiate(Some(workspace), Box::new(on_event)).await?;
+        let (mut store, instance) = self
+            .instantiate(Some(workspace), Box::new(on_event))
+            .await?;
         instance
             .runqueue_executor_runner()
             .call_run(&mut store, graph, *options)

@@ -49,7 +49,9 @@ impl Workspace {
                 Ok(_) => {
                     let real = fs::canonicalize(&at).map_err(|e| format!("{rel}: {e}"))?;
                     if !real.starts_with(&self.root) {
-                        return Err(format!("\"{rel}\" leads out of the workspace through a symlink"));
+                        return Err(format!(
+                            "\"{rel}\" leads out of the workspace through a symlink"
+                        ));
                     }
                     if !real.is_dir() {
                         return Err(format!("\"{rel}\": {} is not a directory", at.display()));
@@ -99,7 +101,9 @@ fn normalize(rel: &str) -> Result<Vec<String>, String> {
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("\"{rel}\" is absolute; paths are relative to the workspace"))
+                return Err(format!(
+                    "\"{rel}\" is absolute; paths are relative to the workspace"
+                ))
             }
         }
     }
@@ -201,7 +205,10 @@ impl Children<'_> {
         Ok(self.0.push(child)?)
     }
 
-    pub fn subscribe(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Resource<DynPollable>> {
+    pub fn subscribe(
+        &mut self,
+        c: Resource<ChildProcess>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
         wasmtime_wasi::p2::subscribe(self.0, c)
     }
 
@@ -232,7 +239,10 @@ mod tests {
     fn normalizes_and_refuses_escapes() {
         assert_eq!(normalize("a/./b/../c").unwrap(), ["a", "c"]);
         assert_eq!(normalize("").unwrap(), Vec::<String>::new());
-        assert_eq!(normalize("a/../..").unwrap_err(), "\"a/../..\" leaves the workspace");
+        assert_eq!(
+            normalize("a/../..").unwrap_err(),
+            "\"a/../..\" leaves the workspace"
+        );
         assert_eq!(
             normalize("/etc").unwrap_err(),
             "\"/etc\" is absolute; paths are relative to the workspace"
@@ -249,7 +259,10 @@ mod tests {
             ws.ensure_dir("out/sub").unwrap_err(),
             "\"out/sub\" leads out of the workspace through a symlink"
         );
-        assert!(!outside.path().join("sub").exists(), "nothing created outside");
+        assert!(
+            !outside.path().join("sub").exists(),
+            "nothing created outside"
+        );
         assert!(ws.create_file("out/log").is_err());
         assert!(!outside.path().join("log").exists());
         // A symlinked log file is refused rather than followed.

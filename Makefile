@@ -1,0 +1,44 @@
+# Thin recipes over cargo; CI runs `make test` through .ci/run.
+
+CARGO     ?= cargo
+WASM      := wasm32-wasip2
+COMPONENT := target/$(WASM)/release/runqueue.wasm
+RUNQUEUE  := target/release/runqueue
+DEMO      := examples/demo
+JOBS      ?= 4
+
+.PHONY: build component host test demo check wasm-target clean
+
+## build: the component (release) and the host CLI (release)
+build: component host
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
+
+component: wasm-target
+	$(CARGO) build -p runqueue --target $(WASM) --release
+
+host:
+	$(CARGO) build -p runqueue-host --release
+
+## test: unit tests (native) and end-to-end tests (real component, real processes)
+test: component
+	$(CARGO) test --release --workspace
+
+## demo: build the bundled example (three small C "recipes" and an image) at -j$(JOBS)
+demo: build
+	rm -rf $(DEMO)/downloads $(DEMO)/build $(DEMO)/sysroot $(DEMO)/image
+	$(RUNQUEUE) check $(DEMO)/graph.json
+	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
+	@echo "--- what the image task printed ($(DEMO)/.runqueue/logs/image/log.do_rootfs):"
+	@cat $(DEMO)/.runqueue/logs/image/log.do_rootfs
+
+## check: formatting and lints, native and wasm
+check: wasm-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
+	$(CARGO) clippy -p runqueue --target $(WASM) --release -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DEMO)/downloads $(DEMO)/build $(DEMO)/sysroot $(DEMO)/image $(DEMO)/.runqueue

@@ -1,0 +1,158 @@
+//! Shared helpers for the end-to-end tests: the component loaded once per
+//! test process, temporary workspaces, and running the real CLI binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use runqueue_host::{Event, Report, RunError, RunOptions, Runqueue, Workspace};
+
+/// The component under test: `$RUNQUEUE_COMPONENT`, else the release build
+/// in this workspace's target directory.
+pub fn component_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNQUEUE_COMPONENT") {
+        return PathBuf::from(p);
+    }
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/runqueue.wasm");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the component first (make build)",
+        p.display()
+    );
+    p
+}
+
+/// The component, compiled once for the whole test process.
+pub fn runqueue() -> &'static Runqueue {
+    static RQ: OnceLock<Runqueue> = OnceLock::new();
+    RQ.get_or_init(|| Runqueue::load(&component_path()).expect("load the component"))
+}
+
+/// A temporary workspace directory.
+pub struct Ws {
+    pub dir: tempfile::TempDir,
+}
+
+impl Ws {
+    pub fn new() -> Ws {
+        Ws {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Every file and directory below the workspace, relative, sorted.
+    pub fn listing(&self) -> Vec<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                if p.is_dir() && !p.is_symlink() {
+                    walk(root, &p, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// Runs `graph` through the library API and returns the result, the
+    /// events and the wall time of the run alone.
+    pub fn run(&self, graph: &str, jobs: u32, keep_going: bool) -> Run {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let rq = runqueue();
+        let ws = Workspace::open(self.path()).unwrap();
+        let opts = RunOptions {
+            max_parallel: Some(jobs),
+            keep_going,
+        };
+        let start = Instant::now();
+        let result = rt
+            .block_on(rq.run(graph, &opts, &ws, move |e| sink.lock().unwrap().push(e)))
+            .expect("the component does not trap");
+        let wall = start.elapsed();
+        let events = std::mem::take(&mut *events.lock().unwrap());
+        Run {
+            result,
+            events,
+            wall,
+        }
+    }
+
+    /// Runs the real `runqueue` binary with `args` in this workspace.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+            .args(args)
+            .current_dir(self.path())
+            .env("RUNQUEUE_COMPONENT", component_path())
+            .output()
+            .expect("run the runqueue binary")
+    }
+}
+
+pub struct Run {
+    pub result: Result<Report, RunError>,
+    pub events: Vec<Event>,
+    pub wall: Duration,
+}
+
+impl Run {
+    pub fn report(&self) -> &Report {
+        self.result.as_ref().expect("the graph is valid")
+    }
+
+    pub fn task(&self, id: &str) -> &runqueue_host::TaskReport {
+        self.report()
+            .tasks
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap_or_else(|| panic!("no task {id}"))
+    }
+}
+
+/// Builds a graph JSON text from `(id, deps, run)` triples.
+pub fn graph(tasks: &[(&str, &[&str], &str)]) -> String {
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|(id, deps, run)| serde_json::json!({"id": id, "deps": deps, "run": run}))
+        .collect();
+    serde_json::json!({"version": 1, "tasks": tasks}).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

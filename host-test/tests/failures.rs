@@ -1,0 +1,143 @@
+//! What happens when tasks fail: dependents never run, keep-going runs the
+//! rest, spawn failures and signals are reported.
+
+mod common;
+
+use common::{graph, stdout, Ws};
+use runqueue_host::{ExitStatus, TaskState};
+
+const FAILING: &[(&str, &[&str], &str)] = &[
+    ("bad:do_compile", &[], "sleep 0.2; echo broken; exit 3"),
+    ("bad:do_install", &["bad:do_compile"], "touch bad-installed"),
+    ("bad:do_package", &["bad:do_install"], "touch bad-packaged"),
+    ("slow:do_compile", &[], "sleep 0.6; touch slow-done"),
+    ("other:do_compile", &["slow:do_compile"], "touch other-done"),
+];
+
+#[test]
+fn dependents_of_a_failure_never_run_and_nothing_new_starts() {
+    let ws = Ws::new();
+    let run = ws.run(&graph(FAILING), 2, false);
+    let r = run.report();
+    let bad = run.task("bad:do_compile");
+    assert_eq!(bad.state, TaskState::Failed);
+    assert_eq!(bad.exit, Some(ExitStatus::Code(3)));
+    assert_eq!(bad.message.as_deref(), Some("exited with code 3"));
+    assert_eq!(ws.read(".runqueue/logs/bad/log.do_compile"), "broken\n");
+    for id in ["bad:do_install", "bad:do_package"] {
+        assert_eq!(run.task(id).state, TaskState::NotRun);
+        assert_eq!(
+            run.task(id).message.as_deref(),
+            Some("not run: dependency \"bad:do_compile\" failed")
+        );
+    }
+    assert!(!ws.join("bad-installed").exists() && !ws.join("bad-packaged").exists());
+    // The running task was allowed to finish; nothing new started after it.
+    assert_eq!(run.task("slow:do_compile").state, TaskState::Succeeded);
+    assert!(ws.join("slow-done").exists());
+    assert_eq!(run.task("other:do_compile").state, TaskState::NotRun);
+    assert!(!ws.join("other-done").exists());
+    assert_eq!(
+        (r.totals.succeeded, r.totals.failed, r.totals.not_run),
+        (1, 1, 3)
+    );
+}
+
+#[test]
+fn keep_going_runs_everything_that_does_not_depend_on_the_failure() {
+    let ws = Ws::new();
+    let run = ws.run(&graph(FAILING), 2, true);
+    assert!(ws.join("other-done").exists());
+    assert!(!ws.join("bad-installed").exists());
+    let r = run.report();
+    assert_eq!(
+        (r.totals.succeeded, r.totals.failed, r.totals.not_run),
+        (2, 1, 2)
+    );
+}
+
+#[test]
+fn cli_exit_code_and_summary_name_the_failure() {
+    let ws = Ws::new();
+    ws.write("g.json", &graph(FAILING));
+    let out = ws.cli(&["build", "g.json", "-j", "2", "-k"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "FAILED   bad:do_compile: exited with code 3 (log: .runqueue/logs/bad/log.do_compile)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Summary: 5 tasks: 2 succeeded, 1 failed, 2 not run. Peak parallelism 2 (limit 2)."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Failed tasks:\n  bad:do_compile: exited with code 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  bad:do_install: not run: dependency \"bad:do_compile\" failed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_program_fails_cleanly() {
+    let ws = Ws::new();
+    let text = r#"{"version":1,"tasks":[
+        {"id":"ghost","argv":["no-such-program-anywhere","x"]},
+        {"id":"after","deps":["ghost"],"run":"touch after"}]}"#;
+    let run = ws.run(text, 2, true);
+    let t = run.task("ghost");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.exit, None);
+    assert_eq!(t.pid, None);
+    assert_eq!(
+        t.message.as_deref(),
+        Some("cannot start: program \"no-such-program-anywhere\" not found")
+    );
+    assert_eq!(run.task("after").state, TaskState::NotRun);
+    assert!(!ws.join("after").exists());
+}
+
+#[test]
+fn a_task_killed_by_a_signal_is_reported_as_such() {
+    let ws = Ws::new();
+    let spec: &[(&str, &[&str], &str)] = &[
+        ("shot", &[], "kill -TERM $$; sleep 5"),
+        ("segv", &[], "kill -SEGV $$"),
+    ];
+    let run = ws.run(&graph(spec), 2, true);
+    let t = run.task("shot");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.exit, Some(ExitStatus::Signal(15)));
+    assert_eq!(t.message.as_deref(), Some("killed by signal 15 (SIGTERM)"));
+    assert_eq!(
+        run.task("segv").message.as_deref(),
+        Some("killed by signal 11 (SIGSEGV)")
+    );
+}
+
+#[test]
+fn a_cwd_symlinked_out_of_the_workspace_is_refused_by_the_host() {
+    let ws = Ws::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.join("escape")).unwrap();
+    let text = r#"{"version":1,"tasks":[{"id":"t","cwd":"escape/sub","run":"touch x"}]}"#;
+    let run = ws.run(text, 1, false);
+    let t = run.task("t");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(
+        t.message.as_deref(),
+        Some("cannot start: \"escape/sub\" leads out of the workspace through a symlink")
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}

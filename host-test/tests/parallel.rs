@@ -1,0 +1,242 @@
+//! Real processes run in parallel, in dependency order, within the limit.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{graph, Ws};
+use runqueue_host::{Event, TaskState};
+
+fn sleepers(n: usize, secs: &str) -> String {
+    let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let run = format!("sleep {secs}");
+    let tasks: Vec<(&str, &[&str], &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), &[][..], run.as_str()))
+        .collect();
+    graph(&tasks)
+}
+
+#[test]
+fn eight_sleeps_at_j4_take_two_rounds() {
+    let ws = Ws::new();
+    let run = ws.run(&sleepers(8, "1"), 4, false);
+    let report = run.report();
+    assert_eq!(report.totals.succeeded, 8);
+    assert_eq!(report.totals.peak_parallel, 4);
+    assert!(
+        run.wall < Duration::from_millis(3500),
+        "took {:?}",
+        run.wall
+    );
+    assert!(
+        run.wall >= Duration::from_millis(2000),
+        "limit ignored: {:?}",
+        run.wall
+    );
+}
+
+#[test]
+fn eight_sleeps_at_j8_run_at_once() {
+    let ws = Ws::new();
+    let run = ws.run(&sleepers(8, "1"), 8, false);
+    assert_eq!(run.report().totals.peak_parallel, 8);
+    assert!(
+        run.wall < Duration::from_millis(2500),
+        "took {:?}",
+        run.wall
+    );
+}
+
+/// A layered graph with fan-out and fan-in where every task appends its id
+/// to one file; each id must come after all of its dependencies.
+#[test]
+fn dependencies_finish_before_dependents_start() {
+    let mut tasks: Vec<(String, Vec<String>)> = Vec::new();
+    for layer in 0..4 {
+        for i in 0..5 {
+            let id = format!("r{i}:do_l{layer}");
+            let deps = if layer == 0 {
+                vec![]
+            } else {
+                // Each task needs two tasks of the previous layer.
+                vec![
+                    format!("r{i}:do_l{}", layer - 1),
+                    format!("r{}:do_l{}", (i + 2) % 5, layer - 1),
+                ]
+            };
+            tasks.push((id, deps));
+        }
+    }
+    tasks.push((
+        "image:do_build".into(),
+        (0..5).map(|i| format!("r{i}:do_l3")).collect(),
+    ));
+    let runs: Vec<String> = tasks
+        .iter()
+        .enumerate()
+        .map(|(n, (id, _))| format!("sleep 0.{}; echo {id} >> order.txt", n % 4))
+        .collect();
+    let dep_refs: Vec<Vec<&str>> = tasks
+        .iter()
+        .map(|(_, d)| d.iter().map(String::as_str).collect())
+        .collect();
+    let spec: Vec<(&str, &[&str], &str)> = tasks
+        .iter()
+        .zip(&dep_refs)
+        .zip(&runs)
+        .map(|(((id, _), deps), run)| (id.as_str(), deps.as_slice(), run.as_str()))
+        .collect();
+    let ws = Ws::new();
+    let run = ws.run(&graph(&spec), 3, false);
+    assert_eq!(run.report().totals.succeeded, tasks.len() as u32);
+    let order: Vec<String> = ws.read("order.txt").lines().map(String::from).collect();
+    assert_eq!(order.len(), tasks.len(), "every task ran once");
+    let pos: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for (id, deps) in &tasks {
+        for d in deps {
+            assert!(
+                pos[d.as_str()] < pos[id.as_str()],
+                "{id} ran before its dependency {d}: {order:?}"
+            );
+        }
+    }
+    // The report agrees: no task started before its dependencies ended.
+    for (id, deps) in &tasks {
+        let t = run.task(id);
+        for d in deps {
+            assert!(run.task(d).end_ms.unwrap() <= t.start_ms.unwrap());
+        }
+    }
+}
+
+/// Tasks record their own start and end times; at no instant do more than
+/// the limit overlap, and the limit is reached.
+#[test]
+fn the_limit_is_never_exceeded() {
+    let mut spec = Vec::new();
+    let ids: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let run = |secs: &str| {
+        format!("echo \"$(date +%s%N) 1\" >> ../times; sleep {secs}; echo \"$(date +%s%N) -1\" >> ../times")
+    };
+    let runs: Vec<String> = (0..12).map(|i| run(["0.3", "0.5", "0.2"][i % 3])).collect();
+    let deps: Vec<Vec<&str>> = (0..12)
+        .map(|i| {
+            if i >= 6 {
+                vec![ids[i - 6].as_str()]
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    for i in 0..12 {
+        spec.push((ids[i].as_str(), deps[i].as_slice(), runs[i].as_str()));
+    }
+    let text = graph(&spec).replace("\"run\"", "\"cwd\":\"w\",\"run\"");
+    let ws = Ws::new();
+    let result = ws.run(&text, 3, false);
+    assert_eq!(result.report().totals.succeeded, 12);
+    let mut marks: Vec<(u128, i32)> = ws
+        .read("times")
+        .lines()
+        .map(|l| {
+            let (t, d) = l.split_once(' ').unwrap();
+            (t.parse().unwrap(), d.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(marks.len(), 24);
+    // Ends sort before starts at the same instant.
+    marks.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in marks {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 3, "processes overlapping at most");
+    assert_eq!(result.report().totals.peak_parallel, 3);
+}
+
+/// A slot is refilled as soon as any task ends, not when a whole batch has
+/// ended: with one long and many short tasks at -j2, the short ones run
+/// while the long one is still going.
+#[test]
+fn free_slots_are_refilled_without_waiting_for_a_wave() {
+    let mut spec: Vec<(&str, &[&str], &str)> = vec![("long", &[], "sleep 1.5")];
+    let ids: Vec<String> = (0..5).map(|i| format!("short{i}")).collect();
+    for id in &ids {
+        spec.push((id.as_str(), &[], "sleep 0.2"));
+    }
+    let ws = Ws::new();
+    let run = ws.run(&graph(&spec), 2, false);
+    let long_end = run.task("long").end_ms.unwrap();
+    for id in &ids {
+        assert!(
+            run.task(id).end_ms.unwrap() < long_end,
+            "{id} waited for the long task"
+        );
+    }
+    assert!(
+        run.wall < Duration::from_millis(2500),
+        "took {:?}",
+        run.wall
+    );
+}
+
+/// The longest remaining chain starts first when slots are scarce; equal
+/// paths go in graph order (chain3's path is 1, like the lone tasks').
+#[test]
+fn the_longest_chain_starts_first() {
+    let spec: Vec<(&str, &[&str], &str)> = vec![
+        ("lone1", &[], "true"),
+        ("lone2", &[], "true"),
+        ("chain1", &[], "true"),
+        ("chain2", &["chain1"], "true"),
+        ("chain3", &["chain2"], "true"),
+    ];
+    let ws = Ws::new();
+    let run = ws.run(&graph(&spec), 1, false);
+    let started: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started(s) => Some(s.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["chain1", "chain2", "lone1", "lone2", "chain3"]);
+    assert!(run
+        .report()
+        .tasks
+        .iter()
+        .all(|t| t.state == TaskState::Succeeded));
+}
+
+#[test]
+fn tasks_get_exactly_the_given_environment_and_directory() {
+    let ws = Ws::new();
+    let text = r#"{"version":1,"env":{"LANG":"C","A":"graph"},"tasks":[
+        {"id":"e","cwd":"work/deep/dir","env":{"A":"task"},
+         "run":"env | sort > ../../../env.txt; pwd > ../../../pwd.txt"}]}"#;
+    std::env::set_var("RUNQUEUE_TEST_LEAK", "leaked");
+    let run = ws.run(text, 1, false);
+    assert_eq!(run.report().totals.succeeded, 1);
+    let env = ws.read("env.txt");
+    assert!(env.contains("A=task\n"), "{env}");
+    assert!(env.contains("LANG=C\n"), "{env}");
+    assert!(env.contains("PATH="), "{env}");
+    assert!(
+        !env.contains("RUNQUEUE_TEST_LEAK"),
+        "host environment leaked: {env}"
+    );
+    let pwd = ws.read("pwd.txt");
+    assert!(pwd.trim_end().ends_with("/work/deep/dir"), "{pwd}");
+    assert_eq!(
+        run.task("e").log.as_deref(),
+        Some(".runqueue/logs/e/log.task")
+    );
+}
