@@ -25,13 +25,18 @@ host:
 test: component
 	$(CARGO) test --release --workspace
 
-## demo: build the bundled example (three small C "recipes" and an image) at -j$(JOBS)
+## demo: build the bundled example (three small C "recipes" and an image) at -j$(JOBS),
+##       then build it again: everything comes from the cache
 demo: build
-	rm -rf $(DEMO)/downloads $(DEMO)/build $(DEMO)/sysroot $(DEMO)/image
+	rm -rf $(DEMO)/downloads $(DEMO)/build $(DEMO)/sysroot $(DEMO)/image $(DEMO)/.runqueue
 	$(RUNQUEUE) check $(DEMO)/graph.json
 	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
 	@echo "--- what the image task printed ($(DEMO)/.runqueue/logs/image/log.do_rootfs):"
 	@cat $(DEMO)/.runqueue/logs/image/log.do_rootfs
+	@echo "--- the same build again, with the image deleted: nothing runs, the image is restored"
+	rm -rf $(DEMO)/image
+	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
+	$(DEMO)/image/usr/bin/hello again
 
 ## check: formatting and lints, native and wasm
 check: wasm-target

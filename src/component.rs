@@ -2,11 +2,15 @@
 //! ones, and gives [`work::run`] the host's processes. Nothing else.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use wstd::runtime::{block_on, AsyncPollable};
 
+use crate::cache::{Cache, FileModes};
 use crate::graph::{Graph, TaskId};
 use crate::plan::{longest_chain, remaining_path};
+use crate::signature::{hash_inputs, sig_parts};
+use crate::sstate;
 use crate::work::{self, Event, Exit, ExitStatus, Outcome, Processes, RunOptions, TaskRecord};
 
 wit_bindgen::generate!({
@@ -17,6 +21,9 @@ wit_bindgen::generate!({
 
 use exports::runqueue::executor::runner::{self as wit_runner, Guest};
 use runqueue::executor::{process, progress, types};
+
+/// The workspace as the component sees it: the host preopens it as `.`.
+const WORKSPACE: &str = ".";
 
 /// Where task logs go, relative to the workspace.
 const LOG_DIR: &str = ".runqueue/logs";
@@ -57,8 +64,12 @@ impl Guest for Component {
             keep_going: options.keep_going,
             base_env: base_env(),
             log_dir: LOG_DIR.to_string(),
+            workspace: PathBuf::from(WORKSPACE),
+            cache: options.cache_dir.map(Cache::new),
+            run_nonce: format!("{:016x}", wasip2::random::random::get_random_u64()),
         };
-        let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await });
+        let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await })
+            .map_err(wit_runner::Error::InvalidGraph)?;
         Ok(types::Report {
             tasks: report.tasks.iter().map(task_report).collect(),
             totals: types::Totals {
@@ -66,11 +77,33 @@ impl Guest for Component {
                 succeeded: report.succeeded as u32,
                 failed: report.failed as u32,
                 not_run: report.not_run as u32,
+                cached: report.cached as u32,
                 peak_parallel: report.peak_parallel as u32,
                 wall_ms: report.wall_ms,
             },
             max_parallel: report.max_parallel as u32,
         })
+    }
+
+    fn explain(
+        graph: String,
+        task: String,
+        options: wit_runner::Options,
+    ) -> Result<Vec<String>, wit_runner::Error> {
+        let graph = parse(&graph)?;
+        let id = graph
+            .ids()
+            .find(|&id| graph.task(id).id == task)
+            .ok_or_else(|| {
+                wit_runner::Error::InvalidGraph(format!("no task \"{task}\" in the graph"))
+            })?;
+        let cache = options.cache_dir.map(Cache::new).ok_or_else(|| {
+            wit_runner::Error::InvalidGraph("explain needs a cache directory".into())
+        })?;
+        let ws = PathBuf::from(WORKSPACE);
+        let inputs = hash_inputs(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
+        let sigs = sig_parts(&graph, inputs, "explain");
+        Ok(sstate::explain(&graph, id, &sigs, &cache))
     }
 }
 
@@ -91,6 +124,16 @@ fn base_env() -> BTreeMap<String, String> {
 
 /// The host's `process` interface as [`Processes`].
 struct HostProcesses;
+
+impl FileModes for HostProcesses {
+    fn mode(&self, rel: &str) -> Result<u32, String> {
+        process::file_mode(rel)
+    }
+
+    fn set_mode(&self, rel: &str, mode: u32) -> Result<(), String> {
+        process::set_file_mode(rel, mode)
+    }
+}
 
 impl Processes for HostProcesses {
     fn spawn(&mut self, cmd: &work::Command) -> Result<(u32, Exit), String> {
@@ -136,6 +179,7 @@ impl Processes for HostProcesses {
                 log: task.log.clone().unwrap_or_default(),
             }),
             Event::Finished(task) => progress::Event::Finished(task_report(task)),
+            Event::Warning(w) => progress::Event::Warning(w.to_string()),
         });
     }
 }
@@ -154,6 +198,7 @@ fn task_report(t: &TaskRecord) -> types::TaskReport {
             Outcome::Succeeded => types::TaskState::Succeeded,
             Outcome::Failed => types::TaskState::Failed,
             Outcome::NotRun => types::TaskState::NotRun,
+            Outcome::Cached => types::TaskState::Cached,
         },
         exit: t.exit.map(|e| match e {
             ExitStatus::Code(c) => process::ExitStatus::Code(c),
@@ -164,5 +209,7 @@ fn task_report(t: &TaskRecord) -> types::TaskReport {
         start_ms: t.start_ms,
         end_ms: t.end_ms,
         log: t.log.clone(),
+        signature: t.signature.clone(),
+        restored: t.restored,
     }
 }

@@ -43,6 +43,12 @@ struct TaskFile {
     cwd: String,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    outputs: Vec<String>,
+    #[serde(default)]
+    nostamp: bool,
 }
 
 /// What a task executes.
@@ -67,6 +73,14 @@ pub struct Task {
     pub env: BTreeMap<String, String>,
     /// Direct dependencies, sorted and without duplicates.
     pub deps: Vec<TaskId>,
+    /// Source files or directories (workspace-relative, normalized) whose
+    /// content goes into the signature.
+    pub inputs: Vec<String>,
+    /// Files or directories (workspace-relative, normalized) the task
+    /// produces; stored in and restored from the cache.
+    pub outputs: Vec<String>,
+    /// Never cached; dependents' signatures change on every run.
+    pub nostamp: bool,
 }
 
 /// A validated, acyclic task graph.
@@ -107,6 +121,14 @@ pub enum GraphError {
         field: &'static str,
         path: String,
     },
+    /// An input lies inside another task's output: depend on that task
+    /// instead, its signature covers its outputs.
+    InputIsOutput {
+        task: String,
+        input: String,
+        producer: String,
+        output: String,
+    },
 }
 
 impl fmt::Display for GraphError {
@@ -132,6 +154,16 @@ impl fmt::Display for GraphError {
                 f,
                 "task \"{task}\": {field} \"{path}\" leaves the workspace (use a relative path without \"..\")"
             ),
+            GraphError::InputIsOutput {
+                task,
+                input,
+                producer,
+                output,
+            } => write!(
+                f,
+                "task \"{task}\": input \"{input}\" is inside output \"{output}\" of task \"{producer}\"; \
+                 list only source files as inputs and depend on \"{producer}\" instead"
+            ),
         }
     }
 }
@@ -142,21 +174,48 @@ impl std::error::Error for GraphError {}
 /// relative to, without looking at the file system (the host checks
 /// symlinks). "" and "." mean the directory itself.
 pub fn is_contained(path: &str) -> bool {
+    normalize(path).is_some()
+}
+
+/// `path` with `.`, `..` and repeated slashes resolved, or `None` if it is
+/// absolute or climbs above its start. "" is the start itself.
+pub fn normalize(path: &str) -> Option<String> {
     if path.starts_with('/') || path.starts_with('\\') || path.contains('\0') {
-        return false;
+        return None;
     }
-    let mut depth: usize = 0;
+    let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
             "" | "." => {}
-            ".." => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            _ => depth += 1,
+            ".." => {
+                parts.pop()?;
+            }
+            _ => parts.push(part),
         }
     }
-    true
+    Some(parts.join("/"))
+}
+
+/// True if `inner` is `outer` or lies below it (both normalized).
+pub fn is_within(inner: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || inner == outer
+        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'/'))
+}
+
+/// Normalizes every path of a path-list field, refusing ones that leave the
+/// workspace or name the workspace itself.
+fn paths(task: &str, field: &'static str, list: &[String]) -> Result<Vec<String>, GraphError> {
+    list.iter()
+        .map(|p| match normalize(p) {
+            Some(n) if !n.is_empty() => Ok(n),
+            _ => Err(GraphError::PathEscapes {
+                task: task.to_string(),
+                field,
+                path: p.clone(),
+            }),
+        })
+        .collect()
 }
 
 impl Graph {
@@ -222,8 +281,12 @@ impl Graph {
                 cwd: t.cwd.clone(),
                 env: t.env.clone(),
                 deps,
+                inputs: paths(&t.id, "input", &t.inputs)?,
+                outputs: paths(&t.id, "output", &t.outputs)?,
+                nostamp: t.nostamp,
             });
         }
+        check_inputs_are_sources(&tasks)?;
 
         let mut dependents = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
@@ -259,6 +322,42 @@ impl Graph {
     pub fn edge_count(&self) -> usize {
         self.tasks.iter().map(|t| t.deps.len()).sum()
     }
+}
+
+/// Refuses an input that lies inside some task's output. Outputs are sorted
+/// once so each input is checked against the few outputs that could hold it.
+fn check_inputs_are_sources(tasks: &[Task]) -> Result<(), GraphError> {
+    let mut outputs: Vec<(&str, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| t.outputs.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    outputs.sort_unstable();
+    for t in tasks {
+        for input in &t.inputs {
+            // An output holding `input` is one of its prefixes: walk them.
+            let mut prefix = input.as_str();
+            loop {
+                let at = outputs.partition_point(|(o, _)| *o < prefix);
+                if let Some(&(o, producer)) = outputs.get(at).filter(|(o, _)| *o == prefix) {
+                    return Err(GraphError::InputIsOutput {
+                        task: t.id.clone(),
+                        input: input.clone(),
+                        producer: tasks[producer].id.clone(),
+                        output: o.to_string(),
+                    });
+                }
+                match prefix.rfind('/') {
+                    Some(slash) => prefix = &prefix[..slash],
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Kahn's algorithm; on a cycle, finds one and names it.
@@ -394,7 +493,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),
@@ -417,7 +516,46 @@ mod tests {
     }
 
     #[test]
+    fn normalizes_inputs_and_outputs_and_refuses_escapes() {
+        let g = Graph::parse(
+            r#"{"version":1,"tasks":[{"id":"a","inputs":["src/./a.c","src//b"],"outputs":["out/x/../y"],"nostamp":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.tasks[0].inputs, ["src/a.c", "src/b"]);
+        assert_eq!(g.tasks[0].outputs, ["out/y"]);
+        assert!(g.tasks[0].nostamp);
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","outputs":["../x"]}]}"#),
+            "task \"a\": output \"../x\" leaves the workspace (use a relative path without \"..\")"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","outputs":["/etc/passwd"]}]}"#),
+            "task \"a\": output \"/etc/passwd\" leaves the workspace (use a relative path without \"..\")"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","inputs":["."]}]}"#),
+            "task \"a\": input \".\" leaves the workspace (use a relative path without \"..\")"
+        );
+    }
+
+    #[test]
+    fn refuses_inputs_inside_outputs() {
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"gen","outputs":["build/gen"]},{"id":"use","deps":["gen"],"inputs":["build/gen/x.h"]}]}"#),
+            "task \"use\": input \"build/gen/x.h\" is inside output \"build/gen\" of task \"gen\"; \
+             list only source files as inputs and depend on \"gen\" instead"
+        );
+        assert!(Graph::parse(
+            r#"{"version":1,"tasks":[{"id":"gen","outputs":["build/gen"]},{"id":"use","inputs":["build/generic.h","build/ge"]}]}"#
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn containment_is_lexical() {
+        assert!(is_within("a/b", "a"));
+        assert!(is_within("a", "a"));
+        assert!(!is_within("ab", "a"));
         assert!(is_contained(""));
         assert!(is_contained("a/./b/.."));
         assert!(!is_contained(".."));

@@ -19,8 +19,12 @@
 
 #![deny(unsafe_code)]
 
+pub mod cache;
+pub mod digest;
 pub mod graph;
 pub mod plan;
+pub mod signature;
+pub mod sstate;
 pub mod work;
 
 #[cfg(target_arch = "wasm32")]

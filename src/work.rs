@@ -11,8 +11,13 @@ use std::pin::Pin;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use std::path::PathBuf;
+
+use crate::cache::{Cache, FileModes};
 use crate::graph::{Action, Graph, TaskId};
 use crate::plan::{remaining_path, Plan, SkipReason, TaskState};
+use crate::signature::{hash_inputs, sig_parts};
+use crate::sstate::{after_success, check_output_paths, setscene, Fate};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +75,9 @@ pub struct Command {
 /// for.
 pub type Exit = Pin<Box<dyn Future<Output = Result<ExitStatus, String>>>>;
 
-/// What the loop needs from its surroundings.
-pub trait Processes {
+/// What the loop needs from its surroundings: processes, a clock, file
+/// modes (which WASI cannot see) and someone to tell.
+pub trait Processes: FileModes {
     /// Starts `cmd`; returns its pid and a future of its end. An error is a
     /// spawn failure, in words.
     fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String>;
@@ -89,6 +95,9 @@ pub enum Event<'a> {
         running: usize,
     },
     Finished(&'a TaskRecord),
+    /// Something went wrong that does not fail the build (a corrupt cache
+    /// entry, a cache that cannot be written).
+    Warning(&'a str),
 }
 
 /// How to run.
@@ -101,6 +110,12 @@ pub struct RunOptions {
     pub base_env: BTreeMap<String, String>,
     /// Directory for task logs, relative to the workspace.
     pub log_dir: String,
+    /// The workspace as this code sees it (`.` in the component).
+    pub workspace: PathBuf,
+    /// The artifact cache; `None` runs every task and stores nothing.
+    pub cache: Option<Cache>,
+    /// Unique to this run: makes `nostamp` signatures differ every time.
+    pub run_nonce: String,
 }
 
 /// A task's final state, as reported.
@@ -109,6 +124,8 @@ pub enum Outcome {
     Succeeded,
     Failed,
     NotRun,
+    /// Covered by the cache: not run, outputs restored if needed.
+    Cached,
 }
 
 /// What is known about one task; complete once the run ends.
@@ -122,6 +139,9 @@ pub struct TaskRecord {
     pub start_ms: Option<u64>,
     pub end_ms: Option<u64>,
     pub log: Option<String>,
+    pub signature: Option<String>,
+    /// For cached tasks: whether its outputs were restored.
+    pub restored: bool,
 }
 
 /// The result of a run.
@@ -132,6 +152,7 @@ pub struct Report {
     pub succeeded: usize,
     pub failed: usize,
     pub not_run: usize,
+    pub cached: usize,
     pub peak_parallel: usize,
     pub wall_ms: u64,
     pub max_parallel: usize,
@@ -182,9 +203,30 @@ pub fn command_for(graph: &Graph, id: TaskId, opts: &RunOptions) -> Option<Comma
     })
 }
 
-/// Runs every task of `graph` that the plan allows and reports on all of
-/// them. Task failures are in the report; this never fails.
-pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) -> Report {
+/// Runs every task of `graph` that the cache does not cover and the plan
+/// allows, and reports on all of them. Task failures are in the report;
+/// `Err` is bad input found in the workspace (a missing input file, an
+/// output path through a symlink leading out), before anything ran.
+pub async fn run<P: Processes>(
+    graph: &Graph,
+    opts: &RunOptions,
+    procs: &mut P,
+) -> Result<Report, String> {
+    let ws = &opts.workspace;
+    check_output_paths(graph, ws)?;
+    let sigs = sig_parts(graph, hash_inputs(graph, ws)?, &opts.run_nonce);
+    let t0 = procs.now_ms();
+    let fates = match &opts.cache {
+        Some(cache) => {
+            let mut warnings = Vec::new();
+            let fates = setscene(graph, &sigs, cache, ws, &*procs, &mut |w| warnings.push(w));
+            for w in &warnings {
+                procs.event(Event::Warning(w));
+            }
+            fates
+        }
+        None => vec![Fate::Run; graph.len()],
+    };
     let mut plan = Plan::new(
         graph,
         remaining_path(graph, |_| 1),
@@ -192,10 +234,9 @@ pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) 
         opts.keep_going,
     );
     let mut records: Vec<TaskRecord> = graph
-        .tasks
-        .iter()
-        .map(|t| TaskRecord {
-            id: t.id.clone(),
+        .ids()
+        .map(|id| TaskRecord {
+            id: graph.task(id).id.clone(),
             outcome: None,
             exit: None,
             message: None,
@@ -203,18 +244,36 @@ pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) 
             start_ms: None,
             end_ms: None,
             log: None,
+            signature: Some(sigs[id.index()].1.clone()),
+            restored: false,
         })
         .collect();
-    let t0 = procs.now_ms();
     let mut running = FuturesUnordered::new();
     loop {
         while let Some(id) = plan.start_next() {
             let now = procs.now_ms() - t0;
             let rec = &mut records[id.index()];
             rec.start_ms = Some(now);
+            if let Fate::Cached { restored } = fates[id.index()] {
+                rec.end_ms = Some(now);
+                rec.restored = restored;
+                rec.outcome = Some(Outcome::Cached);
+                rec.message = Some(
+                    if restored {
+                        "restored from the cache"
+                    } else {
+                        "covered by the cache; outputs not needed"
+                    }
+                    .to_string(),
+                );
+                plan.finish(id, true);
+                procs.event(Event::Finished(rec));
+                continue;
+            }
             let Some(cmd) = command_for(graph, id, opts) else {
                 rec.end_ms = Some(now);
-                finish(&mut plan, rec, id, Ok(ExitStatus::Code(0)), procs);
+                let ok = after_run(graph, id, &sigs, opts, 0, procs);
+                finish(&mut plan, &mut records[id.index()], id, ok, procs);
                 continue;
             };
             rec.log = Some(cmd.log.clone());
@@ -247,8 +306,14 @@ pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) 
             .await
             .expect("the plan has running tasks, so their processes are awaited");
         let rec = &mut records[id.index()];
-        rec.end_ms = Some(procs.now_ms() - t0);
-        finish(&mut plan, rec, id, exit, procs);
+        let end = procs.now_ms() - t0;
+        rec.end_ms = Some(end);
+        let duration = end - rec.start_ms.unwrap_or(end);
+        let exit = match exit {
+            Ok(status) if status.success() => after_run(graph, id, &sigs, opts, duration, procs),
+            other => other,
+        };
+        finish(&mut plan, &mut records[id.index()], id, exit, procs);
     }
     plan.close();
 
@@ -272,15 +337,43 @@ pub async fn run<P: Processes>(graph: &Graph, opts: &RunOptions, procs: &mut P) 
         procs.event(Event::Finished(rec));
     }
     let count = |o: Outcome| records.iter().filter(|r| r.outcome == Some(o)).count();
-    Report {
+    Ok(Report {
         succeeded: count(Outcome::Succeeded),
         failed: count(Outcome::Failed),
         not_run: count(Outcome::NotRun),
+        cached: count(Outcome::Cached),
         peak_parallel: plan.peak_running(),
         wall_ms: procs.now_ms() - t0,
         max_parallel: plan.max_parallel(),
         tasks: records,
+    })
+}
+
+/// A task's command succeeded: store its outputs (or check them), turning
+/// a missing output into a failure.
+fn after_run<P: Processes>(
+    graph: &Graph,
+    id: TaskId,
+    sigs: &[(crate::signature::SigParts, String)],
+    opts: &RunOptions,
+    duration_ms: u64,
+    procs: &mut P,
+) -> Result<ExitStatus, String> {
+    let mut warnings = Vec::new();
+    let stored = after_success(
+        graph,
+        id,
+        sigs,
+        opts.cache.as_ref(),
+        &opts.workspace,
+        duration_ms,
+        &*procs,
+        &mut |w| warnings.push(w),
+    );
+    for w in &warnings {
+        procs.event(Event::Warning(w));
     }
+    stored.map(|()| ExitStatus::Code(0))
 }
 
 /// Records a task's end in the plan and its record, and tells the provider.
@@ -326,6 +419,15 @@ mod tests {
         events: Vec<String>,
     }
 
+    impl FileModes for Instant {
+        fn mode(&self, _: &str) -> Result<u32, String> {
+            Ok(0o644)
+        }
+        fn set_mode(&self, _: &str, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
     impl Processes for Instant {
         fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String> {
             if cmd.program == "missing" {
@@ -348,6 +450,7 @@ mod tests {
         fn event(&mut self, event: Event<'_>) {
             self.events.push(match event {
                 Event::Started { task, running } => format!("start {} ({running})", task.id),
+                Event::Warning(w) => format!("warning {w}"),
                 Event::Finished(t) => format!(
                     "end {} {:?} {}",
                     t.id,
@@ -364,6 +467,9 @@ mod tests {
             keep_going,
             base_env: BTreeMap::from([("PATH".into(), "/bin".into())]),
             log_dir: ".runqueue/logs".into(),
+            workspace: PathBuf::from("/nonexistent-workspace"),
+            cache: None,
+            run_nonce: "test".into(),
         }
     }
 
@@ -408,7 +514,7 @@ mod tests {
         )
         .unwrap();
         let mut procs = Instant::default();
-        let report = block_on(run(&g, &options(1, true), &mut procs));
+        let report = block_on(run(&g, &options(1, true), &mut procs)).unwrap();
         let msgs: Vec<_> = report
             .tasks
             .iter()
@@ -445,7 +551,7 @@ mod tests {
         )
         .unwrap();
         let mut procs = Instant::default();
-        let report = block_on(run(&g, &options(1, false), &mut procs));
+        let report = block_on(run(&g, &options(1, false), &mut procs)).unwrap();
         assert_eq!(
             procs.events,
             [

@@ -52,16 +52,39 @@ enum Command {
         /// on a failed task.
         #[arg(short = 'k', long)]
         keep_going: bool,
-        /// The workspace: task directories and logs live here (default: the
-        /// current directory).
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        workspace: PathBuf,
+        #[command(flatten)]
+        place: Place,
     },
     /// Validate the graph and describe it; runs nothing.
     Check {
         /// The graph file (JSON, format version 1).
         graph: PathBuf,
     },
+    /// Say why a task is or is not covered by the cache: what differs from
+    /// its last recorded run. Runs nothing.
+    Explain {
+        /// The graph file (JSON, format version 1).
+        graph: PathBuf,
+        /// The task id.
+        task: String,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+/// Where a build happens.
+#[derive(clap::Args, Debug)]
+struct Place {
+    /// The workspace: task directories and logs live here (default: the
+    /// current directory).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    workspace: PathBuf,
+    /// The artifact cache directory; a relative path is inside the workspace.
+    #[arg(long, value_name = "DIR", default_value = crate::DEFAULT_CACHE)]
+    cache: PathBuf,
+    /// Run every task and cache nothing.
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
 }
 
 /// Runs the CLI with `args` (including the program name) and returns the
@@ -88,22 +111,26 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 async fn run_cli(cli: Cli) -> i32 {
     let graph_path = match &cli.command {
-        Command::Build { graph, .. } | Command::Check { graph } => graph.clone(),
+        Command::Build { graph, .. }
+        | Command::Check { graph }
+        | Command::Explain { graph, .. } => graph.clone(),
     };
     let graph = match read_graph(&graph_path) {
         Ok(text) => text,
         Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
     };
     let workspace = match &cli.command {
-        Command::Build { workspace, .. } => match Workspace::open(workspace) {
-            Ok(ws) => Some(ws),
-            Err(e) => {
-                return fail(
-                    EXIT_BAD_INPUT,
-                    &format!("workspace {}: {e}", workspace.display()),
-                )
+        Command::Build { place, .. } | Command::Explain { place, .. } => {
+            match Workspace::open(&place.workspace) {
+                Ok(ws) => Some(ws),
+                Err(e) => {
+                    return fail(
+                        EXIT_BAD_INPUT,
+                        &format!("workspace {}: {e}", place.workspace.display()),
+                    )
+                }
             }
-        },
+        }
         Command::Check { .. } => None,
     };
     let component = match find_component(cli.component.as_deref()) {
@@ -135,13 +162,34 @@ async fn run_cli(cli: Cli) -> i32 {
             Ok(Err(e)) => run_error(&graph_path, e),
             Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
         },
+        Command::Explain { task, place, .. } => {
+            let ws = workspace.expect("explain has a workspace");
+            let options = RunOptions {
+                cache: Some(place.cache),
+                ..RunOptions::default()
+            };
+            match rq.explain(&graph, &task, &options, &ws).await {
+                Ok(Ok(lines)) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    EXIT_OK
+                }
+                Ok(Err(e)) => run_error(&graph_path, e),
+                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+            }
+        }
         Command::Build {
-            jobs, keep_going, ..
+            jobs,
+            keep_going,
+            place,
+            ..
         } => {
             let ws = workspace.expect("build has a workspace");
             let options = RunOptions {
                 max_parallel: jobs,
                 keep_going,
+                cache: (!place.no_cache).then_some(place.cache),
             };
             match rq.run(&graph, &options, &ws, print_event).await {
                 Ok(Ok(report)) => {
@@ -250,9 +298,19 @@ fn print_event(ev: Event) {
                 t.message.as_deref().unwrap_or("failed"),
                 log_hint(&t)
             ),
-            // Not-run tasks are listed in the summary.
-            TaskState::NotRun => return,
+            TaskState::Cached if t.restored => format!(
+                "[{:>8}] restored {} from the cache",
+                secs(t.end_ms.unwrap_or(0)),
+                t.id
+            ),
+            // Not-run tasks are listed in the summary; covered tasks that
+            // nothing needs are only counted.
+            TaskState::NotRun | TaskState::Cached => return,
         },
+        Event::Warning(w) => {
+            eprintln!("runqueue: warning: {w}");
+            return;
+        }
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -278,9 +336,20 @@ const NOT_RUN_SHOWN: usize = 10;
 fn print_summary(report: &Report) {
     let t = &report.totals;
     println!(
-        "Summary: {} tasks: {} succeeded, {} failed, {} not run. Peak parallelism {} (limit {}). Wall time {}.",
+        "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
+        t.total,
+        t.cached,
+        if t.failed == 0 {
+            "all succeeded".to_string()
+        } else {
+            format!("{} failed", t.failed)
+        }
+    );
+    println!(
+        "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. Peak parallelism {} (limit {}). Wall time {}.",
         t.total,
         t.succeeded,
+        t.cached,
         t.failed,
         t.not_run,
         t.peak_parallel,

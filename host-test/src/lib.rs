@@ -10,7 +10,8 @@
 //! let rq = Runqueue::load(std::path::Path::new("runqueue.wasm"))?;
 //! let ws = Workspace::open(std::path::Path::new("."))?;
 //! let graph = std::fs::read_to_string("graph.json")?;
-//! let report = rq.run(&graph, &RunOptions { max_parallel: Some(4), keep_going: false }, &ws, |_event| {}).await?;
+//! let options = RunOptions { max_parallel: Some(4), ..Default::default() };
+//! let report = rq.run(&graph, &options, &ws, |_event| {}).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -22,7 +23,7 @@
 pub mod cli;
 pub mod process;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store};
@@ -50,7 +51,64 @@ use bindings::exports::runqueue::executor::runner;
 pub use bindings::runqueue::executor::process::{ExitStatus, SpawnError};
 pub use bindings::runqueue::executor::progress::Event;
 pub use bindings::runqueue::executor::types::{Report, TaskReport, TaskState, Totals};
-pub use runner::{Error as RunError, Options as RunOptions, Summary};
+pub use runner::{Error as RunError, Summary};
+
+/// Where the component sees a cache directory that lies outside the
+/// workspace.
+pub const CACHE_GUEST_DIR: &str = "/cache";
+
+/// The default cache directory, relative to the workspace.
+pub const DEFAULT_CACHE: &str = ".runqueue/cache";
+
+/// How to run a graph.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The most tasks at once; `None` is the host's CPU count.
+    pub max_parallel: Option<u32>,
+    /// Run everything that does not depend on a failure.
+    pub keep_going: bool,
+    /// The artifact cache directory: relative paths are inside the
+    /// workspace; `None` caches nothing.
+    pub cache: Option<PathBuf>,
+}
+
+/// Where the component finds the cache, and what the host must preopen for
+/// it.
+struct CacheMount {
+    guest_path: String,
+    preopen: Option<PathBuf>,
+}
+
+/// A relative cache path without `..` stays in the workspace preopen; any
+/// other is created if needed and preopened on its own.
+fn cache_mount(cache: &Path, ws: &Workspace) -> wasmtime::Result<CacheMount> {
+    use wasmtime::error::Context;
+    let rel = cache.to_str().filter(|s| {
+        cache.is_relative()
+            && !cache
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            && !s.is_empty()
+    });
+    if let Some(rel) = rel {
+        return Ok(CacheMount {
+            guest_path: rel.to_string(),
+            preopen: None,
+        });
+    }
+    let host = if cache.is_relative() {
+        ws.root().join(cache)
+    } else {
+        cache.to_path_buf()
+    };
+    std::fs::create_dir_all(&host)
+        .with_context(|| format!("cannot create the cache directory {}", host.display()))?;
+    let real = std::fs::canonicalize(&host)?;
+    Ok(CacheMount {
+        guest_path: CACHE_GUEST_DIR.to_string(),
+        preopen: Some(real),
+    })
+}
 
 /// What one instance of the component owns on the host side.
 pub struct HostState {
@@ -88,6 +146,24 @@ impl bindings::runqueue::executor::process::Host for HostState {
 
     fn parallelism(&mut self) -> wasmtime::Result<u32> {
         Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+
+    fn file_mode(&mut self, path: String) -> wasmtime::Result<Result<u32, String>> {
+        Ok(self.workspace().and_then(|ws| ws.file_mode(&path)))
+    }
+
+    fn set_file_mode(&mut self, path: String, mode: u32) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .workspace()
+            .and_then(|ws| ws.set_file_mode(&path, mode)))
+    }
+}
+
+impl HostState {
+    fn workspace(&self) -> Result<&Workspace, String> {
+        self.workspace
+            .as_ref()
+            .ok_or_else(|| "no workspace: this call runs nothing".to_string())
     }
 }
 
@@ -158,6 +234,7 @@ impl Runqueue {
     async fn instantiate(
         &self,
         workspace: Option<&Workspace>,
+        cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
         let mut wasi = WasiCtx::builder();
@@ -167,6 +244,9 @@ impl Runqueue {
         }
         if let Some(ws) = workspace {
             wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
+        }
+        if let Some(dir) = cache.and_then(|c| c.preopen.as_ref()) {
+            wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
         }
         let state = HostState {
             wasi: wasi.build(),
@@ -183,7 +263,7 @@ impl Runqueue {
 
     /// Validates `graph` (JSON text) without running anything.
     pub async fn check(&self, graph: &str) -> wasmtime::Result<Result<Summary, RunError>> {
-        let (mut store, instance) = self.instantiate(None, Box::new(|_| {})).await?;
+        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {})).await?;
         instance
             .runqueue_executor_runner()
             .call_check(&mut store, graph)
@@ -200,12 +280,48 @@ impl Runqueue {
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
     ) -> wasmtime::Result<Result<Report, RunError>> {
+        let mount = options
+            .cache
+            .as_deref()
+            .map(|c| cache_mount(c, workspace))
+            .transpose()?;
         let (mut store, instance) = self
-            .instantiate(Some(workspace), Box::new(on_event))
+            .instantiate(Some(workspace), mount.as_ref(), Box::new(on_event))
             .await?;
         instance
             .runqueue_executor_runner()
-            .call_run(&mut store, graph, *options)
+            .call_run(&mut store, graph, &wit_options(options, mount))
             .await
+    }
+
+    /// Explains why `task` of `graph` is or is not covered by the cache in
+    /// `options.cache` (which must be set). Runs nothing.
+    pub async fn explain(
+        &self,
+        graph: &str,
+        task: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+    ) -> wasmtime::Result<Result<Vec<String>, RunError>> {
+        let mount = options
+            .cache
+            .as_deref()
+            .map(|c| cache_mount(c, workspace))
+            .transpose()?;
+        let (mut store, instance) = self
+            .instantiate(Some(workspace), mount.as_ref(), Box::new(|_| {}))
+            .await?;
+        instance
+            .runqueue_executor_runner()
+            .call_explain(&mut store, graph, task, &wit_options(options, mount))
+            .await
+    }
+}
+
+fn wit_options(options: &RunOptions, mount: Option<CacheMount>) -> runner::Options {
+    runner::Options {
+        max_parallel: options.max_parallel,
+        keep_going: options.keep_going,
+        cache_dir: mount.map(|m| m.guest_path),
     }
 }

@@ -87,6 +87,51 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// The path of `rel` inside the workspace, after checking that every
+    /// directory on the way stays inside it; the last part may be a
+    /// symlink, which is not followed.
+    pub fn resolve_no_follow(&self, rel: &str) -> Result<PathBuf, String> {
+        let parts = normalize(rel)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Ok(self.root.clone());
+        };
+        let mut dir = self.root.clone();
+        for d in dirs {
+            dir.push(d);
+            let real = fs::canonicalize(&dir).map_err(|e| format!("\"{rel}\": {e}"))?;
+            if !real.starts_with(&self.root) {
+                return Err(format!(
+                    "\"{rel}\" leads out of the workspace through a symlink"
+                ));
+            }
+            dir = real;
+        }
+        Ok(dir.join(name))
+    }
+
+    /// The permission bits of `rel`, not following a final symlink.
+    pub fn file_mode(&self, rel: &str) -> Result<u32, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.resolve_no_follow(rel)?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("\"{rel}\": {e}"))?;
+        Ok(meta.permissions().mode() & 0o7777)
+    }
+
+    /// Sets the permission bits of `rel`; a symlink is refused rather than
+    /// followed.
+    pub fn set_file_mode(&self, rel: &str, mode: u32) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.resolve_no_follow(rel)?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| format!("\"{rel}\": {e}"))?;
+        if meta.is_symlink() {
+            return Err(format!("\"{rel}\" is a symlink; its mode is not set"));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(|e| format!("\"{rel}\": {e}"))
+    }
+}
+
 /// Splits a relative path into its parts, resolving `.` and `..`; refuses
 /// absolute paths and `..` above the start.
 fn normalize(rel: &str) -> Result<Vec<String>, String> {

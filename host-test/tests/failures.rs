@@ -71,7 +71,7 @@ fn cli_exit_code_and_summary_name_the_failure() {
     );
     assert!(
         text.contains(
-            "Summary: 5 tasks: 2 succeeded, 1 failed, 2 not run. Peak parallelism 2 (limit 2)."
+            "Summary: 5 tasks: 2 succeeded, 0 cached, 1 failed, 2 not run. Peak parallelism 2 (limit 2)."
         ),
         "{text}"
     );

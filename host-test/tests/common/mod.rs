@@ -80,9 +80,33 @@ impl Ws {
         out
     }
 
+    /// Runs `graph` through the library API without a cache.
+    pub fn run(&self, graph: &str, jobs: u32, keep_going: bool) -> Run {
+        self.run_with(
+            graph,
+            RunOptions {
+                max_parallel: Some(jobs),
+                keep_going,
+                cache: None,
+            },
+        )
+    }
+
+    /// Runs `graph` with the default cache in the workspace, as the CLI does.
+    pub fn run_cached(&self, graph: &str, jobs: u32) -> Run {
+        self.run_with(
+            graph,
+            RunOptions {
+                max_parallel: Some(jobs),
+                keep_going: false,
+                cache: Some(runqueue_host::DEFAULT_CACHE.into()),
+            },
+        )
+    }
+
     /// Runs `graph` through the library API and returns the result, the
     /// events and the wall time of the run alone.
-    pub fn run(&self, graph: &str, jobs: u32, keep_going: bool) -> Run {
+    pub fn run_with(&self, graph: &str, opts: RunOptions) -> Run {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -92,10 +116,6 @@ impl Ws {
             .unwrap();
         let rq = runqueue();
         let ws = Workspace::open(self.path()).unwrap();
-        let opts = RunOptions {
-            max_parallel: Some(jobs),
-            keep_going,
-        };
         let start = Instant::now();
         let result = rt
             .block_on(rq.run(graph, &opts, &ws, move |e| sink.lock().unwrap().push(e)))
@@ -127,6 +147,22 @@ pub struct Run {
 }
 
 impl Run {
+    /// Ids of the tasks in `state`, in graph order.
+    pub fn ids_in(&self, state: runqueue_host::TaskState) -> Vec<String> {
+        self.report().tasks.iter().filter(|t| t.state == state).map(|t| t.id.clone()).collect()
+    }
+
+    /// Warnings the run emitted.
+    pub fn warnings(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Warning(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn report(&self) -> &Report {
         self.result.as_ref().expect("the graph is valid")
     }

@@ -1,0 +1,112 @@
+//! sha256 of bytes and files, and copying a file while hashing it.
+//!
+//! Knows bytes and paths; knows nothing of tasks or of the cache layout.
+
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+/// Bytes read or written per system call.
+const CHUNK: usize = 1 << 20;
+
+/// Lower-case hex of a sha256 digest.
+pub fn hex(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// True for a 64-character lower-case hex string, the only names the cache
+/// accepts for blobs and signatures.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// sha256 and size of a file's contents.
+pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), size))
+}
+
+/// Copies `from` into a new file `to` (which must not exist), returning the
+/// sha256 and size of what was copied. The caller renames `to` into place.
+pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
+    let mut src = File::open(from)?;
+    let mut dst = File::options().write(true).create_new(true).open(to)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    dst.flush()?;
+    Ok((hex(&hasher.finalize()), size))
+}
+
+/// A name part that no other call, in this or any other process, returns:
+/// a counter mixed with a per-process random key.
+pub fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static KEY: RandomState = RandomState::new();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = KEY.with(|k| k.build_hasher());
+    h.write_u64(n);
+    format!("{:016x}{n:x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_and_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"abc").unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex(b"abc"), abc);
+        assert_eq!(hash_file(&a).unwrap(), (abc.to_string(), 3));
+        let b = dir.path().join("b");
+        assert_eq!(copy_hashing(&a, &b).unwrap(), (abc.to_string(), 3));
+        assert_eq!(std::fs::read(&b).unwrap(), b"abc");
+        assert!(copy_hashing(&a, &b).is_err(), "never overwrites");
+        assert!(is_sha256_hex(abc));
+        assert!(!is_sha256_hex("../../etc/passwd"));
+        assert_ne!(unique_suffix(), unique_suffix());
+    }
+}

@@ -1,0 +1,340 @@
+//! Task signatures: everything a task's result depends on, in one canonical
+//! encoding, hashed with sha256; and the differences between two of them.
+//!
+//! Knows the graph and how to read input files; knows nothing of the cache
+//! layout, processes or scheduling.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{hash_file, sha256_hex};
+use crate::graph::{Action, Graph, TaskId};
+
+/// Bumped whenever the encoding changes, so old cache entries stop matching.
+pub const SIGNATURE_VERSION: u32 = 1;
+
+/// What goes into a signature. The signature is the sha256 of this record's
+/// compact JSON: fields in this order, maps sorted by key. Nothing of the
+/// host (absolute paths, timestamps, the host's PATH) is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigParts {
+    pub version: u32,
+    /// `{"run": text}`, `{"argv": [...]}` or `"none"`.
+    pub action: ActionParts,
+    /// The graph's env overlaid with the task's, sorted by name.
+    pub env: BTreeMap<String, String>,
+    pub cwd: String,
+    /// Declared outputs, as normalized in the graph.
+    pub outputs: Vec<String>,
+    /// Every input file (directories expanded to the files below them) to
+    /// `sha256:<hex>`, or a symlink to `symlink:<target>`.
+    pub inputs: BTreeMap<String, String>,
+    /// Each dependency's id to its signature.
+    pub deps: BTreeMap<String, String>,
+    /// For `nostamp` tasks, a value unique to this run; otherwise absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nostamp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionParts {
+    Run(String),
+    Argv(Vec<String>),
+    None,
+}
+
+impl SigParts {
+    /// The sha256 of the canonical encoding, in hex.
+    pub fn signature(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).expect("signature parts serialize"))
+    }
+}
+
+/// Hashes every declared input of every task; a missing input is an error
+/// naming the task. Files shared by several tasks are read once.
+pub fn hash_inputs(graph: &Graph, root: &Path) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let mut memo: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(graph.len());
+    for task in &graph.tasks {
+        let mut files = BTreeMap::new();
+        for input in &task.inputs {
+            if !memo.contains_key(input) {
+                let mut found = BTreeMap::new();
+                hash_path(root, input, &mut found)
+                    .map_err(|e| format!("task \"{}\": input \"{input}\": {e}", task.id))?;
+                memo.insert(input.clone(), found);
+            }
+            files.extend(memo[input].iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out.push(files);
+    }
+    Ok(out)
+}
+
+/// Adds `rel` (a file, symlink, or directory walked in sorted order) to
+/// `found`.
+fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Result<(), String> {
+    let path = root.join(rel);
+    let meta = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        _ => e.to_string(),
+    })?;
+    if meta.is_symlink() {
+        let target = fs::read_link(&path).map_err(|e| e.to_string())?;
+        found.insert(
+            rel.to_string(),
+            format!("symlink:{}", target.to_string_lossy()),
+        );
+    } else if meta.is_dir() {
+        let mut names: Vec<String> = fs::read_dir(&path)
+            .map_err(|e| e.to_string())?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        names.sort();
+        for name in names {
+            hash_path(root, &format!("{rel}/{name}"), found)?;
+        }
+    } else {
+        let (hash, _) = hash_file(&path).map_err(|e| e.to_string())?;
+        found.insert(rel.to_string(), format!("sha256:{hash}"));
+    }
+    Ok(())
+}
+
+/// The signature parts of every task, dependencies first. `inputs` comes
+/// from [`hash_inputs`]; `run_nonce` makes `nostamp` tasks unique to this
+/// run.
+pub fn sig_parts(
+    graph: &Graph,
+    inputs: Vec<BTreeMap<String, String>>,
+    run_nonce: &str,
+) -> Vec<(SigParts, String)> {
+    let mut parts: Vec<Option<(SigParts, String)>> = vec![None; graph.len()];
+    let mut inputs: Vec<Option<BTreeMap<String, String>>> = inputs.into_iter().map(Some).collect();
+    for &id in &graph.topo_order {
+        let task = graph.task(id);
+        let mut env = graph.env.clone();
+        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let deps = task
+            .deps
+            .iter()
+            .map(|d| {
+                let (_, sig) = parts[d.index()].as_ref().expect("dependencies come first");
+                (graph.task(*d).id.clone(), sig.clone())
+            })
+            .collect();
+        let p = SigParts {
+            version: SIGNATURE_VERSION,
+            action: match &task.action {
+                Action::Shell(text) => ActionParts::Run(text.clone()),
+                Action::Argv(argv) => ActionParts::Argv(argv.clone()),
+                Action::Nothing => ActionParts::None,
+            },
+            env,
+            cwd: task.cwd.clone(),
+            outputs: task.outputs.clone(),
+            inputs: inputs[id.index()].take().unwrap_or_default(),
+            deps,
+            nostamp: task.nostamp.then(|| format!("{run_nonce}:{}", id.0)),
+        };
+        let sig = p.signature();
+        parts[id.index()] = Some((p, sig));
+    }
+    parts
+        .into_iter()
+        .map(|p| p.expect("every task visited"))
+        .collect()
+}
+
+/// Convenience: parts for one task id.
+pub fn parts_of(all: &[(SigParts, String)], id: TaskId) -> &SigParts {
+    &all[id.index()].0
+}
+
+/// What differs between the last recorded parts and the current ones, one
+/// line per difference, in the order of the encoding.
+pub fn differences(old: &SigParts, new: &SigParts) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.version != new.version {
+        out.push(format!(
+            "signature format changed: version {} -> {}",
+            old.version, new.version
+        ));
+    }
+    if old.action != new.action {
+        out.push(format!(
+            "script changed: {} -> {}",
+            describe_action(&old.action),
+            describe_action(&new.action)
+        ));
+    }
+    map_diff("env", &old.env, &new.env, &mut out, |k, o, n| {
+        format!("env {k} changed: {o:?} -> {n:?}")
+    });
+    if old.cwd != new.cwd {
+        out.push(format!("cwd changed: {:?} -> {:?}", old.cwd, new.cwd));
+    }
+    if old.outputs != new.outputs {
+        out.push(format!(
+            "outputs changed: {:?} -> {:?}",
+            old.outputs, new.outputs
+        ));
+    }
+    map_diff(
+        "input file",
+        &old.inputs,
+        &new.inputs,
+        &mut out,
+        |k, _, _| format!("input file {k} changed"),
+    );
+    map_diff("dependency", &old.deps, &new.deps, &mut out, |k, _, _| {
+        format!("dependency {k} changed its signature (see `runqueue explain` for {k})")
+    });
+    if new.nostamp.is_some() {
+        out.push("the task is nostamp: it runs every time".to_string());
+    }
+    out
+}
+
+fn describe_action(a: &ActionParts) -> String {
+    match a {
+        ActionParts::Run(text) => format!("run {text:?}"),
+        ActionParts::Argv(argv) => format!("argv {argv:?}"),
+        ActionParts::None => "nothing to run".to_string(),
+    }
+}
+
+fn map_diff(
+    what: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+    out: &mut Vec<String>,
+    changed: impl Fn(&str, &str, &str) -> String,
+) {
+    for (k, v) in new {
+        match old.get(k) {
+            None => out.push(format!("{what} {k} added")),
+            Some(o) if o != v => out.push(changed(k, o, v)),
+            Some(_) => {}
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        out.push(format!("{what} {k} removed"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRAPH: &str = r#"{"version":1,"env":{"LANG":"C"},"tasks":[
+        {"id":"a:do_fetch","run":"fetch","inputs":["src"]},
+        {"id":"a:do_compile","deps":["a:do_fetch"],"run":"make","env":{"CC":"gcc"},"outputs":["out/a"]},
+        {"id":"b:do_stamp","run":"date","nostamp":true},
+        {"id":"b:do_after","deps":["b:do_stamp"],"run":"true"}]}"#;
+
+    fn sigs(text: &str, root: &Path, nonce: &str) -> Vec<(SigParts, String)> {
+        let g = Graph::parse(text).unwrap();
+        let inputs = hash_inputs(&g, root).unwrap();
+        sig_parts(&g, inputs, nonce)
+    }
+
+    fn workspace() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/sub")).unwrap();
+        std::fs::write(dir.path().join("src/a.c"), "int a;").unwrap();
+        std::fs::write(dir.path().join("src/sub/b.c"), "int b;").unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_encoding_is_canonical_json() {
+        let dir = workspace();
+        let s = sigs(GRAPH, dir.path(), "n1");
+        let json = serde_json::to_string(&s[1].0).unwrap();
+        let fetch_sig = &s[0].1;
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"version":1,"action":{{"run":"make"}},"env":{{"CC":"gcc","LANG":"C"}},"cwd":"","outputs":["out/a"],"inputs":{{}},"deps":{{"a:do_fetch":"{fetch_sig}"}}}}"#
+            )
+        );
+        assert_eq!(
+            s[0].0.inputs,
+            BTreeMap::from([
+                (
+                    "src/a.c".to_string(),
+                    format!("sha256:{}", sha256_hex(b"int a;"))
+                ),
+                (
+                    "src/sub/b.c".to_string(),
+                    format!("sha256:{}", sha256_hex(b"int b;"))
+                ),
+            ])
+        );
+        assert_eq!(s[1].1, sha256_hex(json.as_bytes()));
+    }
+
+    #[test]
+    fn stable_across_runs_except_for_nostamp() {
+        let dir = workspace();
+        let one = sigs(GRAPH, dir.path(), "n1");
+        let two = sigs(GRAPH, dir.path(), "n2");
+        assert_eq!(one[0].1, two[0].1);
+        assert_eq!(one[1].1, two[1].1);
+        assert_ne!(one[2].1, two[2].1, "nostamp differs per run");
+        assert_ne!(one[3].1, two[3].1, "and so do its dependents");
+    }
+
+    #[test]
+    fn an_input_change_reaches_dependents_and_is_explained() {
+        let dir = workspace();
+        let before = sigs(GRAPH, dir.path(), "n");
+        std::fs::write(dir.path().join("src/sub/b.c"), "int b = 1;").unwrap();
+        let after = sigs(GRAPH, dir.path(), "n");
+        assert_ne!(before[0].1, after[0].1);
+        assert_ne!(before[1].1, after[1].1);
+        assert_eq!(
+            differences(&before[0].0, &after[0].0),
+            ["input file src/sub/b.c changed"]
+        );
+        assert_eq!(
+            differences(&before[1].0, &after[1].0),
+            ["dependency a:do_fetch changed its signature (see `runqueue explain` for a:do_fetch)"]
+        );
+    }
+
+    #[test]
+    fn explains_script_and_env_changes() {
+        let dir = workspace();
+        let before = sigs(GRAPH, dir.path(), "n");
+        let changed = GRAPH.replace(
+            r#""run":"make","env":{"CC":"gcc"}"#,
+            r#""run":"make -j8","env":{"CC":"clang","V":"1"}"#,
+        );
+        let after = sigs(&changed, dir.path(), "n");
+        assert_eq!(
+            differences(&before[1].0, &after[1].0),
+            [
+                r#"script changed: run "make" -> run "make -j8""#,
+                r#"env CC changed: "gcc" -> "clang""#,
+                "env V added",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_input_names_the_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Graph::parse(GRAPH).unwrap();
+        assert_eq!(
+            hash_inputs(&g, dir.path()).unwrap_err(),
+            "task \"a:do_fetch\": input \"src\": does not exist"
+        );
+    }
+}

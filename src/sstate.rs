@@ -1,0 +1,226 @@
+//! Shared state, BitBake's name for it: which tasks the cache covers, what
+//! is restored before the build (setscene), what is stored after a task
+//! succeeds, and why a task is not covered.
+//!
+//! Knows the graph, signatures and the cache; knows nothing of processes or
+//! scheduling.
+
+use std::fs;
+use std::path::Path;
+
+use crate::cache::{Cache, FileModes, Lookup, StoreError};
+use crate::graph::{normalize, Action, Graph, TaskId};
+use crate::signature::{differences, SigParts};
+
+/// What the build does with a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Run its command.
+    Run,
+    /// Covered by the cache; `restored` says whether its outputs were put
+    /// in the workspace (only those something needs are).
+    Cached { restored: bool },
+}
+
+/// Refuses declared outputs that would be written through a symlink leading
+/// out of the workspace. Looks only at what exists now.
+pub fn check_output_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
+    for task in &graph.tasks {
+        for out in &task.outputs {
+            let mut prefix = String::new();
+            for part in out.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                let parent_len = prefix.len();
+                prefix.push_str(part);
+                let Ok(meta) = fs::symlink_metadata(ws.join(&prefix)) else {
+                    break;
+                };
+                if !meta.is_symlink() {
+                    continue;
+                }
+                let target = fs::read_link(ws.join(&prefix))
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let resolved = format!("{}{target}", &prefix[..parent_len]);
+                if target.starts_with('/') || normalize(&resolved).is_none() {
+                    return Err(format!(
+                        "task \"{}\": output \"{out}\" leads out of the workspace through symlink \"{prefix}\" -> \"{target}\"",
+                        task.id
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decides each task's fate and restores what is needed, before anything
+/// runs. A task runs if its signature has no usable entry (or it is
+/// nostamp). A covered task is restored if it is final (nothing depends on
+/// it), or a task that runs depends on it, directly or through other
+/// tasks, or a restored task with nothing to run (an aggregate like
+/// `do_build`) depends on it; otherwise it is left alone. A restore that fails (missing or
+/// corrupt blob) turns the task into one that runs, which can make more of
+/// its dependencies needed: repeat until nothing changes.
+pub fn setscene(
+    graph: &Graph,
+    sigs: &[(SigParts, String)],
+    cache: &Cache,
+    ws: &Path,
+    modes: &dyn FileModes,
+    warn: &mut dyn FnMut(String),
+) -> Vec<Fate> {
+    let mut entries: Vec<_> = graph
+        .ids()
+        .map(|id| {
+            let (_, sig) = &sigs[id.index()];
+            if graph.task(id).nostamp {
+                return None;
+            }
+            match cache.lookup(sig) {
+                Lookup::Hit(e) => Some(e),
+                Lookup::Miss => None,
+                Lookup::Corrupt(why) => {
+                    warn(format!("{}: {why}; the task runs", graph.task(id).id));
+                    cache.remove_entry(sig);
+                    None
+                }
+            }
+        })
+        .collect();
+    let mut restored = vec![false; graph.len()];
+    loop {
+        let runs = |id: TaskId| entries[id.index()].is_none();
+        // needed[t]: t is final, or a task that runs depends on it directly
+        // or not, or a needed task with nothing to run depends on it.
+        let mut feeds = vec![false; graph.len()];
+        let mut needed = vec![false; graph.len()];
+        for &id in graph.topo_order.iter().rev() {
+            let i = id.index();
+            let dependents = &graph.dependents[i];
+            feeds[i] = dependents.iter().any(|&d| runs(d) || feeds[d.index()]);
+            needed[i] = dependents.is_empty()
+                || feeds[i]
+                || dependents
+                    .iter()
+                    .any(|&d| needed[d.index()] && graph.task(d).action == Action::Nothing);
+        }
+        let mut changed = false;
+        for &id in &graph.topo_order {
+            let i = id.index();
+            if restored[i] || !needed[i] {
+                continue;
+            }
+            let Some(entry) = &entries[i] else { continue };
+            match cache.restore(ws, entry, modes) {
+                Ok(()) => restored[i] = true,
+                Err(why) => {
+                    warn(format!(
+                        "{}: cannot restore from the cache: {why}; the task runs",
+                        graph.task(id).id
+                    ));
+                    cache.remove_entry(&sigs[i].1);
+                    entries[i] = None;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    graph
+        .ids()
+        .map(|id| match entries[id.index()] {
+            None => Fate::Run,
+            Some(_) => Fate::Cached {
+                restored: restored[id.index()],
+            },
+        })
+        .collect()
+}
+
+/// After a task's process succeeded: stores its outputs and history in the
+/// cache, or without a cache just checks its outputs exist. `Err` fails the
+/// task (a declared output is missing or escapes); cache trouble is only a
+/// warning.
+#[allow(clippy::too_many_arguments)]
+pub fn after_success(
+    graph: &Graph,
+    id: TaskId,
+    sigs: &[(SigParts, String)],
+    cache: Option<&Cache>,
+    ws: &Path,
+    duration_ms: u64,
+    modes: &dyn FileModes,
+    warn: &mut dyn FnMut(String),
+) -> Result<(), String> {
+    let task = graph.task(id);
+    let Some(cache) = cache else {
+        return match task
+            .outputs
+            .iter()
+            .find(|o| fs::symlink_metadata(ws.join(o)).is_err())
+        {
+            Some(o) => Err(StoreError::Missing(o.clone()).to_string()),
+            None => Ok(()),
+        };
+    };
+    let (parts, sig) = &sigs[id.index()];
+    if !task.nostamp {
+        match cache.store(ws, &task.id, sig, &task.outputs, duration_ms, modes) {
+            Ok(_) => {}
+            Err(e @ (StoreError::Missing(_) | StoreError::Escapes { .. })) => {
+                return Err(e.to_string())
+            }
+            Err(e @ StoreError::Io(_)) => warn(format!("{}: {e}", task.id)),
+        }
+    }
+    if let Err(e) = cache.record_history(&task.id, sig, parts, Some(duration_ms)) {
+        warn(format!("{}: cannot record history: {e}", task.id));
+    }
+    Ok(())
+}
+
+/// Why `id` is or is not covered by the cache, one line per reason, like
+/// `bitbake-diffsigs`.
+pub fn explain(
+    graph: &Graph,
+    id: TaskId,
+    sigs: &[(SigParts, String)],
+    cache: &Cache,
+) -> Vec<String> {
+    let task = graph.task(id);
+    let (parts, sig) = &sigs[id.index()];
+    let mut out = vec![format!("{}: signature {sig}", task.id)];
+    if task.nostamp {
+        out.push("not cached: the task is nostamp, it runs every time".to_string());
+        return out;
+    }
+    match cache.lookup(sig) {
+        Lookup::Hit(entry) => {
+            out.push(format!(
+                "cached: the cache holds its outputs ({} paths, stored after a run of {} ms)",
+                entry.outputs.len(),
+                entry.duration_ms
+            ));
+            return out;
+        }
+        Lookup::Corrupt(why) => out.push(format!("not cached: {why}")),
+        Lookup::Miss => out.push("not cached: no entry for this signature".to_string()),
+    }
+    match cache.history(&task.id) {
+        None => out.push("no earlier run of this task is recorded".to_string()),
+        Some(h) if h.signature == *sig => out.push(
+            "the last recorded run had this same signature: its entry was removed or the task failed to store"
+                .to_string(),
+        ),
+        Some(h) => {
+            out.push(format!("differs from the last recorded run (signature {}):", h.signature));
+            out.extend(differences(&h.parts, parts).into_iter().map(|d| format!("  {d}")));
+        }
+    }
+    out
+}
