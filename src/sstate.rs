@@ -40,13 +40,18 @@ pub fn check_output_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
                 if !meta.is_symlink() {
                     continue;
                 }
-                let target = fs::read_link(ws.join(&prefix))
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let resolved = format!("{}{target}", &prefix[..parent_len]);
-                if target.starts_with('/') || normalize(&resolved).is_none() {
+                // WASI cannot read a link to an absolute path: that escapes too.
+                let escapes = match fs::read_link(ws.join(&prefix)) {
+                    Ok(target) => {
+                        let target = target.to_string_lossy();
+                        target.starts_with('/')
+                            || normalize(&format!("{}{target}", &prefix[..parent_len])).is_none()
+                    }
+                    Err(_) => true,
+                };
+                if escapes {
                     return Err(format!(
-                        "task \"{}\": output \"{out}\" leads out of the workspace through symlink \"{prefix}\" -> \"{target}\"",
+                        "task \"{}\": output \"{out}\" leads out of the workspace through symlink \"{prefix}\"",
                         task.id
                     ));
                 }
@@ -172,9 +177,7 @@ pub fn after_success(
     if !task.nostamp {
         match cache.store(ws, &task.id, sig, &task.outputs, duration_ms, modes) {
             Ok(_) => {}
-            Err(e @ (StoreError::Missing(_) | StoreError::Escapes { .. })) => {
-                return Err(e.to_string())
-            }
+            Err(e @ (StoreError::Missing(_) | StoreError::Escapes(_))) => return Err(e.to_string()),
             Err(e @ StoreError::Io(_)) => warn(format!("{}: {e}", task.id)),
         }
     }

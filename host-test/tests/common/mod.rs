@@ -149,7 +149,12 @@ pub struct Run {
 impl Run {
     /// Ids of the tasks in `state`, in graph order.
     pub fn ids_in(&self, state: runqueue_host::TaskState) -> Vec<String> {
-        self.report().tasks.iter().filter(|t| t.state == state).map(|t| t.id.clone()).collect()
+        self.report()
+            .tasks
+            .iter()
+            .filter(|t| t.state == state)
+            .map(|t| t.id.clone())
+            .collect()
     }
 
     /// Warnings the run emitted.
