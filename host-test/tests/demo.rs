@@ -45,3 +45,44 @@ fn the_demo_builds_an_image_that_runs() {
         "usr/bin/calc\nusr/bin/hello\n"
     );
 }
+
+#[test]
+fn the_demo_built_twice_runs_nothing_the_second_time() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+    let ws = Ws::new();
+    copy_tree(&demo.join("sources"), &ws.join("sources"));
+    let graph = std::fs::read_to_string(demo.join("graph.json")).unwrap();
+    let first = ws.run_cached(&graph, 4);
+    assert_eq!(first.report().totals.succeeded, first.report().totals.total);
+    let finals = [
+        "image/usr/bin/hello",
+        "image/usr/bin/calc",
+        "image/manifest.txt",
+    ];
+    let before: Vec<Vec<u8>> = finals
+        .iter()
+        .map(|f| std::fs::read(ws.join(f)).unwrap())
+        .collect();
+
+    let second = ws.run_cached(&graph, 4);
+    let t = &second.report().totals;
+    assert_eq!((t.succeeded, t.cached), (0, t.total), "nothing executes");
+    let after: Vec<Vec<u8>> = finals
+        .iter()
+        .map(|f| std::fs::read(ws.join(f)).unwrap())
+        .collect();
+    assert_eq!(before, after, "identical bytes");
+
+    // With the image deleted, the cache brings it back and it still runs.
+    std::fs::remove_dir_all(ws.join("image")).unwrap();
+    let third = ws.run_cached(&graph, 4);
+    assert_eq!(third.report().totals.cached, third.report().totals.total);
+    let out = std::process::Command::new(ws.join("image/usr/bin/hello"))
+        .arg("cache")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, cache! (greet 1.0)\n"
+    );
+}
