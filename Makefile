@@ -7,7 +7,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check wasm-target clean
+.PHONY: build component host test demo check bench wasm-target clean
 
 ## build: the component (release) and the host CLI (release)
 build: component host
@@ -37,6 +37,14 @@ demo: build
 	rm -rf $(DEMO)/image
 	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
 	$(DEMO)/image/usr/bin/hello again
+
+## bench: benchmarks, written to target/bench-report.md (needs ../shared/data/yocto)
+REPORT := target/bench-report.md
+bench: component
+	@mkdir -p target
+	@printf '# runqueue benchmarks\n\nMeasured %s on %s cores.\n\n' "$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(nproc)" > $(REPORT)
+	$(CARGO) bench -p runqueue-host --bench cache -- $(abspath $(REPORT))
+	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm
 check: wasm-target

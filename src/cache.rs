@@ -273,32 +273,21 @@ impl Cache {
         Ok(entry)
     }
 
-    /// Adds the file at `src` to the blobs unless a blob with its hash is
-    /// already there; returns its hash and size.
+    /// Adds the file at `src` to the blobs, in one pass: copied to a
+    /// temporary file while hashed, then renamed to its hash (replacing an
+    /// identical blob is harmless). Returns its hash and size.
     fn store_blob(&self, src: &Path) -> Result<(String, u64), String> {
-        let (hash, size) = hash_file(src).map_err(|e| io_err("cannot read", src, e))?;
-        let dest = self.blob_path(&hash);
-        if dest.exists() {
-            return Ok((hash, size));
-        }
         let tmp = self.temp_path()?;
-        let copied = copy_hashing(src, &tmp).map_err(|e| io_err("cannot copy", src, e));
-        match copied {
-            Ok((h, _)) if h == hash => {}
-            Ok(_) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(format!(
-                    "{} changed while it was being stored",
-                    src.display()
-                ));
+        match copy_hashing(src, &tmp) {
+            Ok((hash, size)) => {
+                self.rename_into(&tmp, &self.blob_path(&hash))?;
+                Ok((hash, size))
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                Err(io_err("cannot copy", src, e))
             }
         }
-        self.rename_into(&tmp, &dest)?;
-        Ok((hash, size))
     }
 
     /// Puts the outputs of `entry` into the workspace. Every blob is checked

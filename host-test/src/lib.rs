@@ -239,6 +239,9 @@ impl Runqueue {
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
+        // File system calls are short; running them on this thread instead
+        // of tokio's blocking pool makes the cache several times faster.
+        wasi.allow_blocking_current_thread(true);
         if let Ok(path) = std::env::var("PATH") {
             wasi.env("PATH", path);
         }
