@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use wstd::runtime::{block_on, AsyncPollable};
 
 use crate::cache::{Cache, FileModes};
+use crate::estimate::{expected_durations, mean};
 use crate::graph::{Graph, TaskId};
-use crate::plan::{longest_chain, remaining_path};
+use crate::import;
+use crate::plan::{longest_chain, remaining_path, Policy};
 use crate::signature::{hash_inputs, sig_parts};
+use crate::simulate::{durations_for, parse_durations, simulate};
 use crate::sstate;
 use crate::work::{self, Event, Exit, ExitStatus, Outcome, Processes, RunOptions, TaskRecord};
 
@@ -67,6 +70,7 @@ impl Guest for Component {
             workspace: PathBuf::from(WORKSPACE),
             cache: options.cache_dir.map(Cache::new),
             run_nonce: format!("{:016x}", wasip2::random::random::get_random_u64()),
+            policy: policy(options.scheduler),
         };
         let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await })
             .map_err(wit_runner::Error::InvalidGraph)?;
@@ -104,6 +108,81 @@ impl Guest for Component {
         let inputs = hash_inputs(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
         let sigs = sig_parts(&graph, inputs, "explain");
         Ok(sstate::explain(&graph, id, &sigs, &cache))
+    }
+
+    fn simulate(
+        graph: String,
+        options: wit_runner::SimulateOptions,
+    ) -> Result<wit_runner::Simulation, wit_runner::Error> {
+        let graph = parse(&graph)?;
+        let given = match &options.durations {
+            Some(text) => durations_for(
+                &graph,
+                &parse_durations(text).map_err(wit_runner::Error::InvalidGraph)?,
+            ),
+            None => vec![None; graph.len()],
+        };
+        let cache = options.cache_dir.map(Cache::new);
+        let known: Vec<Option<u64>> = graph
+            .ids()
+            .map(|id| {
+                given[id.index()].or_else(|| {
+                    let h = cache.as_ref()?.history(&graph.task(id).id)?;
+                    mean(&h.durations_ms)
+                })
+            })
+            .collect();
+        let durations = expected_durations(&graph, &known);
+        let sim = simulate(
+            &graph,
+            &durations,
+            &durations,
+            policy(options.scheduler),
+            options.max_parallel.max(1) as usize,
+        );
+        Ok(wit_runner::Simulation {
+            makespan_ms: sim.makespan_ms,
+            work_ms: sim.work_ms,
+            critical_path_ms: sim.critical_path_ms,
+            lower_bound_ms: sim.lower_bound_ms,
+            critical_path: sim
+                .critical_path
+                .iter()
+                .map(|id| graph.task(*id).id.clone())
+                .collect(),
+            peak_parallel: sim.peak_parallel as u32,
+        })
+    }
+
+    fn import_graph(
+        text: String,
+        options: wit_runner::ImportOptions,
+    ) -> Result<String, wit_runner::Error> {
+        let tasks = import::parse(&text).map_err(wit_runner::Error::InvalidGraph)?;
+        let durations_ms = match &options.durations {
+            Some(t) => parse_durations(t).map_err(wit_runner::Error::InvalidGraph)?,
+            None => Default::default(),
+        };
+        let json = import::to_graph(
+            &tasks,
+            &import::ImportOptions {
+                run_template: options.run_template,
+                durations_ms,
+                scale: options.scale,
+            },
+        );
+        // What comes out must be a valid graph (a cycle in the input, say).
+        parse(&json)?;
+        Ok(json)
+    }
+}
+
+fn policy(s: wit_runner::Scheduler) -> Policy {
+    match s {
+        wit_runner::Scheduler::CriticalPath => Policy::CriticalPath,
+        wit_runner::Scheduler::Speed => Policy::Speed,
+        wit_runner::Scheduler::Fifo => Policy::Fifo,
+        wit_runner::Scheduler::Waves => Policy::Waves,
     }
 }
 

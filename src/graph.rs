@@ -28,6 +28,8 @@ struct GraphFile {
     version: u32,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    #[serde(default)]
+    pools: BTreeMap<String, u32>,
     tasks: Vec<TaskFile>,
 }
 
@@ -49,6 +51,7 @@ struct TaskFile {
     outputs: Vec<String>,
     #[serde(default)]
     nostamp: bool,
+    pool: Option<String>,
 }
 
 /// What a task executes.
@@ -81,6 +84,16 @@ pub struct Task {
     pub outputs: Vec<String>,
     /// Never cached; dependents' signatures change on every run.
     pub nostamp: bool,
+    /// Index into [`Graph::pools`] of the pool this task runs in.
+    pub pool: Option<usize>,
+}
+
+/// A named limit on how many of its tasks run at once (BitBake's
+/// `[number_threads]`, Ninja's pools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub depth: u32,
 }
 
 /// A validated, acyclic task graph.
@@ -88,6 +101,8 @@ pub struct Task {
 pub struct Graph {
     /// Environment for every task.
     pub env: BTreeMap<String, String>,
+    /// Pools, sorted by name.
+    pub pools: Vec<Pool>,
     pub tasks: Vec<Task>,
     /// For each task, the tasks that depend on it directly, sorted.
     pub dependents: Vec<Vec<TaskId>>,
@@ -121,6 +136,11 @@ pub enum GraphError {
         field: &'static str,
         path: String,
     },
+    UnknownPool {
+        task: String,
+        pool: String,
+    },
+    EmptyPool(String),
     /// An input lies inside another task's output: depend on that task
     /// instead, its signature covers its outputs.
     InputIsOutput {
@@ -154,6 +174,13 @@ impl fmt::Display for GraphError {
                 f,
                 "task \"{task}\": {field} \"{path}\" leaves the workspace (use a relative path without \"..\")"
             ),
+            GraphError::UnknownPool { task, pool } => write!(
+                f,
+                "task \"{task}\" uses pool \"{pool}\", which the graph's \"pools\" does not define"
+            ),
+            GraphError::EmptyPool(name) => {
+                write!(f, "pool \"{name}\" has depth 0; give it at least 1")
+            }
             GraphError::InputIsOutput {
                 task,
                 input,
@@ -240,6 +267,17 @@ impl Graph {
             }
         }
 
+        let pools: Vec<Pool> = file
+            .pools
+            .iter()
+            .map(|(name, &depth)| match depth {
+                0 => Err(GraphError::EmptyPool(name.clone())),
+                depth => Ok(Pool {
+                    name: name.clone(),
+                    depth,
+                }),
+            })
+            .collect::<Result<_, _>>()?;
         let mut tasks = Vec::with_capacity(file.tasks.len());
         for t in &file.tasks {
             let mut deps = Vec::with_capacity(t.deps.len());
@@ -284,6 +322,17 @@ impl Graph {
                 inputs: paths(&t.id, "input", &t.inputs)?,
                 outputs: paths(&t.id, "output", &t.outputs)?,
                 nostamp: t.nostamp,
+                pool: match &t.pool {
+                    None => None,
+                    Some(name) => {
+                        Some(pools.iter().position(|p| p.name == *name).ok_or_else(|| {
+                            GraphError::UnknownPool {
+                                task: t.id.clone(),
+                                pool: name.clone(),
+                            }
+                        })?)
+                    }
+                },
             });
         }
         check_inputs_are_sources(&tasks)?;
@@ -297,6 +346,7 @@ impl Graph {
         let topo_order = topo_sort(&tasks, &dependents)?;
         Ok(Graph {
             env: file.env,
+            pools,
             tasks,
             dependents,
             topo_order,
@@ -493,7 +543,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),
@@ -535,6 +585,30 @@ mod tests {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","inputs":["."]}]}"#),
             "task \"a\": input \".\" leaves the workspace (use a relative path without \"..\")"
+        );
+    }
+
+    #[test]
+    fn pools_are_defined_before_use() {
+        let g = Graph::parse(
+            r#"{"version":1,"pools":{"fetch":2,"big":1},"tasks":[{"id":"a","pool":"fetch"},{"id":"b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            g.pools[g.tasks[0].pool.unwrap()],
+            Pool {
+                name: "fetch".into(),
+                depth: 2
+            }
+        );
+        assert_eq!(g.tasks[1].pool, None);
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","pool":"net"}]}"#),
+            "task \"a\" uses pool \"net\", which the graph's \"pools\" does not define"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"pools":{"net":0},"tasks":[]}"#),
+            "pool \"net\" has depth 0; give it at least 1"
         );
     }
 

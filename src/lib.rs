@@ -21,9 +21,12 @@
 
 pub mod cache;
 pub mod digest;
+pub mod estimate;
 pub mod graph;
+pub mod import;
 pub mod plan;
 pub mod signature;
+pub mod simulate;
 pub mod sstate;
 pub mod work;
 

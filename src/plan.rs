@@ -46,6 +46,70 @@ impl TaskState {
     }
 }
 
+/// How ready tasks are ordered. Only `CriticalPath` is meant for builds; the
+/// others exist so benchmarks and simulations can compare in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Longest remaining path, weighted by expected durations (default).
+    CriticalPath,
+    /// BitBake's "speed": final tasks weigh 10, others 1 + the sum of their
+    /// direct dependents' weights; heaviest first.
+    Speed,
+    /// In the order tasks became ready.
+    Fifo,
+    /// The seed design: the ready set in batches of `max_parallel`, each
+    /// batch joined all at once before the next starts.
+    Waves,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 4] = [
+        Policy::CriticalPath,
+        Policy::Speed,
+        Policy::Fifo,
+        Policy::Waves,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::CriticalPath => "critical-path",
+            Policy::Speed => "speed",
+            Policy::Fifo => "fifo",
+            Policy::Waves => "waves",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The priority of every task under this policy; `expected` are the
+    /// expected durations (used by `CriticalPath` only).
+    pub fn priorities(self, graph: &Graph, expected: &[u64]) -> Vec<u64> {
+        match self {
+            Policy::CriticalPath => remaining_path(graph, |id| expected[id.index()]),
+            Policy::Speed => speed_weights(graph),
+            Policy::Fifo | Policy::Waves => vec![0; graph.len()],
+        }
+    }
+}
+
+/// BitBake's `speed` scheduler weights: final tasks 10, any other task 1 +
+/// the sum of its direct dependents' weights (saturating).
+pub fn speed_weights(graph: &Graph) -> Vec<u64> {
+    let mut w = vec![0u64; graph.len()];
+    for &id in graph.topo_order.iter().rev() {
+        let deps = &graph.dependents[id.index()];
+        w[id.index()] = if deps.is_empty() {
+            10
+        } else {
+            deps.iter()
+                .fold(1u64, |acc, d| acc.saturating_add(w[d.index()]))
+        };
+    }
+    w
+}
+
 /// The longest remaining path from each task to any final task, counting the
 /// task itself: `weight(t) + max(path(d) for d depending on t)`. A ready task
 /// with a longer path starts first.
@@ -77,28 +141,42 @@ pub fn longest_chain(graph: &Graph, path: &[u64]) -> Vec<TaskId> {
     chain
 }
 
+/// A ready task's place in its queue: larger first, then lower id.
+type Key = (u64, Reverse<TaskId>);
+
 /// The scheduling state of one run.
 pub struct Plan<'g> {
     graph: &'g Graph,
+    policy: Policy,
     states: Vec<TaskState>,
     /// Dependencies of each task that have not succeeded yet.
     unmet: Vec<u32>,
     priority: Vec<u64>,
-    /// Ready tasks, longest remaining path first, then graph order.
-    ready: BinaryHeap<(u64, Reverse<TaskId>)>,
+    /// Ready tasks per pool; index 0 holds tasks without a pool, index
+    /// `p + 1` those of `graph.pools[p]`.
+    ready: Vec<BinaryHeap<Key>>,
+    ready_count: usize,
+    /// Running tasks per pool, indexed like `ready`.
+    pool_running: Vec<usize>,
+    /// How many tasks became ready so far: the FIFO order.
+    readied: u64,
     running: usize,
     peak_running: usize,
     max_parallel: usize,
     keep_going: bool,
     /// Set by the first failure unless keep-going: start nothing new.
     stopping: bool,
+    /// Waves only: a batch is being started.
+    wave_open: bool,
 }
 
 impl<'g> Plan<'g> {
     /// A plan with every task waiting and the roots ready. `priority` is
-    /// indexed by task; `max_parallel` is at least 1.
+    /// indexed by task (see [`Policy::priorities`]); `max_parallel` is at
+    /// least 1.
     pub fn new(
         graph: &'g Graph,
+        policy: Policy,
         priority: Vec<u64>,
         max_parallel: usize,
         keep_going: bool,
@@ -106,15 +184,20 @@ impl<'g> Plan<'g> {
         assert_eq!(priority.len(), graph.len());
         let mut plan = Plan {
             graph,
+            policy,
             states: vec![TaskState::Waiting; graph.len()],
             unmet: graph.tasks.iter().map(|t| t.deps.len() as u32).collect(),
             priority,
-            ready: BinaryHeap::new(),
+            ready: vec![BinaryHeap::new(); graph.pools.len() + 1],
+            ready_count: 0,
+            pool_running: vec![0; graph.pools.len() + 1],
+            readied: 0,
             running: 0,
             peak_running: 0,
             max_parallel: max_parallel.max(1),
             keep_going,
             stopping: false,
+            wave_open: false,
         };
         for id in graph.ids() {
             if plan.unmet[id.index()] == 0 {
@@ -124,18 +207,35 @@ impl<'g> Plan<'g> {
         plan
     }
 
+    fn queue_of(&self, id: TaskId) -> usize {
+        self.graph.task(id).pool.map_or(0, |p| p + 1)
+    }
+
     /// The one place a task changes state; panics on a transition that the
     /// algorithm never makes.
     fn set(&mut self, id: TaskId, to: TaskState) {
         let from = self.states[id.index()];
         use TaskState::*;
+        let queue = self.queue_of(id);
         match (from, to) {
-            (Waiting, Ready) => self.ready.push((self.priority[id.index()], Reverse(id))),
+            (Waiting, Ready) => {
+                let key = match self.policy {
+                    Policy::CriticalPath | Policy::Speed => self.priority[id.index()],
+                    Policy::Fifo | Policy::Waves => u64::MAX - self.readied,
+                };
+                self.readied += 1;
+                self.ready[queue].push((key, Reverse(id)));
+                self.ready_count += 1;
+            }
             (Ready, Running) => {
                 self.running += 1;
+                self.pool_running[queue] += 1;
                 self.peak_running = self.peak_running.max(self.running);
             }
-            (Running, Succeeded | Failed) => self.running -= 1,
+            (Running, Succeeded | Failed) => {
+                self.running -= 1;
+                self.pool_running[queue] -= 1;
+            }
             // Ready tasks are only skipped when the build stops; the heap is
             // dropped then.
             (Waiting | Ready, Skipped(_)) => {}
@@ -147,13 +247,34 @@ impl<'g> Plan<'g> {
         self.states[id.index()] = to;
     }
 
-    /// The next task to start, if a slot is free and a task is ready. The
-    /// task is marked running.
+    /// The next task to start, if a slot is free and a task is ready whose
+    /// pool has room. The task is marked running.
     pub fn start_next(&mut self) -> Option<TaskId> {
+        if self.policy == Policy::Waves && self.running == 0 {
+            self.wave_open = true;
+        }
+        let next = self.pick();
+        if next.is_none() {
+            self.wave_open = false;
+        }
+        next
+    }
+
+    fn pick(&mut self) -> Option<TaskId> {
         if self.stopping || self.running >= self.max_parallel {
             return None;
         }
-        let (_, Reverse(id)) = self.ready.pop()?;
+        if self.policy == Policy::Waves && !self.wave_open {
+            return None;
+        }
+        // The best head among the queues whose pool has room.
+        let queue = (0..self.ready.len())
+            .filter(|&q| q == 0 || self.pool_running[q] < self.graph.pools[q - 1].depth as usize)
+            .filter_map(|q| self.ready[q].peek().map(|key| (*key, q)))
+            .max()
+            .map(|(_, q)| q)?;
+        let (_, Reverse(id)) = self.ready[queue].pop().expect("peeked");
+        self.ready_count -= 1;
         self.set(id, TaskState::Running);
         Some(id)
     }
@@ -189,14 +310,15 @@ impl<'g> Plan<'g> {
 
     /// True when nothing runs and nothing more will start.
     pub fn is_done(&self) -> bool {
-        self.running == 0 && (self.stopping || self.ready.is_empty())
+        self.running == 0 && (self.stopping || self.ready_count == 0)
     }
 
     /// Ends the plan: every task that never ran is skipped because the build
     /// stopped. Call once [`Plan::is_done`].
     pub fn close(&mut self) {
         debug_assert!(self.is_done());
-        self.ready.clear();
+        self.ready.iter_mut().for_each(BinaryHeap::clear);
+        self.ready_count = 0;
         for id in self.graph.ids() {
             if !self.states[id.index()].is_final() {
                 self.set(id, TaskState::Skipped(SkipReason::BuildStopped));
@@ -234,7 +356,33 @@ mod tests {
     }
 
     fn plan(g: &Graph, max: usize, keep_going: bool) -> Plan<'_> {
-        Plan::new(g, remaining_path(g, |_| 1), max, keep_going)
+        Plan::new(
+            g,
+            Policy::CriticalPath,
+            remaining_path(g, |_| 1),
+            max,
+            keep_going,
+        )
+    }
+
+    fn with<'g>(g: &'g Graph, policy: Policy, expected: &[u64], max: usize) -> Plan<'g> {
+        Plan::new(g, policy, policy.priorities(g, expected), max, false)
+    }
+
+    /// Runs the plan to the end with every task succeeding, finishing the
+    /// oldest running task first; returns the start order.
+    fn start_order(mut p: Plan<'_>) -> Vec<TaskId> {
+        let mut order = Vec::new();
+        let mut running = std::collections::VecDeque::new();
+        loop {
+            while let Some(id) = p.start_next() {
+                order.push(id);
+                running.push_back(id);
+            }
+            let Some(id) = running.pop_front() else { break };
+            p.finish(id, true);
+        }
+        order
     }
 
     /// A diamond with a long arm: a -> {b, c}, c -> d, {b, d} -> e; plus a
@@ -284,6 +432,76 @@ mod tests {
     }
 
     #[test]
+    fn durations_weight_the_critical_path() {
+        // Two chains: x1 -> x2 (1 + 1 tasks) and y (one long task). By task
+        // count x1 goes first; by duration y does.
+        let g =
+            graph(r#"{"version":1,"tasks":[{"id":"x1"},{"id":"x2","deps":["x1"]},{"id":"y"}]}"#);
+        let count = start_order(with(&g, Policy::CriticalPath, &[1, 1, 1], 1));
+        assert_eq!(names(&g, &count), ["x1", "x2", "y"]);
+        let timed = start_order(with(&g, Policy::CriticalPath, &[10, 10, 50], 1));
+        assert_eq!(names(&g, &timed), ["y", "x1", "x2"]);
+        assert_eq!(
+            remaining_path(&g, |id| [10, 10, 50][id.index()]),
+            vec![20, 10, 50]
+        );
+    }
+
+    #[test]
+    fn speed_weights_are_bitbakes() {
+        let g = graph(DIAMOND);
+        // e final: 10; b, d: 11; c: 12; a: 1 + 11 + 12 = 24; z final: 10.
+        assert_eq!(speed_weights(&g), vec![10, 24, 11, 12, 11, 10]);
+        let order = start_order(with(&g, Policy::Speed, &[1; 6], 1));
+        assert_eq!(names(&g, &order), ["a", "c", "b", "d", "z", "e"]);
+    }
+
+    #[test]
+    fn fifo_starts_in_readiness_order() {
+        let g = graph(DIAMOND);
+        let order = start_order(with(&g, Policy::Fifo, &[1; 6], 1));
+        assert_eq!(names(&g, &order), ["z", "a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn waves_wait_for_the_whole_batch() {
+        let g = graph(r#"{"version":1,"tasks":[{"id":"1"},{"id":"2"},{"id":"3"},{"id":"4"}]}"#);
+        let mut p = with(&g, Policy::Waves, &[1; 4], 2);
+        assert_eq!(p.start_next(), Some(TaskId(0)));
+        assert_eq!(p.start_next(), Some(TaskId(1)));
+        assert_eq!(p.start_next(), None);
+        p.finish(TaskId(0), true);
+        assert_eq!(
+            p.start_next(),
+            None,
+            "the slot stays empty until the batch ends"
+        );
+        p.finish(TaskId(1), true);
+        assert_eq!(p.start_next(), Some(TaskId(2)));
+        assert_eq!(p.start_next(), Some(TaskId(3)));
+    }
+
+    #[test]
+    fn pools_cap_their_tasks_within_the_global_limit() {
+        let g = graph(
+            r#"{"version":1,"pools":{"fetch":2},"tasks":[
+            {"id":"f1","pool":"fetch"},{"id":"f2","pool":"fetch"},{"id":"f3","pool":"fetch"},
+            {"id":"c1"},{"id":"c2"}]}"#,
+        );
+        let mut p = plan(&g, 4, false);
+        let started: Vec<_> = std::iter::from_fn(|| p.start_next()).collect();
+        assert_eq!(
+            names(&g, &started),
+            ["f1", "f2", "c1", "c2"],
+            "f3 waits for its pool"
+        );
+        p.finish(TaskId(3), true); // c1: a global slot frees, but fetch is full
+        assert_eq!(p.start_next(), None);
+        p.finish(TaskId(0), true); // f1
+        assert_eq!(p.start_next(), Some(TaskId(2)));
+    }
+
+    #[test]
     fn ties_go_to_graph_order() {
         let g = graph(r#"{"version":1,"tasks":[{"id":"x"},{"id":"y"},{"id":"w"}]}"#);
         let mut p = plan(&g, 8, false);
@@ -325,6 +543,14 @@ mod tests {
             p.state(TaskId(0)),
             TaskState::Skipped(SkipReason::BuildStopped)
         );
+    }
+
+    #[test]
+    fn policies_parse_by_name() {
+        for p in Policy::ALL {
+            assert_eq!(Policy::parse(p.name()), Some(p));
+        }
+        assert_eq!(Policy::parse("random"), None);
     }
 
     #[test]

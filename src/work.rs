@@ -14,8 +14,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use std::path::PathBuf;
 
 use crate::cache::{Cache, FileModes};
+use crate::estimate::{expected_durations, mean};
 use crate::graph::{Action, Graph, TaskId};
-use crate::plan::{remaining_path, Plan, SkipReason, TaskState};
+use crate::plan::{Plan, Policy, SkipReason, TaskState};
 use crate::signature::{hash_inputs, sig_parts};
 use crate::sstate::{after_success, check_output_paths, setscene, Fate};
 
@@ -116,6 +117,8 @@ pub struct RunOptions {
     pub cache: Option<Cache>,
     /// Unique to this run: makes `nostamp` signatures differ every time.
     pub run_nonce: String,
+    /// How ready tasks are ordered.
+    pub policy: Policy,
 }
 
 /// A task's final state, as reported.
@@ -227,9 +230,27 @@ pub async fn run<P: Processes>(
         }
         None => vec![Fate::Run; graph.len()],
     };
+    // Expected durations: what history recorded for tasks that will run;
+    // covered tasks end at once and add nothing to a path.
+    let known: Vec<Option<u64>> = graph
+        .ids()
+        .map(|id| match (&opts.cache, fates[id.index()]) {
+            (Some(cache), Fate::Run) => cache
+                .history(&graph.task(id).id)
+                .and_then(|h| mean(&h.durations_ms)),
+            _ => None,
+        })
+        .collect();
+    let mut expected = expected_durations(graph, &known);
+    for (e, fate) in expected.iter_mut().zip(&fates) {
+        if *fate != Fate::Run {
+            *e = 0;
+        }
+    }
     let mut plan = Plan::new(
         graph,
-        remaining_path(graph, |_| 1),
+        opts.policy,
+        opts.policy.priorities(graph, &expected),
         opts.max_parallel,
         opts.keep_going,
     );
@@ -470,6 +491,7 @@ mod tests {
             workspace: PathBuf::from("/nonexistent-workspace"),
             cache: None,
             run_nonce: "test".into(),
+            policy: Policy::CriticalPath,
         }
     }
 

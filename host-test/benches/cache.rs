@@ -64,6 +64,7 @@ fn run(
         max_parallel: Some(jobs),
         keep_going: false,
         cache: Some(runqueue_host::DEFAULT_CACHE.into()),
+        ..Default::default()
     };
     let start = Instant::now();
     let report = rt

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::{Event, Report, RunError, RunOptions, Runqueue, TaskReport, TaskState, Workspace};
+use crate::{
+    Event, ImportOptions, Report, RunError, RunOptions, Runqueue, Scheduler, TaskReport, TaskState,
+    Workspace,
+};
 
 /// Exit code: every task succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -52,6 +55,9 @@ enum Command {
         /// on a failed task.
         #[arg(short = 'k', long)]
         keep_going: bool,
+        /// How ready tasks are ordered when slots are scarce.
+        #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
+        scheduler: SchedulerArg,
         #[command(flatten)]
         place: Place,
     },
@@ -70,6 +76,67 @@ enum Command {
         #[command(flatten)]
         place: Place,
     },
+    /// Run the real scheduler against a virtual clock: how long would this
+    /// graph take with N slots? Runs nothing.
+    Simulate {
+        /// The graph file (JSON, format version 1).
+        graph: PathBuf,
+        /// Virtual slots.
+        #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        jobs: u32,
+        /// Task durations: TSV lines `recipe<TAB>task<TAB>seconds`. Tasks not
+        /// in it use the cache's recorded durations, then the median of their
+        /// task name, then a prior by task name.
+        #[arg(long, value_name = "FILE")]
+        durations: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
+        scheduler: SchedulerArg,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Convert `bitbake -g` output (task-depends.dot, or `A B` edge lines)
+    /// into graph JSON, written to stdout or -o.
+    ImportDot {
+        /// The .dot or edge-list file.
+        file: PathBuf,
+        /// Shell text for every task; `{id}`, `{recipe}`, `{task}` and
+        /// `{seconds}` are replaced. Without it tasks have nothing to run.
+        #[arg(long, value_name = "TEMPLATE")]
+        run: Option<String>,
+        /// Durations for `{seconds}` (TSV, as for simulate).
+        #[arg(long, value_name = "FILE")]
+        durations: Option<PathBuf>,
+        /// Multiply `{seconds}` by this (0.01: a hundred times faster).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Write the graph here instead of stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The `--scheduler` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SchedulerArg {
+    /// Longest remaining path weighted by expected durations (default).
+    CriticalPath,
+    /// BitBake's speed weights.
+    Speed,
+    /// In the order tasks became ready.
+    Fifo,
+    /// Batches of -j tasks joined all at once (for comparison only).
+    Waves,
+}
+
+impl From<SchedulerArg> for Scheduler {
+    fn from(s: SchedulerArg) -> Scheduler {
+        match s {
+            SchedulerArg::CriticalPath => Scheduler::CriticalPath,
+            SchedulerArg::Speed => Scheduler::Speed,
+            SchedulerArg::Fifo => Scheduler::Fifo,
+            SchedulerArg::Waves => Scheduler::Waves,
+        }
+    }
 }
 
 /// Where a build happens.
@@ -113,25 +180,27 @@ async fn run_cli(cli: Cli) -> i32 {
     let graph_path = match &cli.command {
         Command::Build { graph, .. }
         | Command::Check { graph }
-        | Command::Explain { graph, .. } => graph.clone(),
+        | Command::Explain { graph, .. }
+        | Command::Simulate { graph, .. } => graph.clone(),
+        Command::ImportDot { file, .. } => file.clone(),
     };
     let graph = match read_graph(&graph_path) {
         Ok(text) => text,
         Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
     };
     let workspace = match &cli.command {
-        Command::Build { place, .. } | Command::Explain { place, .. } => {
-            match Workspace::open(&place.workspace) {
-                Ok(ws) => Some(ws),
-                Err(e) => {
-                    return fail(
-                        EXIT_BAD_INPUT,
-                        &format!("workspace {}: {e}", place.workspace.display()),
-                    )
-                }
+        Command::Build { place, .. }
+        | Command::Explain { place, .. }
+        | Command::Simulate { place, .. } => match Workspace::open(&place.workspace) {
+            Ok(ws) => Some(ws),
+            Err(e) => {
+                return fail(
+                    EXIT_BAD_INPUT,
+                    &format!("workspace {}: {e}", place.workspace.display()),
+                )
             }
-        }
-        Command::Check { .. } => None,
+        },
+        Command::Check { .. } | Command::ImportDot { .. } => None,
     };
     let component = match find_component(cli.component.as_deref()) {
         Ok(path) => path,
@@ -179,9 +248,69 @@ async fn run_cli(cli: Cli) -> i32 {
                 Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
             }
         }
+        Command::Simulate {
+            jobs,
+            durations,
+            scheduler,
+            place,
+            ..
+        } => {
+            let ws = workspace.expect("simulate has a workspace");
+            let durations = match durations.as_deref().map(read_text).transpose() {
+                Ok(d) => d,
+                Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
+            };
+            let cache = (!place.no_cache).then_some((&ws, place.cache.as_path()));
+            match rq
+                .simulate(&graph, jobs, scheduler.into(), durations, cache)
+                .await
+            {
+                Ok(Ok(sim)) => {
+                    print_simulation(&sim, jobs, scheduler);
+                    EXIT_OK
+                }
+                Ok(Err(e)) => run_error(&graph_path, e),
+                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+            }
+        }
+        Command::ImportDot {
+            run,
+            durations,
+            scale,
+            output,
+            ..
+        } => {
+            let durations = match durations.as_deref().map(read_text).transpose() {
+                Ok(d) => d,
+                Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
+            };
+            let options = ImportOptions {
+                run_template: run,
+                durations,
+                scale,
+            };
+            match rq.import_graph(&graph, &options).await {
+                Ok(Ok(json)) => match output {
+                    Some(path) => match std::fs::write(&path, json + "\n") {
+                        Ok(()) => EXIT_OK,
+                        Err(e) => fail(
+                            EXIT_BAD_INPUT,
+                            &format!("cannot write {}: {e}", path.display()),
+                        ),
+                    },
+                    None => {
+                        println!("{json}");
+                        EXIT_OK
+                    }
+                },
+                Ok(Err(e)) => run_error(&graph_path, e),
+                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+            }
+        }
         Command::Build {
             jobs,
             keep_going,
+            scheduler,
             place,
             ..
         } => {
@@ -190,6 +319,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 max_parallel: jobs,
                 keep_going,
                 cache: (!place.no_cache).then_some(place.cache),
+                scheduler: scheduler.into(),
             };
             match rq.run(&graph, &options, &ws, print_event).await {
                 Ok(Ok(report)) => {
@@ -220,6 +350,41 @@ fn run_error(graph: &Path, e: RunError) -> i32 {
         ),
         RunError::Internal(msg) => fail(EXIT_INTERNAL, &msg),
     }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn print_simulation(sim: &crate::Simulation, jobs: u32, scheduler: SchedulerArg) {
+    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let name = match scheduler {
+        SchedulerArg::CriticalPath => "critical-path",
+        SchedulerArg::Speed => "speed",
+        SchedulerArg::Fifo => "fifo",
+        SchedulerArg::Waves => "waves",
+    };
+    println!("simulated on {jobs} slots with the {name} scheduler");
+    println!("makespan     {}", s(sim.makespan_ms));
+    println!(
+        "lower bound  {} = max(critical path {}, work {} / {jobs})",
+        s(sim.lower_bound_ms),
+        s(sim.critical_path_ms),
+        s(sim.work_ms)
+    );
+    let ratio = if sim.lower_bound_ms == 0 {
+        1.0
+    } else {
+        sim.makespan_ms as f64 / sim.lower_bound_ms as f64
+    };
+    println!("ratio        {ratio:.3}");
+    println!("peak         {} tasks at once", sim.peak_parallel);
+    println!(
+        "critical path ({} tasks, {}): {}",
+        sim.critical_path.len(),
+        s(sim.critical_path_ms),
+        sim.critical_path.join(" -> ")
+    );
 }
 
 fn read_graph(path: &Path) -> Result<String, String> {

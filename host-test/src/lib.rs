@@ -51,7 +51,9 @@ use bindings::exports::runqueue::executor::runner;
 pub use bindings::runqueue::executor::process::{ExitStatus, SpawnError};
 pub use bindings::runqueue::executor::progress::Event;
 pub use bindings::runqueue::executor::types::{Report, TaskReport, TaskState, Totals};
-pub use runner::{Error as RunError, Summary};
+pub use runner::{
+    Error as RunError, ImportOptions, Scheduler, SimulateOptions, Simulation, Summary,
+};
 
 /// Where the component sees a cache directory that lies outside the
 /// workspace.
@@ -61,7 +63,7 @@ pub const CACHE_GUEST_DIR: &str = "/cache";
 pub const DEFAULT_CACHE: &str = ".runqueue/cache";
 
 /// How to run a graph.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The most tasks at once; `None` is the host's CPU count.
     pub max_parallel: Option<u32>,
@@ -70,6 +72,19 @@ pub struct RunOptions {
     /// The artifact cache directory: relative paths are inside the
     /// workspace; `None` caches nothing.
     pub cache: Option<PathBuf>,
+    /// How ready tasks are ordered.
+    pub scheduler: Scheduler,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            max_parallel: None,
+            keep_going: false,
+            cache: None,
+            scheduler: Scheduler::CriticalPath,
+        }
+    }
 }
 
 /// Where the component finds the cache, and what the host must preopen for
@@ -321,10 +336,56 @@ impl Runqueue {
     }
 }
 
+impl Runqueue {
+    /// Simulates `graph` (see the WIT `simulate`); `cache`, when given,
+    /// supplies recorded durations from `workspace`'s cache.
+    pub async fn simulate(
+        &self,
+        graph: &str,
+        max_parallel: u32,
+        scheduler: Scheduler,
+        durations: Option<String>,
+        cache: Option<(&Workspace, &Path)>,
+    ) -> wasmtime::Result<Result<Simulation, RunError>> {
+        let (ws, mount) = match cache {
+            Some((ws, dir)) => (Some(ws), Some(cache_mount(dir, ws)?)),
+            None => (None, None),
+        };
+        let (mut store, instance) = self
+            .instantiate(ws, mount.as_ref(), Box::new(|_| {}))
+            .await?;
+        let options = SimulateOptions {
+            max_parallel,
+            scheduler,
+            durations,
+            cache_dir: mount.map(|m| m.guest_path),
+        };
+        instance
+            .runqueue_executor_runner()
+            .call_simulate(&mut store, graph, &options)
+            .await
+    }
+
+    /// Converts `bitbake -g` output into graph JSON (see the WIT
+    /// `import-graph`).
+    pub async fn import_graph(
+        &self,
+        text: &str,
+        options: &ImportOptions,
+    ) -> wasmtime::Result<Result<String, RunError>> {
+        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {})).await?;
+        instance
+            .runqueue_executor_runner()
+            .call_import_graph(&mut store, text, options)
+            .await
+    }
+}
+
 fn wit_options(options: &RunOptions, mount: Option<CacheMount>) -> runner::Options {
     runner::Options {
         max_parallel: options.max_parallel,
         keep_going: options.keep_going,
         cache_dir: mount.map(|m| m.guest_path),
+        scheduler: options.scheduler,
     }
 }

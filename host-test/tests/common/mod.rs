@@ -88,6 +88,7 @@ impl Ws {
                 max_parallel: Some(jobs),
                 keep_going,
                 cache: None,
+                ..Default::default()
             },
         )
     }
@@ -100,6 +101,7 @@ impl Ws {
                 max_parallel: Some(jobs),
                 keep_going: false,
                 cache: Some(runqueue_host::DEFAULT_CACHE.into()),
+                ..Default::default()
             },
         )
     }
