@@ -38,11 +38,15 @@ demo: build
 	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
 	$(DEMO)/image/usr/bin/hello again
 
-## bench: benchmarks, written to target/bench-report.md (needs ../shared/data/yocto)
+## bench: benchmarks, written to target/bench-report.md (needs ../shared/data/yocto;
+##        installs Ninja from PyPI when missing)
 REPORT := target/bench-report.md
-bench: component
+bench: build
+	@command -v ninja >/dev/null 2>&1 || python3 -m pip install --quiet ninja
 	@mkdir -p target
-	@printf '# runqueue benchmarks\n\nMeasured %s on %s cores.\n\n' "$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(nproc)" > $(REPORT)
+	@printf '# runqueue benchmarks\n\nMeasured %s on %s cores; %s; %s.\n\n' \
+		"$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(nproc)" "$$(ninja --version | sed 's/^/ninja /')" "$$(make --version | head -1)" > $(REPORT)
+	$(CARGO) bench -p runqueue-host --bench schedule -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench cache -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 

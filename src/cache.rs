@@ -231,8 +231,7 @@ impl Cache {
     }
 
     /// Stores the declared `outputs` of a task that succeeded: blobs first,
-    /// the action entry last.
-    #[allow(clippy::too_many_arguments)]
+    /// the action entry last. [`collect_outputs`] then [`Cache::commit`].
     pub fn store(
         &self,
         ws: &Path,
@@ -242,16 +241,27 @@ impl Cache {
         duration_ms: u64,
         modes: &dyn FileModes,
     ) -> Result<ActionEntry, StoreError> {
-        let mut entries = Vec::new();
-        for out in outputs {
-            collect(ws, out, modes, &mut entries)?;
-        }
+        let entries = collect_outputs(ws, outputs, modes)?;
+        self.commit(ws, task, sig, entries, duration_ms)
+            .map_err(StoreError::Io)
+    }
+
+    /// Copies the files of `entries` (from [`collect_outputs`]) into the
+    /// blobs, then writes the action entry.
+    pub fn commit(
+        &self,
+        ws: &Path,
+        task: &str,
+        sig: &str,
+        mut entries: Vec<OutputEntry>,
+        duration_ms: u64,
+    ) -> Result<ActionEntry, String> {
         for e in &mut entries {
             if let OutputEntry::File {
                 path, blob, size, ..
             } = e
             {
-                let (hash, n) = self.store_blob(&ws.join(&*path)).map_err(StoreError::Io)?;
+                let (hash, n) = self.store_blob(&ws.join(&*path))?;
                 *blob = hash;
                 *size = n;
             }
@@ -268,8 +278,7 @@ impl Cache {
                 .map_or(0, |d| d.as_secs()),
         };
         let json = serde_json::to_vec_pretty(&entry).expect("entries serialize");
-        self.write_atomic(&self.entry_path(sig), &json)
-            .map_err(StoreError::Io)?;
+        self.write_atomic(&self.entry_path(sig), &json)?;
         Ok(entry)
     }
 
@@ -434,8 +443,24 @@ impl Cache {
     }
 }
 
+/// Lists every file, directory and symlink of the declared `outputs`
+/// (directories first, sorted), with modes, after checking that each output
+/// exists and every symlink stays inside the workspace. Only looks: cheap
+/// next to [`Cache::commit`], which copies. File blobs are filled in there.
+pub fn collect_outputs(
+    ws: &Path,
+    outputs: &[String],
+    modes: &dyn FileModes,
+) -> Result<Vec<OutputEntry>, StoreError> {
+    let mut entries = Vec::new();
+    for out in outputs {
+        collect(ws, out, modes, &mut entries)?;
+    }
+    Ok(entries)
+}
+
 /// Adds `rel` and, for a directory, everything below it (sorted) to
-/// `entries`. File blobs are filled in later.
+/// `entries`.
 fn collect(
     ws: &Path,
     rel: &str,

@@ -1,5 +1,5 @@
 //! Expected task durations, for scheduling: what history recorded, else a
-//! prior by task name.
+//! prior from the durations of tasks with the same name, else task count.
 //!
 //! Knows task ids and numbers; knows nothing of where durations come from
 //! (the cache's history, a durations file) or of the plan.
@@ -14,46 +14,38 @@ pub fn task_name(id: &str) -> &str {
     id.rsplit_once(':').map_or(id, |(_, t)| t)
 }
 
-/// Typical relative cost of common BitBake tasks, in milliseconds, for tasks
-/// nothing is known about. Compiles and image steps dominate Yocto builds;
-/// bookkeeping tasks are short.
-fn prior_by_name(name: &str) -> u64 {
-    match name {
-        "do_compile" | "do_rootfs" => 60_000,
-        "do_configure" => 20_000,
-        "do_install" | "do_package" | "do_image" | "do_image_complete" => 8_000,
-        "do_fetch" | "do_unpack" | "do_patch" | "do_populate_lic" => 2_000,
-        n if n.starts_with("do_package_write") || n.starts_with("do_image_") => 4_000,
-        n if n.starts_with("do_compile") => 20_000,
-        _ => 1_000,
-    }
-}
-
 /// The expected duration of every task: `known[i]` where given; else the
 /// median of the known durations of tasks with the same task name; else the
-/// built-in prior by name. Never 0, so every task adds to a path.
+/// median of all known durations; with nothing known at all, 1 for every
+/// task, which makes the critical path count tasks (Ninja's edge-count
+/// order). A built-in table of typical durations by task name was tried and
+/// scheduled the Yocto graphs worse than plain counting (1.088 against 1.032
+/// of the bound at 8 slots), so none is used.
 pub fn expected_durations(graph: &Graph, known: &[Option<u64>]) -> Vec<u64> {
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
     let mut by_name: HashMap<&str, Vec<u64>> = HashMap::new();
+    let mut all: Vec<u64> = Vec::new();
     for (t, k) in graph.tasks.iter().zip(known) {
         if let Some(ms) = k {
             by_name.entry(task_name(&t.id)).or_default().push(*ms);
+            all.push(*ms);
         }
     }
+    let fallback = if all.is_empty() { 1 } else { median(&mut all) };
     let medians: HashMap<&str, u64> = by_name
         .into_iter()
-        .map(|(name, mut v)| {
-            v.sort_unstable();
-            (name, v[v.len() / 2])
-        })
+        .map(|(name, mut v)| (name, median(&mut v)))
         .collect();
     graph
         .tasks
         .iter()
         .zip(known)
         .map(|(t, k)| {
-            let name = task_name(&t.id);
-            k.or_else(|| medians.get(name).copied())
-                .unwrap_or_else(|| prior_by_name(name))
+            k.or_else(|| medians.get(task_name(&t.id)).copied())
+                .unwrap_or(fallback)
                 .max(1)
         })
         .collect()
@@ -69,17 +61,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn known_then_median_by_name_then_prior() {
+    fn known_then_median_by_name_then_overall_then_count() {
         let g = Graph::parse(
             r#"{"version":1,"tasks":[{"id":"a:do_compile"},{"id":"b:do_compile"},{"id":"c:do_compile"},
               {"id":"d:do_compile"},{"id":"e:do_fetch"},{"id":"odd"}]}"#,
         )
         .unwrap();
-        let known = [Some(10), Some(30), Some(20), None, None, None];
-        assert_eq!(
-            expected_durations(&g, &known),
-            vec![10, 30, 20, 20, 2_000, 1_000]
-        );
+        let known = [Some(10), Some(30), Some(20), None, None, Some(50)];
+        // d: the median of do_compile; e: no do_fetch known, the median of all.
+        assert_eq!(expected_durations(&g, &known), vec![10, 30, 20, 20, 30, 50]);
+        assert_eq!(expected_durations(&g, &[None; 6]), vec![1; 6], "edge count");
         assert_eq!(task_name("zlib:do_compile"), "do_compile");
         assert_eq!(mean(&[1, 2, 6]), Some(3));
         assert_eq!(mean(&[]), None);

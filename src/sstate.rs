@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::cache::{Cache, FileModes, Lookup, StoreError};
+use crate::cache::{collect_outputs, Cache, FileModes, Lookup, OutputEntry, StoreError};
 use crate::graph::{normalize, Action, Graph, TaskId};
 use crate::signature::{differences, SigParts};
 
@@ -147,44 +147,54 @@ pub fn setscene(
         .collect()
 }
 
-/// After a task's process succeeded: stores its outputs and history in the
-/// cache, or without a cache just checks its outputs exist. `Err` fails the
-/// task (a declared output is missing or escapes); cache trouble is only a
-/// warning.
-#[allow(clippy::too_many_arguments)]
-pub fn after_success(
+/// Outputs a succeeded task left behind, checked and listed, waiting to be
+/// copied into the cache.
+#[derive(Debug)]
+pub struct PendingStore {
+    pub id: TaskId,
+    pub entries: Vec<OutputEntry>,
+    pub duration_ms: u64,
+}
+
+/// After a task's process succeeded: checks its declared outputs exist and
+/// stay inside the workspace (`Err` fails the task) and lists them. The
+/// copying is left to [`store`], so that the build can start the next tasks
+/// first.
+pub fn check_outputs(
     graph: &Graph,
     id: TaskId,
-    sigs: &[(SigParts, String)],
-    cache: Option<&Cache>,
     ws: &Path,
     duration_ms: u64,
     modes: &dyn FileModes,
+) -> Result<PendingStore, String> {
+    let entries = collect_outputs(ws, &graph.task(id).outputs, modes).map_err(|e| e.to_string())?;
+    Ok(PendingStore {
+        id,
+        entries,
+        duration_ms,
+    })
+}
+
+/// Copies a checked task's outputs into the cache and records its history.
+/// Cache trouble is only a warning: the build goes on without it.
+pub fn store(
+    graph: &Graph,
+    job: PendingStore,
+    sigs: &[(SigParts, String)],
+    cache: &Cache,
+    ws: &Path,
     warn: &mut dyn FnMut(String),
-) -> Result<(), String> {
-    let task = graph.task(id);
-    let Some(cache) = cache else {
-        return match task
-            .outputs
-            .iter()
-            .find(|o| fs::symlink_metadata(ws.join(o)).is_err())
-        {
-            Some(o) => Err(StoreError::Missing(o.clone()).to_string()),
-            None => Ok(()),
-        };
-    };
-    let (parts, sig) = &sigs[id.index()];
+) {
+    let task = graph.task(job.id);
+    let (parts, sig) = &sigs[job.id.index()];
     if !task.nostamp {
-        match cache.store(ws, &task.id, sig, &task.outputs, duration_ms, modes) {
-            Ok(_) => {}
-            Err(e @ (StoreError::Missing(_) | StoreError::Escapes(_))) => return Err(e.to_string()),
-            Err(e @ StoreError::Io(_)) => warn(format!("{}: {e}", task.id)),
+        if let Err(e) = cache.commit(ws, &task.id, sig, job.entries, job.duration_ms) {
+            warn(format!("{}: {}", task.id, StoreError::Io(e)));
         }
     }
-    if let Err(e) = cache.record_history(&task.id, sig, parts, Some(duration_ms)) {
+    if let Err(e) = cache.record_history(&task.id, sig, parts, Some(job.duration_ms)) {
         warn(format!("{}: cannot record history: {e}", task.id));
     }
-    Ok(())
 }
 
 /// Why `id` is or is not covered by the cache, one line per reason, like

@@ -18,7 +18,7 @@ use crate::estimate::{expected_durations, mean};
 use crate::graph::{Action, Graph, TaskId};
 use crate::plan::{Plan, Policy, SkipReason, TaskState};
 use crate::signature::{hash_inputs, sig_parts};
-use crate::sstate::{after_success, check_output_paths, setscene, Fate};
+use crate::sstate::{check_output_paths, check_outputs, setscene, store, Fate, PendingStore};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +162,13 @@ pub struct Report {
 }
 
 /// The log file of a task: `<log_dir>/<recipe>/log.<task>` for ids of the
-/// form `recipe:task`, `<log_dir>/<id>/log.task` otherwise, with characters
-/// that are unsafe in file names replaced.
+/// form `recipe:task` (BitBake's `${T}/log.do_task`), `<log_dir>/log.<id>`
+/// otherwise, with characters that are unsafe in file names replaced.
 pub fn log_path(log_dir: &str, id: &str) -> String {
-    let (recipe, task) = id.split_once(':').unwrap_or((id, "task"));
-    format!("{log_dir}/{}/log.{}", file_safe(recipe), file_safe(task))
+    match id.split_once(':') {
+        Some((recipe, task)) => format!("{log_dir}/{}/log.{}", file_safe(recipe), file_safe(task)),
+        None => format!("{log_dir}/log.{}", file_safe(id)),
+    }
 }
 
 fn file_safe(s: &str) -> String {
@@ -270,6 +272,7 @@ pub async fn run<P: Processes>(
         })
         .collect();
     let mut running = FuturesUnordered::new();
+    let mut stores: Vec<PendingStore> = Vec::new();
     loop {
         while let Some(id) = plan.start_next() {
             let now = procs.now_ms() - t0;
@@ -293,7 +296,7 @@ pub async fn run<P: Processes>(
             }
             let Some(cmd) = command_for(graph, id, opts) else {
                 rec.end_ms = Some(now);
-                let ok = after_run(graph, id, &sigs, opts, 0, procs);
+                let ok = after_run(graph, id, opts, 0, procs, &mut stores);
                 finish(&mut plan, &mut records[id.index()], id, ok, procs);
                 continue;
             };
@@ -319,6 +322,19 @@ pub async fn run<P: Processes>(
                 }
             }
         }
+        // Slots are full (or nothing is ready): now copy what finished tasks
+        // produced into the cache, while their dependents run.
+        for job in stores.drain(..) {
+            if let Some(cache) = &opts.cache {
+                let mut warnings = Vec::new();
+                store(graph, job, &sigs, cache, &opts.workspace, &mut |w| {
+                    warnings.push(w)
+                });
+                for w in &warnings {
+                    procs.event(Event::Warning(w));
+                }
+            }
+        }
         if plan.is_done() {
             break;
         }
@@ -331,7 +347,9 @@ pub async fn run<P: Processes>(
         rec.end_ms = Some(end);
         let duration = end - rec.start_ms.unwrap_or(end);
         let exit = match exit {
-            Ok(status) if status.success() => after_run(graph, id, &sigs, opts, duration, procs),
+            Ok(status) if status.success() => {
+                after_run(graph, id, opts, duration, procs, &mut stores)
+            }
             other => other,
         };
         finish(&mut plan, &mut records[id.index()], id, exit, procs);
@@ -370,31 +388,21 @@ pub async fn run<P: Processes>(
     })
 }
 
-/// A task's command succeeded: store its outputs (or check them), turning
-/// a missing output into a failure.
+/// A task's command succeeded: check its declared outputs (a missing or
+/// escaping one fails it) and queue them for the cache.
 fn after_run<P: Processes>(
     graph: &Graph,
     id: TaskId,
-    sigs: &[(crate::signature::SigParts, String)],
     opts: &RunOptions,
     duration_ms: u64,
     procs: &mut P,
+    stores: &mut Vec<PendingStore>,
 ) -> Result<ExitStatus, String> {
-    let mut warnings = Vec::new();
-    let stored = after_success(
-        graph,
-        id,
-        sigs,
-        opts.cache.as_ref(),
-        &opts.workspace,
-        duration_ms,
-        &*procs,
-        &mut |w| warnings.push(w),
-    );
-    for w in &warnings {
-        procs.event(Event::Warning(w));
+    let job = check_outputs(graph, id, &opts.workspace, duration_ms, &*procs)?;
+    if opts.cache.is_some() {
+        stores.push(job);
     }
-    stored.map(|()| ExitStatus::Code(0))
+    Ok(ExitStatus::Code(0))
 }
 
 /// Records a task's end in the plan and its record, and tells the provider.
@@ -519,7 +527,7 @@ mod tests {
     fn log_paths_are_safe() {
         assert_eq!(log_path("L", "a:do_x"), "L/a/log.do_x");
         assert_eq!(log_path("L", "../../etc:passwd"), "L/_.._.._etc/log.passwd");
-        assert_eq!(log_path("L", "plain"), "L/plain/log.task");
+        assert_eq!(log_path("L", "plain"), "L/log.plain");
         assert_eq!(log_path("L", ":x/y"), "L/_/log.x_y");
     }
 

@@ -86,7 +86,7 @@ enum Command {
         jobs: u32,
         /// Task durations: TSV lines `recipe<TAB>task<TAB>seconds`. Tasks not
         /// in it use the cache's recorded durations, then the median of their
-        /// task name, then a prior by task name.
+        /// task name, then the median of all known, then equal weights.
         #[arg(long, value_name = "FILE")]
         durations: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
@@ -168,8 +168,9 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the component is single-threaded anyway, and a child's
+    // exit then wakes the component without a hop between threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");

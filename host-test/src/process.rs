@@ -17,6 +17,11 @@ use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, Spaw
 #[derive(Debug, Clone)]
 pub struct Workspace {
     root: PathBuf,
+    /// Directories (relative) already found to be real directories inside
+    /// the workspace, so each is checked once per run rather than once per
+    /// task. Tasks are trusted processes; the checks guard against what the
+    /// graph names, not against a task swapping a directory for a symlink.
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Workspace {
@@ -29,7 +34,10 @@ impl Workspace {
                 format!("{} is not a directory", dir.display()),
             ));
         }
-        Ok(Workspace { root })
+        Ok(Workspace {
+            root,
+            verified: Default::default(),
+        })
     }
 
     /// The workspace's canonical path.
@@ -42,8 +50,13 @@ impl Workspace {
     /// `..` that climbs out, and symlinks that lead out, before creating
     /// anything outside.
     pub fn ensure_dir(&self, rel: &str) -> Result<PathBuf, String> {
+        let parts = normalize(rel)?;
+        let key = parts.join("/");
+        if self.verified.lock().expect("not poisoned").contains(&key) {
+            return Ok(self.root.join(&key));
+        }
         let mut at = self.root.clone();
-        for part in normalize(rel)? {
+        for part in parts {
             at.push(part);
             match fs::symlink_metadata(&at) {
                 Ok(_) => {
@@ -64,6 +77,7 @@ impl Workspace {
                 Err(e) => return Err(format!("\"{rel}\": {e}")),
             }
         }
+        self.verified.lock().expect("not poisoned").insert(key);
         Ok(at)
     }
 
@@ -207,6 +221,57 @@ fn to_wit_status(s: OsExitStatus) -> ExitStatus {
     }
 }
 
+/// The program to execute: a name without `/` is looked up in the `PATH` of
+/// the task's environment, here rather than in the child, so the standard
+/// library can use `posix_spawn` instead of `fork` and one `execve` per
+/// `PATH` entry. A name with `/` is relative to the task's directory.
+fn resolve_program(
+    program: &str,
+    env: &[(String, String)],
+    cwd: &Path,
+) -> Result<PathBuf, SpawnError> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Ok(cwd.join(program));
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or("", |(_, v)| v.as_str());
+    // Thousands of tasks run `sh` with the same PATH: remember absolute
+    // answers (a relative PATH entry depends on the task's directory).
+    type Found = std::collections::HashMap<(String, String), PathBuf>;
+    static FOUND: std::sync::OnceLock<std::sync::Mutex<Found>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    let key = (program.to_string(), path.to_string());
+    if let Some(p) = found.lock().expect("not poisoned").get(&key) {
+        return Ok(p.clone());
+    }
+    let cacheable = path.split(':').all(|d| d.starts_with('/'));
+    let mut denied = false;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = cwd.join(dir).join(program);
+        if let Ok(meta) = fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                if cacheable {
+                    found
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(key, candidate.clone());
+                }
+                return Ok(candidate);
+            }
+            denied |= meta.is_file();
+        }
+    }
+    Err(if denied {
+        SpawnError::PermissionDenied(format!("program \"{program}\": permission denied"))
+    } else {
+        SpawnError::NotFound(format!("program \"{program}\" not found"))
+    })
+}
+
 /// Starts `cmd` in `ws`: its own process group, stdin closed, stdout and
 /// stderr to the log file, exactly the given environment.
 pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnError> {
@@ -215,7 +280,9 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
     let log_err = log
         .try_clone()
         .map_err(|e| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log)))?;
-    let mut command = tokio::process::Command::new(&cmd.program);
+    let program = resolve_program(&cmd.program, &cmd.env, &cwd)?;
+    let mut command = tokio::process::Command::new(&program);
+    command.arg0(&cmd.program);
     command
         .args(&cmd.args)
         .current_dir(&cwd)

@@ -235,8 +235,5 @@ fn tasks_get_exactly_the_given_environment_and_directory() {
     );
     let pwd = ws.read("pwd.txt");
     assert!(pwd.trim_end().ends_with("/work/deep/dir"), "{pwd}");
-    assert_eq!(
-        run.task("e").log.as_deref(),
-        Some(".runqueue/logs/e/log.task")
-    );
+    assert_eq!(run.task("e").log.as_deref(), Some(".runqueue/logs/log.e"));
 }
