@@ -81,6 +81,17 @@ impl Workspace {
         Ok(at)
     }
 
+    /// The path of the file `rel` inside the workspace, with its parent
+    /// directories created and checked; the file itself is not touched.
+    pub fn log_path(&self, rel: &str) -> Result<PathBuf, String> {
+        let parts = normalize(rel)?;
+        let Some((name, dirs)) = parts.split_last() else {
+            return Err(format!("\"{rel}\" names no file"));
+        };
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        Ok(self.ensure_dir(&dirs.join("/"))?.join(name))
+    }
+
     /// Creates (or truncates) the file `rel` inside the workspace, with its
     /// parent directories. A symlink in its place is refused.
     pub fn create_file(&self, rel: &str) -> Result<fs::File, String> {
@@ -174,7 +185,18 @@ pub struct ChildProcess {
     child: tokio::process::Child,
     pid: u32,
     status: Option<OsExitStatus>,
+    /// Copies output from a pipe into a log file that did not exist yet,
+    /// creating it with the first byte (see [`spawn`]).
+    copier: Option<tokio::task::JoinHandle<bool>>,
+    log: PathBuf,
+    /// The exit has been seen and the output drained.
+    settled: bool,
 }
+
+/// How long an exited task's output may take to drain from its pipe. A
+/// background process that keeps the pipe open does not hold the task up
+/// longer; its output still reaches the log.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl ChildProcess {
     fn poll_status(&mut self) -> Option<OsExitStatus> {
@@ -206,9 +228,22 @@ impl Drop for ChildProcess {
 #[wasmtime_wasi::async_trait]
 impl Pollable for ChildProcess {
     async fn ready(&mut self) {
+        if self.settled {
+            return;
+        }
         if self.status.is_none() {
             self.status = self.child.wait().await.ok();
         }
+        if let Some(copier) = self.copier.as_mut() {
+            let wrote = tokio::time::timeout(DRAIN_GRACE, copier).await;
+            // A failed task always has a log to point at, if only empty.
+            let failed = !self.status.is_some_and(|s| s.success());
+            if failed && !matches!(wrote, Ok(Ok(true))) {
+                let _ = open_log(&self.log, false);
+            }
+            self.copier = None;
+        }
+        self.settled = true;
     }
 }
 
@@ -276,10 +311,23 @@ fn resolve_program(
 /// stderr to the log file, exactly the given environment.
 pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnError> {
     let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
-    let log = ws.create_file(&cmd.log).map_err(SpawnError::InvalidPath)?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log)))?;
+    let log = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
+    let log_err = |e: io::Error| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log));
+    // An existing log is truncated and written directly. A new one is only
+    // created once the task prints something: most tasks of a big build
+    // print nothing, and creating thousands of empty files costs more than
+    // running the tasks (see the overhead benchmark).
+    let (out, copier) = if fs::symlink_metadata(&log).is_ok() {
+        (open_log(&log, true).map_err(log_err)?, None)
+    } else {
+        let (reader, writer) = io::pipe().map_err(log_err)?;
+        let copier = tokio::spawn(copy_lazily(reader, log.clone()));
+        (
+            fs::File::from(std::os::fd::OwnedFd::from(writer)),
+            Some(copier),
+        )
+    };
+    let err = out.try_clone().map_err(log_err)?;
     let program = resolve_program(&cmd.program, &cmd.env, &cwd)?;
     let mut command = tokio::process::Command::new(&program);
     command.arg0(&cmd.program);
@@ -289,10 +337,14 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
         .env_clear()
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
         .process_group(0);
-    let child = command.spawn().map_err(|e| match e.kind() {
+    // `command` holds the pipe's write end until it is dropped; it must be
+    // dropped after the spawn so the copier sees end-of-file.
+    let spawned = command.spawn();
+    drop(command);
+    let child = spawned.map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             SpawnError::NotFound(format!("program \"{}\" not found", cmd.program))
         }
@@ -306,7 +358,48 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
         child,
         pid,
         status: None,
+        copier,
+        log,
+        settled: false,
     })
+}
+
+/// Opens a log for writing, truncating it; a symlink in its place is
+/// refused rather than followed.
+fn open_log(path: &Path, existing: bool) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(!existing)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Copies everything from `reader` into the log at `path`, creating it with
+/// the first byte; returns whether anything was written. Keeps draining if
+/// the log cannot be written, so the task never blocks on a full pipe.
+async fn copy_lazily(reader: io::PipeReader, path: PathBuf) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    let mut file: Option<Option<fs::File>> = None;
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => return file.is_some(),
+            Ok(n) => {
+                let f = file.get_or_insert_with(|| open_log(&path, false).ok());
+                if let Some(f) = f {
+                    use std::io::Write;
+                    if f.write_all(&buf[..n]).is_err() {
+                        *f = fs::File::open("/dev/null").expect("/dev/null");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The host side of the `child` resource methods, over a resource table.

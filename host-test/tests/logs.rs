@@ -1,0 +1,64 @@
+//! Task output reaches its log file: directly when the log exists, through
+//! a pipe that creates it with the first byte when it does not.
+
+mod common;
+
+use common::{graph, Ws};
+use runqueue_host::TaskState;
+
+#[test]
+fn logs_hold_output_and_silent_successes_leave_none() {
+    let ws = Ws::new();
+    let spec: &[(&str, &[&str], &str)] = &[
+        ("talk:do_it", &[], "echo out; echo err >&2"),
+        ("quiet:do_it", &[], "true"),
+        ("mute:do_fail", &[], "exit 4"),
+    ];
+    let run = ws.run(&graph(spec), 3, true);
+    assert_eq!(ws.read(".runqueue/logs/talk/log.do_it"), "out\nerr\n");
+    assert!(
+        !ws.join(".runqueue/logs/quiet/log.do_it").exists(),
+        "no empty log for a silent success"
+    );
+    assert_eq!(run.task("mute:do_fail").state, TaskState::Failed);
+    assert_eq!(
+        ws.read(".runqueue/logs/mute/log.do_fail"),
+        "",
+        "a failure always has a log"
+    );
+
+    // A second run truncates existing logs rather than appending.
+    let spec2: &[(&str, &[&str], &str)] = &[("talk:do_it", &[], "echo again")];
+    ws.run(&graph(spec2), 1, false);
+    assert_eq!(ws.read(".runqueue/logs/talk/log.do_it"), "again\n");
+}
+
+/// The task ends when its process does (plus a short drain), even if a
+/// background process keeps its output open; what that process prints
+/// while the build still runs reaches the log.
+#[test]
+fn a_background_process_holding_the_output_does_not_hold_up_the_task() {
+    let ws = Ws::new();
+    let spec: &[(&str, &[&str], &str)] = &[
+        ("bg:do_it", &[], "(sleep 1; echo late) & echo early"),
+        ("other:do_wait", &[], "sleep 2"),
+    ];
+    let run = ws.run(&graph(spec), 2, false);
+    let t = run.task("bg:do_it");
+    assert_eq!(t.state, TaskState::Succeeded);
+    assert!(t.end_ms.unwrap() < 800, "ended at {} ms", t.end_ms.unwrap());
+    assert_eq!(ws.read(".runqueue/logs/bg/log.do_it"), "early\nlate\n");
+}
+
+#[test]
+fn large_output_arrives_whole() {
+    let ws = Ws::new();
+    // 64 MiB through the pipe, then a marker.
+    let spec: &[(&str, &[&str], &str)] =
+        &[("big:do_it", &[], "head -c 67108864 /dev/zero; echo END")];
+    let run = ws.run(&graph(spec), 1, false);
+    assert_eq!(run.task("big:do_it").state, TaskState::Succeeded);
+    let log = std::fs::read(ws.join(".runqueue/logs/big/log.do_it")).unwrap();
+    assert_eq!(log.len(), 67108864 + 4);
+    assert!(log.ends_with(b"END\n"));
+}
