@@ -38,28 +38,12 @@ pub fn is_sha256_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// sha256 and size of a file's contents.
-pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), size))
-}
-
-/// Copies `from` into a new file `to` (which must not exist), returning the
-/// sha256 and size of what was copied. The caller renames `to` into place.
-pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
-    let mut src = File::open(from)?;
-    let mut dst = File::options().write(true).create_new(true).open(to)?;
+/// sha256 and size of everything `src` yields, handing each chunk to
+/// `each` on the way.
+fn hash_stream(
+    src: &mut impl Read,
+    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
@@ -69,11 +53,24 @@ pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
             break;
         }
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n])?;
+        each(&buf[..n])?;
         size += n as u64;
     }
-    dst.flush()?;
     Ok((hex(&hasher.finalize()), size))
+}
+
+/// sha256 and size of a file's contents.
+pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
+    hash_stream(&mut File::open(path)?, |_| Ok(()))
+}
+
+/// Copies `from` into a new file `to` (which must not exist), returning the
+/// sha256 and size of what was copied. The caller renames `to` into place.
+pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
+    let mut dst = File::options().write(true).create_new(true).open(to)?;
+    let hashed = hash_stream(&mut File::open(from)?, |chunk| dst.write_all(chunk))?;
+    dst.flush()?;
+    Ok(hashed)
 }
 
 /// A name part that no other call, in this or any other process, returns:

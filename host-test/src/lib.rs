@@ -352,17 +352,12 @@ impl Runqueue {
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
     ) -> wasmtime::Result<Result<Report, RunError>> {
-        let mount = options
-            .cache
-            .as_deref()
-            .map(|c| cache_mount(c, workspace))
-            .transpose()?;
-        let (mut store, instance) = self
-            .instantiate(Some(workspace), mount.as_ref(), Box::new(on_event))
+        let (mut store, instance, options) = self
+            .instantiate_with(workspace, options, Box::new(on_event))
             .await?;
         instance
             .runqueue_executor_runner()
-            .call_run(&mut store, graph, &wit_options(options, mount))
+            .call_run(&mut store, graph, &options)
             .await
     }
 
@@ -375,18 +370,38 @@ impl Runqueue {
         options: &RunOptions,
         workspace: &Workspace,
     ) -> wasmtime::Result<Result<Vec<String>, RunError>> {
+        let (mut store, instance, options) = self
+            .instantiate_with(workspace, options, Box::new(|_| {}))
+            .await?;
+        instance
+            .runqueue_executor_runner()
+            .call_explain(&mut store, graph, task, &options)
+            .await
+    }
+
+    /// An instance for `workspace` with `options`' cache mounted, and the
+    /// options as the component takes them.
+    async fn instantiate_with(
+        &self,
+        workspace: &Workspace,
+        options: &RunOptions,
+        on_event: Box<dyn FnMut(Event) + Send>,
+    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor, runner::Options)> {
         let mount = options
             .cache
             .as_deref()
             .map(|c| cache_mount(c, workspace))
             .transpose()?;
-        let (mut store, instance) = self
-            .instantiate(Some(workspace), mount.as_ref(), Box::new(|_| {}))
+        let (store, instance) = self
+            .instantiate(Some(workspace), mount.as_ref(), on_event)
             .await?;
-        instance
-            .runqueue_executor_runner()
-            .call_explain(&mut store, graph, task, &wit_options(options, mount))
-            .await
+        let wit = runner::Options {
+            max_parallel: options.max_parallel,
+            keep_going: options.keep_going,
+            cache_dir: mount.map(|m| m.guest_path),
+            scheduler: options.scheduler,
+        };
+        Ok((store, instance, wit))
     }
 }
 
@@ -432,14 +447,5 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_import_graph(&mut store, text, options)
             .await
-    }
-}
-
-fn wit_options(options: &RunOptions, mount: Option<CacheMount>) -> runner::Options {
-    runner::Options {
-        max_parallel: options.max_parallel,
-        keep_going: options.keep_going,
-        cache_dir: mount.map(|m| m.guest_path),
-        scheduler: options.scheduler,
     }
 }
