@@ -86,6 +86,11 @@ impl Guest for Component {
                 wall_ms: report.wall_ms,
             },
             max_parallel: report.max_parallel as u32,
+            critical_path: report
+                .critical_path
+                .iter()
+                .map(|id| graph.task(*id).id.clone())
+                .collect(),
         })
     }
 
@@ -259,6 +264,10 @@ impl Processes for HostProcesses {
             }),
             Event::Finished(task) => progress::Event::Finished(task_report(task)),
             Event::Warning(w) => progress::Event::Warning(w.to_string()),
+            Event::Planned { total, cached } => progress::Event::Planned(progress::Planned {
+                total: total as u32,
+                cached: cached as u32,
+            }),
         });
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::cache::{Cache, FileModes};
 use crate::estimate::{expected_durations, mean};
 use crate::graph::{Action, Graph, TaskId};
-use crate::plan::{Plan, Policy, SkipReason, TaskState};
+use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
 use crate::signature::{hash_inputs, sig_parts};
 use crate::sstate::{check_output_paths, check_outputs, setscene, store, Fate, PendingStore};
 
@@ -91,6 +91,12 @@ pub trait Processes: FileModes {
 /// Something that happened during a run.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// Before anything starts: the number of tasks and how many the cache
+    /// covers.
+    Planned {
+        total: usize,
+        cached: usize,
+    },
     Started {
         task: &'a TaskRecord,
         running: usize,
@@ -159,6 +165,8 @@ pub struct Report {
     pub peak_parallel: usize,
     pub wall_ms: u64,
     pub max_parallel: usize,
+    /// The longest chain by the time tasks actually took, first task first.
+    pub critical_path: Vec<TaskId>,
 }
 
 /// The log file of a task: `<log_dir>/<recipe>/log.<task>` for ids of the
@@ -249,6 +257,10 @@ pub async fn run<P: Processes>(
             *e = 0;
         }
     }
+    procs.event(Event::Planned {
+        total: graph.len(),
+        cached: fates.iter().filter(|f| **f != Fate::Run).count(),
+    });
     let mut plan = Plan::new(
         graph,
         opts.policy,
@@ -312,6 +324,7 @@ pub async fn run<P: Processes>(
                 }
                 Err(why) => {
                     rec.end_ms = Some(now);
+                    rec.log = None; // no process, no log
                     finish(
                         &mut plan,
                         rec,
@@ -376,7 +389,15 @@ pub async fn run<P: Processes>(
         procs.event(Event::Finished(rec));
     }
     let count = |o: Outcome| records.iter().filter(|r| r.outcome == Some(o)).count();
+    let took = |id: TaskId| {
+        let r = &records[id.index()];
+        r.end_ms
+            .unwrap_or(0)
+            .saturating_sub(r.start_ms.unwrap_or(0))
+    };
+    let critical_path = longest_chain(graph, &remaining_path(graph, took));
     Ok(Report {
+        critical_path,
         succeeded: count(Outcome::Succeeded),
         failed: count(Outcome::Failed),
         not_run: count(Outcome::NotRun),
@@ -480,6 +501,7 @@ mod tests {
             self.events.push(match event {
                 Event::Started { task, running } => format!("start {} ({running})", task.id),
                 Event::Warning(w) => format!("warning {w}"),
+                Event::Planned { total, cached } => format!("planned {total} {cached}"),
                 Event::Finished(t) => format!(
                     "end {} {:?} {}",
                     t.id,
@@ -585,6 +607,7 @@ mod tests {
         assert_eq!(
             procs.events,
             [
+                "planned 2 0",
                 "start bad (1)",
                 "end bad Failed exited with code 1",
                 "end later NotRun not run: the build stopped after a failure (use -k to keep going)"

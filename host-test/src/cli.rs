@@ -1,16 +1,14 @@
-//! The `runqueue` command: arguments, finding the component, console output
-//! and exit codes. Knows nothing of scheduling; that is the component's.
+//! The `runqueue` command: arguments, finding the component, the files a
+//! build writes, and exit codes. Knows nothing of scheduling; that is the component's.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::{
-    Event, ImportOptions, Report, RunError, RunOptions, Runqueue, Scheduler, TaskReport, TaskState,
-    Workspace,
-};
+use crate::console::{Console, Verbosity};
+use crate::outputs;
+use crate::{ImportOptions, Report, RunError, RunOptions, Runqueue, Scheduler, Workspace};
 
 /// Exit code: every task succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -60,6 +58,8 @@ enum Command {
         scheduler: SchedulerArg,
         #[command(flatten)]
         place: Place,
+        #[command(flatten)]
+        show: Show,
     },
     /// Validate the graph and describe it; runs nothing.
     Check {
@@ -137,6 +137,29 @@ impl From<SchedulerArg> for Scheduler {
             SchedulerArg::Waves => Scheduler::Waves,
         }
     }
+}
+
+/// What a build shows and leaves behind.
+#[derive(clap::Args, Debug)]
+struct Show {
+    /// Print only failures and the summary.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print cached and not-run tasks as they are decided.
+    #[arg(short, long)]
+    verbose: bool,
+    /// How many last lines of a failed task's log to print.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    tail: usize,
+    /// Write the run as JSON (every task and the totals) to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write a Chrome trace-event file (Perfetto, chrome://tracing) to FILE.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write an SVG timeline (one row per slot) to FILE.
+    #[arg(long, value_name = "FILE")]
+    chart: Option<PathBuf>,
 }
 
 /// Where a build happens.
@@ -313,6 +336,7 @@ async fn run_cli(cli: Cli) -> i32 {
             keep_going,
             scheduler,
             place,
+            show,
             ..
         } => {
             let ws = workspace.expect("build has a workspace");
@@ -322,9 +346,29 @@ async fn run_cli(cli: Cli) -> i32 {
                 cache: (!place.no_cache).then_some(place.cache),
                 scheduler: scheduler.into(),
             };
-            match rq.run(&graph, &options, &ws, print_event).await {
+            let console = Console::new(
+                if show.quiet {
+                    Verbosity::Quiet
+                } else if show.verbose {
+                    Verbosity::Verbose
+                } else {
+                    Verbosity::Normal
+                },
+                ws.root().to_path_buf(),
+                show.tail,
+            );
+            let ticker = console.start_ticker();
+            let events = console.clone();
+            let result = rq
+                .run(&graph, &options, &ws, move |e| events.event(e))
+                .await;
+            ticker.abort();
+            match result {
                 Ok(Ok(report)) => {
-                    print_summary(&report);
+                    console.summary(&report);
+                    if let Err(msg) = write_outputs(&report, &show) {
+                        return fail(EXIT_BAD_INPUT, &msg);
+                    }
                     if report.totals.failed > 0 {
                         EXIT_TASK_FAILED
                     } else {
@@ -436,120 +480,18 @@ pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
         })
 }
 
-fn secs(ms: u64) -> String {
-    format!("{:.2}s", ms as f64 / 1000.0)
-}
-
-/// One line per started and finished task.
-fn print_event(ev: Event) {
-    let line = match ev {
-        Event::Started(s) => format!(
-            "[{:>8}] started  {} (pid {}, {} running)",
-            secs(s.at_ms),
-            s.id,
-            s.pid,
-            s.running
-        ),
-        Event::Finished(t) => match t.state {
-            TaskState::Succeeded => format!(
-                "[{:>8}] done     {} in {}",
-                secs(t.end_ms.unwrap_or(0)),
-                t.id,
-                secs(duration_ms(&t))
-            ),
-            TaskState::Failed => format!(
-                "[{:>8}] FAILED   {}: {}{}",
-                secs(t.end_ms.unwrap_or(0)),
-                t.id,
-                t.message.as_deref().unwrap_or("failed"),
-                log_hint(&t)
-            ),
-            TaskState::Cached if t.restored => format!(
-                "[{:>8}] restored {} from the cache",
-                secs(t.end_ms.unwrap_or(0)),
-                t.id
-            ),
-            // Not-run tasks are listed in the summary; covered tasks that
-            // nothing needs are only counted.
-            TaskState::NotRun | TaskState::Cached => return,
-        },
-        Event::Warning(w) => {
-            eprintln!("runqueue: warning: {w}");
-            return;
+/// Writes the files `--report`, `--trace` and `--chart` ask for.
+fn write_outputs(report: &Report, show: &Show) -> Result<(), String> {
+    let write = |path: &Option<PathBuf>, text: String| match path {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
         }
+        None => Ok(()),
     };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-}
-
-fn duration_ms(t: &TaskReport) -> u64 {
-    match (t.start_ms, t.end_ms) {
-        (Some(s), Some(e)) => e.saturating_sub(s),
-        _ => 0,
-    }
-}
-
-fn log_hint(t: &TaskReport) -> String {
-    t.log
-        .as_deref()
-        .map(|l| format!(" (log: {l})"))
-        .unwrap_or_default()
-}
-
-/// How many not-run tasks the summary names before it only counts.
-const NOT_RUN_SHOWN: usize = 10;
-
-fn print_summary(report: &Report) {
-    let t = &report.totals;
-    println!(
-        "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
-        t.total,
-        t.cached,
-        if t.failed == 0 {
-            "all succeeded".to_string()
-        } else {
-            format!("{} failed", t.failed)
-        }
-    );
-    println!(
-        "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. Peak parallelism {} (limit {}). Wall time {}.",
-        t.total,
-        t.succeeded,
-        t.cached,
-        t.failed,
-        t.not_run,
-        t.peak_parallel,
-        report.max_parallel,
-        secs(t.wall_ms)
-    );
-    let failed: Vec<_> = report
-        .tasks
-        .iter()
-        .filter(|t| t.state == TaskState::Failed)
-        .collect();
-    if !failed.is_empty() {
-        println!("Failed tasks:");
-        for t in failed {
-            println!(
-                "  {}: {}{}",
-                t.id,
-                t.message.as_deref().unwrap_or("failed"),
-                log_hint(t)
-            );
-        }
-    }
-    let not_run: Vec<_> = report
-        .tasks
-        .iter()
-        .filter(|t| t.state == TaskState::NotRun)
-        .collect();
-    if !not_run.is_empty() {
-        println!("Not run ({}):", not_run.len());
-        for t in not_run.iter().take(NOT_RUN_SHOWN) {
-            println!("  {}: {}", t.id, t.message.as_deref().unwrap_or("not run"));
-        }
-        if not_run.len() > NOT_RUN_SHOWN {
-            println!("  ... and {} more", not_run.len() - NOT_RUN_SHOWN);
-        }
-    }
+    write(
+        &show.report,
+        serde_json::to_string_pretty(&outputs::json_report(report)).expect("json") + "\n",
+    )?;
+    write(&show.trace, outputs::chrome_trace(report))?;
+    write(&show.chart, outputs::svg_chart(report))
 }

@@ -21,6 +21,8 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod console;
+pub mod outputs;
 pub mod process;
 
 use std::path::{Path, PathBuf};

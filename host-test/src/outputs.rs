@@ -1,0 +1,299 @@
+//! What a finished run leaves behind for machines and eyes: the JSON report,
+//! a Chrome trace and an SVG timeline. Knows the report; knows nothing of
+//! the console or of running.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{ExitStatus, Report, TaskReport, TaskState};
+
+/// The `--report` format's version; bumped on incompatible changes.
+pub const REPORT_VERSION: u32 = 1;
+
+/// One task in the JSON report.
+#[derive(Debug, Serialize)]
+pub struct JsonTask<'a> {
+    pub id: &'a str,
+    /// `succeeded`, `failed`, `not-run` or `cached`.
+    pub state: &'static str,
+    pub signature: Option<&'a str>,
+    /// `{"code": N}` or `{"signal": N}`, or null if it did not run.
+    pub exit: Option<JsonExit>,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub cached: bool,
+    pub restored: bool,
+    pub pid: Option<u32>,
+    pub log: Option<&'a str>,
+    pub message: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JsonExit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// The totals in the JSON report.
+#[derive(Debug, Serialize)]
+pub struct JsonTotals {
+    pub total: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub not_run: u32,
+    pub cached: u32,
+    pub peak_parallel: u32,
+    pub max_parallel: u32,
+    pub wall_ms: u64,
+}
+
+/// The whole `--report` file.
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub version: u32,
+    pub tasks: Vec<JsonTask<'a>>,
+    pub totals: JsonTotals,
+    pub critical_path: &'a [String],
+}
+
+pub fn state_name(s: TaskState) -> &'static str {
+    match s {
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::NotRun => "not-run",
+        TaskState::Cached => "cached",
+    }
+}
+
+fn duration(t: &TaskReport) -> Option<u64> {
+    Some(t.end_ms?.saturating_sub(t.start_ms?))
+}
+
+/// The report as the documented JSON shape.
+pub fn json_report(report: &Report) -> JsonReport<'_> {
+    let t = &report.totals;
+    JsonReport {
+        version: REPORT_VERSION,
+        tasks: report
+            .tasks
+            .iter()
+            .map(|task| JsonTask {
+                id: &task.id,
+                state: state_name(task.state),
+                signature: task.signature.as_deref(),
+                exit: task.exit.map(|e| match e {
+                    ExitStatus::Code(c) => JsonExit::Code(c),
+                    ExitStatus::Signal(s) => JsonExit::Signal(s),
+                }),
+                start_ms: task.start_ms,
+                end_ms: task.end_ms,
+                duration_ms: duration(task),
+                cached: task.state == TaskState::Cached,
+                restored: task.restored,
+                pid: task.pid,
+                log: task.log.as_deref(),
+                message: task.message.as_deref(),
+            })
+            .collect(),
+        totals: JsonTotals {
+            total: t.total,
+            succeeded: t.succeeded,
+            failed: t.failed,
+            not_run: t.not_run,
+            cached: t.cached,
+            peak_parallel: t.peak_parallel,
+            max_parallel: report.max_parallel,
+            wall_ms: t.wall_ms,
+        },
+        critical_path: &report.critical_path,
+    }
+}
+
+/// Tasks whose process ran (succeeded or failed with a pid), in start order.
+fn executed(report: &Report) -> Vec<&TaskReport> {
+    let mut ran: Vec<&TaskReport> = report
+        .tasks
+        .iter()
+        .filter(|t| t.pid.is_some() && t.start_ms.is_some() && t.end_ms.is_some())
+        .collect();
+    ran.sort_by_key(|t| (t.start_ms, t.end_ms));
+    ran
+}
+
+/// Gives each executed task a slot (a row): the lowest-numbered slot free at
+/// its start. Returns the tasks with their slots, and the number of slots.
+pub fn slots(report: &Report) -> (Vec<(&TaskReport, usize)>, usize) {
+    let mut free_at: Vec<u64> = Vec::new();
+    let mut out = Vec::new();
+    for t in executed(report) {
+        let (start, end) = (t.start_ms.unwrap(), t.end_ms.unwrap());
+        let slot = match free_at.iter().position(|&f| f <= start) {
+            Some(s) => s,
+            None => {
+                free_at.push(0);
+                free_at.len() - 1
+            }
+        };
+        free_at[slot] = end;
+        out.push((t, slot));
+    }
+    let n = free_at.len();
+    (out, n)
+}
+
+/// A Chrome trace-event JSON (Perfetto, chrome://tracing): one complete
+/// ("X") event per executed task, one track per slot.
+pub fn chrome_trace(report: &Report) -> String {
+    let (tasks, n) = slots(report);
+    let mut events = Vec::new();
+    for slot in 0..n {
+        events.push(serde_json::json!({
+            "name": "thread_name", "ph": "M", "pid": 1, "tid": slot,
+            "args": {"name": format!("slot {slot}")},
+        }));
+    }
+    for (t, slot) in tasks {
+        let (start, end) = (t.start_ms.unwrap(), t.end_ms.unwrap());
+        events.push(serde_json::json!({
+            "name": t.id, "cat": state_name(t.state), "ph": "X", "pid": 1, "tid": slot,
+            "ts": start * 1000, "dur": (end - start) * 1000,
+            "args": {"state": state_name(t.state), "pid": t.pid, "log": t.log, "message": t.message},
+        }));
+    }
+    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ms"}).to_string()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A self-contained SVG timeline: one row per slot, one bar per executed
+/// task coloured by state, the run's critical path outlined, a time axis.
+pub fn svg_chart(report: &Report) -> String {
+    let (tasks, n) = slots(report);
+    let wall = report.totals.wall_ms.max(1) as f64;
+    let (left, top, row, width) = (70.0, 40.0, 26.0, 1100.0);
+    let height = top + row * n.max(1) as f64 + 50.0;
+    let x = |ms: u64| left + ms as f64 / wall * width;
+    let critical: std::collections::HashSet<&str> =
+        report.critical_path.iter().map(String::as_str).collect();
+    let mut s = String::new();
+    let total_w = left + width + 20.0;
+    writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" viewBox="0 0 {total_w} {height}" font-family="sans-serif" font-size="11">"#
+    )
+    .unwrap();
+    writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##).unwrap();
+    let t = &report.totals;
+    writeln!(
+        s,
+        r#"<text x="{left}" y="20" font-size="14">runqueue: {} tasks, {} succeeded, {} cached, {} failed, {} not run; wall {:.2} s; critical path outlined</text>"#,
+        t.total,
+        t.succeeded,
+        t.cached,
+        t.failed,
+        t.not_run,
+        wall / 1000.0
+    )
+    .unwrap();
+    for slot in 0..n {
+        let y = top + row * slot as f64;
+        writeln!(
+            s,
+            r##"<text x="8" y="{}" fill="#444">slot {slot}</text>"##,
+            y + 17.0
+        )
+        .unwrap();
+        writeln!(
+            s,
+            r##"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#eee"/>"##,
+            y + row,
+            left + width,
+            y + row
+        )
+        .unwrap();
+    }
+    // Time axis with about ten ticks at round numbers.
+    let axis_y = top + row * n.max(1) as f64 + 8.0;
+    let step = nice_step(wall / 10.0);
+    let mut tick = 0.0;
+    while tick <= wall {
+        let tx = left + tick / wall * width;
+        writeln!(
+            s,
+            r##"<line x1="{tx}" y1="{top}" x2="{tx}" y2="{axis_y}" stroke="#ddd"/>"##
+        )
+        .unwrap();
+        writeln!(
+            s,
+            r##"<text x="{tx}" y="{}" text-anchor="middle" fill="#444">{}</text>"##,
+            axis_y + 14.0,
+            fmt_secs(tick)
+        )
+        .unwrap();
+        tick += step;
+    }
+    for (task, slot) in tasks {
+        let (start, end) = (task.start_ms.unwrap(), task.end_ms.unwrap());
+        let (x0, x1) = (x(start), x(end));
+        let w = (x1 - x0).max(1.0);
+        let y = top + row * slot as f64 + 3.0;
+        let fill = match task.state {
+            TaskState::Succeeded => "#4caf50",
+            TaskState::Failed => "#e53935",
+            TaskState::Cached => "#9e9e9e",
+            TaskState::NotRun => "#ffb300",
+        };
+        let stroke = if critical.contains(task.id.as_str()) {
+            r##" stroke="#1a237e" stroke-width="2.5""##
+        } else {
+            ""
+        };
+        let id = xml_escape(&task.id);
+        writeln!(
+            s,
+            r#"<rect class="task" x="{x0:.1}" y="{y}" width="{w:.1}" height="{}" rx="2" fill="{fill}"{stroke}><title>{id}: {} ({})</title></rect>"#,
+            row - 6.0,
+            state_name(task.state),
+            fmt_secs((end - start) as f64)
+        )
+        .unwrap();
+        // A label when it fits (about 6 px per character).
+        if w > 6.0 * task.id.len() as f64 + 6.0 {
+            writeln!(
+                s,
+                r##"<text x="{:.1}" y="{}" fill="#fff">{id}</text>"##,
+                x0 + 3.0,
+                y + 14.0
+            )
+            .unwrap();
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1.0);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
+fn fmt_secs(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
