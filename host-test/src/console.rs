@@ -288,7 +288,12 @@ fn failure_details(t: &TaskReport, workspace: &Path, tail: usize) -> Vec<String>
     let Some(log) = &t.log else {
         return Vec::new();
     };
-    let path = workspace.join(log);
+    // The log name is a link to this run's `log.<task>.<pid>`: show that.
+    let link = workspace.join(log);
+    let path = match std::fs::read_link(&link) {
+        Ok(target) => link.with_file_name(target),
+        Err(_) => link,
+    };
     let mut lines = vec![format!("Logfile of failure stored in: {}", path.display())];
     if tail == 0 {
         return lines;

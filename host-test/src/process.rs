@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::process::{ExitStatus as OsExitStatus, Stdio};
+use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
@@ -185,10 +186,10 @@ pub struct ChildProcess {
     child: tokio::process::Child,
     pid: u32,
     status: Option<OsExitStatus>,
-    /// Copies output from a pipe into a log file that did not exist yet,
-    /// creating it with the first byte (see [`spawn`]).
+    /// Copies output from a pipe into the task's log, creating it with the
+    /// first byte (see [`spawn`]).
     copier: Option<tokio::task::JoinHandle<bool>>,
-    log: PathBuf,
+    files: Arc<LogFiles>,
     /// The exit has been seen and the output drained.
     settled: bool,
 }
@@ -239,7 +240,7 @@ impl Pollable for ChildProcess {
             // A failed task always has a log to point at, if only empty.
             let failed = !self.status.is_some_and(|s| s.success());
             if failed && !matches!(wrote, Ok(Ok(true))) {
-                let _ = open_log(&self.log, false);
+                let _ = self.files.create();
             }
             self.copier = None;
         }
@@ -307,26 +308,107 @@ fn resolve_program(
     })
 }
 
-/// Starts `cmd` in `ws`: its own process group, stdin closed, stdout and
-/// stderr to the log file, exactly the given environment.
+/// The files a task leaves next to each other, BitBake style: for the log
+/// name `dir/log.do_x` given by the component, `dir/log.do_x.<pid>` (the
+/// output), `dir/run.do_x.<pid>` (the exact command, as a shell script) and
+/// the link `dir/log.do_x` to the latest log.
+pub struct LogFiles {
+    link: PathBuf,
+    log: PathBuf,
+    run: PathBuf,
+    script: String,
+}
+
+impl LogFiles {
+    fn new(link: PathBuf, pid: u32, cmd: &wit::Command, cwd: &Path) -> LogFiles {
+        let name = link
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let stem = name.strip_prefix("log.").unwrap_or(&name);
+        LogFiles {
+            log: link.with_file_name(format!("{name}.{pid}")),
+            run: link.with_file_name(format!("run.{stem}.{pid}")),
+            link,
+            script: run_script(cmd, cwd, pid),
+        }
+    }
+
+    /// Creates the log (empty) and the run script, and points the link at
+    /// the log; returns the log, open for writing.
+    fn create(&self) -> io::Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.log)?;
+        fs::write(&self.run, &self.script)?;
+        // Replace the link atomically: a new link under a temporary name,
+        // renamed over the old one.
+        let tmp = self.link.with_file_name(format!(
+            ".{}.tmp",
+            self.log.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(self.log.file_name().unwrap_or_default(), &tmp)?;
+        fs::rename(&tmp, &self.link)?;
+        Ok(file)
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command as a shell script that does what ran: the environment, the
+/// directory, then the task's own shell text (for `sh -c TEXT`) or the
+/// program and its arguments.
+fn run_script(cmd: &wit::Command, cwd: &Path, pid: u32) -> String {
+    let mut s = format!("#!/bin/sh\n# The command runqueue ran as pid {pid}.\n");
+    for (k, v) in &cmd.env {
+        s += &format!("export {k}={}\n", shell_quote(v));
+    }
+    s += &format!("cd {}\n", shell_quote(&cwd.to_string_lossy()));
+    match (cmd.program.as_str(), cmd.args.as_slice()) {
+        ("sh", [c, text]) if c == "-c" => {
+            s += text;
+            s.push('\n');
+        }
+        _ => {
+            let argv: Vec<String> = std::iter::once(&cmd.program)
+                .chain(&cmd.args)
+                .map(|a| shell_quote(a))
+                .collect();
+            s += &format!("exec {}\n", argv.join(" "));
+        }
+    }
+    s
+}
+
+/// Starts `cmd` in `ws`: its own process group, stdin closed, exactly the
+/// given environment, stdout and stderr through a pipe into its log.
 pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnError> {
     let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
-    let log = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
+    let link = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
     let log_err = |e: io::Error| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log));
-    // An existing log is truncated and written directly. A new one is only
-    // created once the task prints something: most tasks of a big build
-    // print nothing, and creating thousands of empty files costs more than
-    // running the tasks (see the overhead benchmark).
-    let (out, copier) = if fs::symlink_metadata(&log).is_ok() {
-        (open_log(&log, true).map_err(log_err)?, None)
-    } else {
-        let (reader, writer) = io::pipe().map_err(log_err)?;
-        let copier = tokio::spawn(copy_lazily(reader, log.clone()));
-        (
-            fs::File::from(std::os::fd::OwnedFd::from(writer)),
-            Some(copier),
-        )
-    };
+    // The link names the latest log: until this run writes one, there is
+    // none. Logs are only created once the task prints something (or
+    // fails): most tasks of a big build print nothing, and creating
+    // thousands of empty files costs more than running the tasks (see the
+    // overhead benchmark).
+    match fs::symlink_metadata(&link) {
+        Ok(m) if m.is_dir() => {
+            return Err(SpawnError::InvalidPath(format!(
+                "log \"{}\" is a directory",
+                cmd.log
+            )))
+        }
+        Ok(_) => fs::remove_file(&link).map_err(log_err)?,
+        Err(_) => {}
+    }
+    let (reader, writer) = io::pipe().map_err(log_err)?;
+    let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
     let err = out.try_clone().map_err(log_err)?;
     let program = resolve_program(&cmd.program, &cmd.env, &cwd)?;
     let mut command = tokio::process::Command::new(&program);
@@ -354,32 +436,23 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
         _ => SpawnError::Other(format!("program \"{}\": {e}", cmd.program)),
     })?;
     let pid = child.id().unwrap_or(0);
+    let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
+    let copier = tokio::spawn(copy_lazily(reader, files.clone()));
     Ok(ChildProcess {
         child,
         pid,
         status: None,
-        copier,
-        log,
+        copier: Some(copier),
+        files,
         settled: false,
     })
 }
 
-/// Opens a log for writing, truncating it; a symlink in its place is
-/// refused rather than followed.
-fn open_log(path: &Path, existing: bool) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(!existing)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Copies everything from `reader` into the log at `path`, creating it with
-/// the first byte; returns whether anything was written. Keeps draining if
-/// the log cannot be written, so the task never blocks on a full pipe.
-async fn copy_lazily(reader: io::PipeReader, path: PathBuf) -> bool {
+/// Copies everything from `reader` into the task's log, creating it (and
+/// its run script and link) with the first byte; returns whether anything
+/// was written. Keeps draining if the log cannot be written, so the task
+/// never blocks on a full pipe.
+async fn copy_lazily(reader: io::PipeReader, files: Arc<LogFiles>) -> bool {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) else {
         return false;
@@ -390,7 +463,7 @@ async fn copy_lazily(reader: io::PipeReader, path: PathBuf) -> bool {
         match rx.read(&mut buf).await {
             Ok(0) | Err(_) => return file.is_some(),
             Ok(n) => {
-                let f = file.get_or_insert_with(|| open_log(&path, false).ok());
+                let f = file.get_or_insert_with(|| files.create().ok());
                 if let Some(f) = f {
                     use std::io::Write;
                     if f.write_all(&buf[..n]).is_err() {

@@ -26,11 +26,12 @@ fn a_failure_shows_its_log_path_and_last_lines_twice() {
     let out = build(&ws, &["--tail", "3"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
+    let pid = common::printed_pid(&text, "a:do_compile");
     let log = ws
         .path()
         .canonicalize()
         .unwrap()
-        .join(".runqueue/logs/a/log.do_compile");
+        .join(format!(".runqueue/logs/a/log.do_compile.{pid}"));
     let block = format!(
         "Logfile of failure stored in: {}\nLog data follows (last 3 lines):\n| line 28\n| line 29\n| line 30\n",
         log.display()

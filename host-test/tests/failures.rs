@@ -63,7 +63,12 @@ fn cli_exit_code_and_summary_name_the_failure() {
     let out = ws.cli(&["build", "g.json", "-j", "2", "-k"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
-    let log = ws.path().canonicalize().unwrap().join(".runqueue/logs/bad/log.do_compile");
+    let pid = common::printed_pid(&text, "bad:do_compile");
+    let log = ws
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join(format!(".runqueue/logs/bad/log.do_compile.{pid}"));
     assert!(
         text.contains(&format!(
             "FAILED   bad:do_compile: exited with code 3\nLogfile of failure stored in: {}\n",

@@ -62,3 +62,58 @@ fn large_output_arrives_whole() {
     assert_eq!(log.len(), 67108864 + 4);
     assert!(log.ends_with(b"END\n"));
 }
+
+/// BitBake's layout: `log.<task>.<pid>`, the link `log.<task>` to the
+/// latest, and `run.<task>.<pid>` with the exact command.
+#[test]
+fn each_run_keeps_a_log_and_run_script_per_pid_behind_a_stable_link() {
+    let ws = Ws::new();
+    let text = r#"{"version":1,"env":{"LANG":"C"},"tasks":[
+        {"id":"zlib:do_compile","cwd":"w","run":"echo \"compiling $LANG\" && printf '%s\\n' \"it's done\""}]}"#;
+    let first = ws.run(text, 1, false);
+    let pid1 = first.task("zlib:do_compile").pid.unwrap();
+    let dir = ws.join(".runqueue/logs/zlib");
+    assert_eq!(
+        std::fs::read_link(dir.join("log.do_compile"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("log.do_compile.{pid1}")
+    );
+    assert_eq!(
+        ws.read(&format!(".runqueue/logs/zlib/log.do_compile.{pid1}")),
+        "compiling C\nit's done\n"
+    );
+    let run = ws.read(&format!(".runqueue/logs/zlib/run.do_compile.{pid1}"));
+    assert!(run.starts_with("#!/bin/sh\n"), "{run}");
+    assert!(run.contains("export LANG='C'\n"), "{run}");
+    assert!(
+        run.ends_with("\necho \"compiling $LANG\" && printf '%s\\n' \"it's done\"\n"),
+        "the exact script: {run}"
+    );
+    // The run script reproduces the task.
+    let again = std::process::Command::new("sh")
+        .arg(dir.join(format!("run.do_compile.{pid1}")))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "compiling C\nit's done\n"
+    );
+
+    let second = ws.run(text, 1, false);
+    let pid2 = second.task("zlib:do_compile").pid.unwrap();
+    assert_ne!(pid1, pid2);
+    assert_eq!(
+        std::fs::read_link(dir.join("log.do_compile"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        format!("log.do_compile.{pid2}"),
+        "the link follows the latest run"
+    );
+    assert!(
+        dir.join(format!("log.do_compile.{pid1}")).exists(),
+        "earlier logs are kept"
+    );
+}

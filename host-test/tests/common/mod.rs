@@ -199,3 +199,13 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The pid the console printed for `id` ("started  ID (pid N, ...").
+pub fn printed_pid(stdout: &str, id: &str) -> u32 {
+    let start = format!("started  {id} (pid ");
+    let at = stdout
+        .find(&start)
+        .unwrap_or_else(|| panic!("{id} started: {stdout}"))
+        + start.len();
+    stdout[at..].split(',').next().unwrap().parse().unwrap()
+}
