@@ -30,7 +30,9 @@ test: component
 demo: build
 	rm -rf $(DEMO)/downloads $(DEMO)/build $(DEMO)/sysroot $(DEMO)/image $(DEMO)/.runqueue
 	$(RUNQUEUE) check $(DEMO)/graph.json
-	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS)
+	$(RUNQUEUE) build $(DEMO)/graph.json --workspace $(DEMO) -j $(JOBS) \
+		--report $(DEMO)/.runqueue/report.json --trace $(DEMO)/.runqueue/trace.json --chart $(DEMO)/.runqueue/timeline.svg
+	@echo "--- report, Chrome trace and timeline: $(DEMO)/.runqueue/{report.json,trace.json,timeline.svg}"
 	@echo "--- what the image task printed ($(DEMO)/.runqueue/logs/image/log.do_rootfs):"
 	@cat $(DEMO)/.runqueue/logs/image/log.do_rootfs
 	@echo "--- the same build again, with the image deleted: nothing runs, the image is restored"

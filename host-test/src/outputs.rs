@@ -179,7 +179,7 @@ pub fn svg_chart(report: &Report) -> String {
     let (tasks, n) = slots(report);
     let wall = report.totals.wall_ms.max(1) as f64;
     let (left, top, row, width) = (70.0, 40.0, 26.0, 1100.0);
-    let height = top + row * n.max(1) as f64 + 50.0;
+    let height = top + row * n.max(1) as f64 + 70.0;
     let x = |ms: u64| left + ms as f64 / wall * width;
     let critical: std::collections::HashSet<&str> =
         report.critical_path.iter().map(String::as_str).collect();
@@ -276,6 +276,40 @@ pub fn svg_chart(report: &Report) -> String {
             .unwrap();
         }
     }
+    // Legend.
+    let ly = axis_y + 36.0;
+    let mut lx = left;
+    for (label, fill) in [
+        ("succeeded", "#4caf50"),
+        ("failed", "#e53935"),
+        ("cached", "#9e9e9e"),
+    ] {
+        writeln!(
+            s,
+            r#"<rect x="{lx}" y="{}" width="14" height="10" fill="{fill}"/>"#,
+            ly - 9.0
+        )
+        .unwrap();
+        writeln!(
+            s,
+            r##"<text x="{}" y="{ly}" fill="#444">{label}</text>"##,
+            lx + 18.0
+        )
+        .unwrap();
+        lx += 100.0;
+    }
+    writeln!(
+        s,
+        r##"<rect x="{lx}" y="{}" width="14" height="10" fill="#fff" stroke="#1a237e" stroke-width="2.5"/>"##,
+        ly - 9.0
+    )
+    .unwrap();
+    writeln!(
+        s,
+        r##"<text x="{}" y="{ly}" fill="#444">critical path</text>"##,
+        lx + 18.0
+    )
+    .unwrap();
     s.push_str("</svg>\n");
     s
 }
