@@ -59,6 +59,17 @@ impl Guest for Component {
         options: wit_runner::Options,
     ) -> Result<types::Report, wit_runner::Error> {
         let graph = parse(&graph)?;
+        let log_dir = match options.log_dir {
+            None => LOG_DIR.to_string(),
+            Some(dir) => match crate::graph::normalize(&dir) {
+                Some(d) if !d.is_empty() => d,
+                _ => {
+                    return Err(wit_runner::Error::InvalidGraph(format!(
+                        "log directory \"{dir}\" leaves the workspace (use a relative path without \"..\")"
+                    )))
+                }
+            },
+        };
         let opts = RunOptions {
             max_parallel: options
                 .max_parallel
@@ -66,7 +77,7 @@ impl Guest for Component {
                 .max(1) as usize,
             keep_going: options.keep_going,
             base_env: base_env(),
-            log_dir: LOG_DIR.to_string(),
+            log_dir,
             workspace: PathBuf::from(WORKSPACE),
             cache: options.cache_dir.map(Cache::new),
             run_nonce: format!("{:016x}", wasip2::random::random::get_random_u64()),

@@ -148,6 +148,9 @@ struct Show {
     /// Also print cached and not-run tasks as they are decided.
     #[arg(short, long)]
     verbose: bool,
+    /// Where task logs and run scripts go, relative to the workspace.
+    #[arg(long, value_name = "DIR", default_value = ".runqueue/logs")]
+    logs: String,
     /// How many last lines of a failed task's log to print.
     #[arg(long, value_name = "N", default_value_t = 25)]
     tail: usize,
@@ -345,6 +348,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 keep_going,
                 cache: (!place.no_cache).then_some(place.cache),
                 scheduler: scheduler.into(),
+                log_dir: Some(show.logs.clone()),
             };
             let console = Console::new(
                 if show.quiet {

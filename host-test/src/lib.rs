@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub cache: Option<PathBuf>,
     /// How ready tasks are ordered.
     pub scheduler: Scheduler,
+    /// Where logs go, relative to the workspace; `None` is `.runqueue/logs`.
+    pub log_dir: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -85,6 +87,7 @@ impl Default for RunOptions {
             keep_going: false,
             cache: None,
             scheduler: Scheduler::CriticalPath,
+            log_dir: None,
         }
     }
 }
@@ -402,6 +405,7 @@ impl Runqueue {
             keep_going: options.keep_going,
             cache_dir: mount.map(|m| m.guest_path),
             scheduler: options.scheduler,
+            log_dir: options.log_dir.clone(),
         };
         Ok((store, instance, wit))
     }

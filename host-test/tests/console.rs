@@ -225,3 +225,21 @@ fn the_chart_is_svg_with_one_bar_per_executed_task() {
         "the critical path's executed tasks are outlined"
     );
 }
+
+#[test]
+fn the_logs_directory_is_configurable_and_confined() {
+    let ws = Ws::new();
+    let out = build(&ws, &["--logs", "build/tmp/logs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(ws.read("build/tmp/logs/b/log.do_fetch"), "fetched\n");
+    assert!(!ws.join(".runqueue/logs").exists());
+
+    let ws = Ws::new();
+    let out = build(&ws, &["--logs", "../elsewhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "runqueue: invalid graph g.json: log directory \"../elsewhere\" leaves the workspace (use a relative path without \"..\")\n"
+    );
+    assert_eq!(ws.listing(), ["g.json"]);
+}
