@@ -92,25 +92,6 @@ impl Workspace {
         let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
         Ok(self.ensure_dir(&dirs.join("/"))?.join(name))
     }
-
-    /// Creates (or truncates) the file `rel` inside the workspace, with its
-    /// parent directories. A symlink in its place is refused.
-    pub fn create_file(&self, rel: &str) -> Result<fs::File, String> {
-        let parts = normalize(rel)?;
-        let Some((name, dirs)) = parts.split_last() else {
-            return Err(format!("\"{rel}\" names no file"));
-        };
-        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-        let dir = self.ensure_dir(&dirs.join("/"))?;
-        use std::os::unix::fs::OpenOptionsExt;
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(dir.join(name))
-            .map_err(|e| format!("cannot create \"{rel}\": {e}"))
-    }
 }
 
 impl Workspace {
@@ -541,12 +522,24 @@ mod tests {
             !outside.path().join("sub").exists(),
             "nothing created outside"
         );
-        assert!(ws.create_file("out/log").is_err());
-        assert!(!outside.path().join("log").exists());
-        // A symlinked log file is refused rather than followed.
-        std::os::unix::fs::symlink(outside.path().join("f"), ws_dir.path().join("f")).unwrap();
-        assert!(ws.create_file("f").is_err());
+        assert!(ws.log_path("out/log").is_err());
+        // A planted link in the log's place is replaced, never followed.
+        std::os::unix::fs::symlink(outside.path().join("f"), ws_dir.path().join("log.x")).unwrap();
+        let cmd = wit::Command {
+            program: "true".into(),
+            args: vec![],
+            cwd: String::new(),
+            env: vec![],
+            log: "log.x".into(),
+        };
+        let files = LogFiles::new(ws.log_path("log.x").unwrap(), 42, &cmd, ws.root());
+        files.create().unwrap();
         assert!(!outside.path().join("f").exists());
+        assert_eq!(
+            fs::read_link(ws_dir.path().join("log.x")).unwrap(),
+            Path::new("log.x.42")
+        );
+        assert!(ws_dir.path().join("run.x.42").is_file());
         // Inside is fine and created on demand.
         let made = ws.ensure_dir("work/a/b").unwrap();
         assert!(made.is_dir() && made.starts_with(ws.root()));
