@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use futures::future::{select, Either};
 use wstd::runtime::{block_on, AsyncPollable};
 
 use crate::cache::{Cache, FileModes};
@@ -82,6 +83,7 @@ impl Guest for Component {
             cache: options.cache_dir.map(Cache::new),
             run_nonce: format!("{:016x}", wasip2::random::random::get_random_u64()),
             policy: policy(options.scheduler),
+            default_timeout_ms: options.timeout_ms,
         };
         let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await })
             .map_err(wit_runner::Error::InvalidGraph)?;
@@ -246,11 +248,31 @@ impl Processes for HostProcesses {
             | process::SpawnError::Other(m) => m,
         })?;
         let pid = child.pid();
+        let timeout_ms = cmd.timeout_ms;
         let exit = async move {
+            let mut timed_out = false;
             {
                 // The pollable is dropped before the child, as WASI requires.
                 let exited = AsyncPollable::new(child.subscribe());
-                exited.wait_for().await;
+                match timeout_ms {
+                    None => exited.wait_for().await,
+                    Some(ms) => {
+                        let wait = std::pin::pin!(exited.wait_for());
+                        let timer = std::pin::pin!(wstd::task::sleep(
+                            wstd::time::Duration::from_millis(ms)
+                        ));
+                        if let Either::Right((_, wait)) = select(wait, timer).await {
+                            // The host stops the whole process group: TERM,
+                            // then KILL after a grace period.
+                            timed_out = true;
+                            child.kill();
+                            wait.await;
+                        }
+                    }
+                }
+            }
+            if let (true, Some(ms)) = (timed_out, timeout_ms) {
+                return Err(work::describe_timeout(ms));
             }
             child
                 .try_wait()

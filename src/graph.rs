@@ -52,6 +52,7 @@ struct TaskFile {
     #[serde(default)]
     nostamp: bool,
     pool: Option<String>,
+    timeout: Option<f64>,
 }
 
 /// What a task executes.
@@ -86,6 +87,8 @@ pub struct Task {
     pub nostamp: bool,
     /// Index into [`Graph::pools`] of the pool this task runs in.
     pub pool: Option<usize>,
+    /// Kill the task (its whole process group) after this many ms.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A named limit on how many of its tasks run at once (BitBake's
@@ -141,6 +144,7 @@ pub enum GraphError {
         pool: String,
     },
     EmptyPool(String),
+    BadTimeout(String),
     /// An input lies inside another task's output: depend on that task
     /// instead, its signature covers its outputs.
     InputIsOutput {
@@ -177,6 +181,10 @@ impl fmt::Display for GraphError {
             GraphError::UnknownPool { task, pool } => write!(
                 f,
                 "task \"{task}\" uses pool \"{pool}\", which the graph's \"pools\" does not define"
+            ),
+            GraphError::BadTimeout(task) => write!(
+                f,
+                "task \"{task}\": \"timeout\" must be a positive number of seconds"
             ),
             GraphError::EmptyPool(name) => {
                 write!(f, "pool \"{name}\" has depth 0; give it at least 1")
@@ -322,6 +330,13 @@ impl Graph {
                 inputs: paths(&t.id, "input", &t.inputs)?,
                 outputs: paths(&t.id, "output", &t.outputs)?,
                 nostamp: t.nostamp,
+                timeout_ms: match t.timeout {
+                    None => None,
+                    Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+                        Some((secs * 1000.0).ceil() as u64)
+                    }
+                    Some(_) => return Err(GraphError::BadTimeout(t.id.clone())),
+                },
                 pool: match &t.pool {
                     None => None,
                     Some(name) => {
@@ -543,7 +558,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),
@@ -585,6 +600,18 @@ mod tests {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","inputs":["."]}]}"#),
             "task \"a\": input \".\" leaves the workspace (use a relative path without \"..\")"
+        );
+    }
+
+    #[test]
+    fn timeouts_are_positive_seconds() {
+        let g = Graph::parse(r#"{"version":1,"tasks":[{"id":"a","timeout":0.25},{"id":"b"}]}"#)
+            .unwrap();
+        assert_eq!(g.tasks[0].timeout_ms, Some(250));
+        assert_eq!(g.tasks[1].timeout_ms, None);
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","timeout":-1}]}"#),
+            "task \"a\": \"timeout\" must be a positive number of seconds"
         );
     }
 

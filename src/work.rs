@@ -33,6 +33,11 @@ impl ExitStatus {
     }
 }
 
+/// How a timed-out task's failure reads: "timed out after 2.5 s".
+pub fn describe_timeout(ms: u64) -> String {
+    format!("timed out after {} s", ms as f64 / 1000.0)
+}
+
 /// Describes a failed status in words: "exited with code 2", "killed by
 /// signal 9 (SIGKILL)".
 pub fn describe_status(status: ExitStatus) -> String {
@@ -70,6 +75,9 @@ pub struct Command {
     pub cwd: String,
     pub env: Vec<(String, String)>,
     pub log: String,
+    /// Kill it (with its process group) after this many ms; the exit is
+    /// then an error saying so.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A started process's end: its exit status, or why it could not be waited
@@ -125,6 +133,8 @@ pub struct RunOptions {
     pub run_nonce: String,
     /// How ready tasks are ordered.
     pub policy: Policy,
+    /// The timeout of tasks whose graph entry gives none.
+    pub default_timeout_ms: Option<u64>,
 }
 
 /// A task's final state, as reported.
@@ -213,6 +223,7 @@ pub fn command_for(graph: &Graph, id: TaskId, opts: &RunOptions) -> Option<Comma
         cwd: task.cwd.clone(),
         env: env.into_iter().collect(),
         log: log_path(&opts.log_dir, &task.id),
+        timeout_ms: task.timeout_ms.or(opts.default_timeout_ms),
     })
 }
 
@@ -522,6 +533,7 @@ mod tests {
             cache: None,
             run_nonce: "test".into(),
             policy: Policy::CriticalPath,
+            default_timeout_ms: None,
         }
     }
 
@@ -541,6 +553,7 @@ mod tests {
                 cwd: "w".into(),
                 env: vec![("LANG".into(), "de".into()), ("PATH".into(), "/opt".into())],
                 log: ".runqueue/logs/zlib/log.do_compile".into(),
+                timeout_ms: None,
             }
         );
     }

@@ -56,6 +56,10 @@ enum Command {
         /// How ready tasks are ordered when slots are scarce.
         #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
         scheduler: SchedulerArg,
+        /// Stop a task (SIGTERM to its process group, SIGKILL 2 s later)
+        /// that runs longer than SECS, unless the graph gives it a timeout.
+        #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+        timeout: Option<std::time::Duration>,
         #[command(flatten)]
         place: Place,
         #[command(flatten)]
@@ -338,6 +342,7 @@ async fn run_cli(cli: Cli) -> i32 {
             jobs,
             keep_going,
             scheduler,
+            timeout,
             place,
             show,
             ..
@@ -349,6 +354,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 cache: (!place.no_cache).then_some(place.cache),
                 scheduler: scheduler.into(),
                 log_dir: Some(show.logs.clone()),
+                timeout,
             };
             let console = Console::new(
                 if show.quiet {
@@ -498,4 +504,13 @@ fn write_outputs(report: &Report, show: &Show) -> Result<(), String> {
     )?;
     write(&show.trace, outputs::chrome_trace(report))?;
     write(&show.chart, outputs::svg_chart(report))
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+            Ok(std::time::Duration::from_secs_f64(secs))
+        }
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }

@@ -78,6 +78,9 @@ pub struct RunOptions {
     pub scheduler: Scheduler,
     /// Where logs go, relative to the workspace; `None` is `.runqueue/logs`.
     pub log_dir: Option<String>,
+    /// Stop tasks that run longer (unless the graph gives their own
+    /// `timeout`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -88,6 +91,7 @@ impl Default for RunOptions {
             cache: None,
             scheduler: Scheduler::CriticalPath,
             log_dir: None,
+            timeout: None,
         }
     }
 }
@@ -406,6 +410,7 @@ impl Runqueue {
             cache_dir: mount.map(|m| m.guest_path),
             scheduler: options.scheduler,
             log_dir: options.log_dir.clone(),
+            timeout_ms: options.timeout.map(|t| t.as_millis().max(1) as u64),
         };
         Ok((store, instance, wit))
     }

@@ -175,6 +175,19 @@ pub struct ChildProcess {
     settled: bool,
 }
 
+/// How long a stopped task's process group has between SIGTERM and SIGKILL.
+pub const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends `sig` to every process in the group led by `pgid`.
+fn signal_group(pgid: u32, sig: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with a negative pid signals a process group; no
+    // memory is involved.
+    unsafe {
+        libc::kill(-(pgid as i32), sig);
+    }
+}
+
 /// How long an exited task's output may take to drain from its pipe. A
 /// background process that keeps the pipe open does not hold the task up
 /// longer; its output still reaches the log.
@@ -188,13 +201,23 @@ impl ChildProcess {
         self.status
     }
 
+    /// Stops the process group: SIGTERM now, SIGKILL after [`KILL_GRACE`]
+    /// to whatever is left of the group (background children too).
+    fn stop_group(&mut self) {
+        if self.poll_status().is_none() {
+            signal_group(self.pid, libc::SIGTERM);
+        }
+        let pgid = self.pid;
+        tokio::spawn(async move {
+            tokio::time::sleep(KILL_GRACE).await;
+            signal_group(pgid, libc::SIGKILL);
+        });
+    }
+
     fn kill_group(&mut self) {
         if self.poll_status().is_none() {
             // The process leads its own group: signal every process in it.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(-(self.pid as i32), libc::SIGKILL);
-            }
+            signal_group(self.pid, libc::SIGKILL);
         }
     }
 }
@@ -476,7 +499,7 @@ impl Children<'_> {
     }
 
     pub fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        self.0.get_mut(&c)?.kill_group();
+        self.0.get_mut(&c)?.stop_group();
         Ok(())
     }
 

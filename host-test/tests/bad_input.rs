@@ -64,7 +64,7 @@ fn malformed_json() {
 fn unknown_field() {
     refused(
         r#"{"version":1,"tasks":[{"id":"a","run":"touch ran","depends":["b"]}]}"#,
-        "malformed graph: unknown field `depends`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool` at line 1 column 59",
+        "malformed graph: unknown field `depends`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout` at line 1 column 59",
     );
 }
 

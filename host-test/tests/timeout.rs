@@ -1,0 +1,103 @@
+//! A task that runs too long is stopped with its whole process group and
+//! fails saying so; its dependents never run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{stderr, stdout, Ws};
+use runqueue_host::{RunOptions, TaskState};
+
+fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split(' ').nth(2) == Some("Z"))
+            .unwrap_or(true)
+}
+
+#[test]
+fn a_timed_out_task_and_its_background_children_are_stopped() {
+    let ws = Ws::new();
+    // The shell starts a background sleep, records its pid, and waits.
+    let graph = r#"{"version":1,"tasks":[
+        {"id":"hang:do_fetch","timeout":0.5,"run":"sleep 60 & echo $! > bg.pid; sleep 60"},
+        {"id":"hang:do_unpack","deps":["hang:do_fetch"],"run":"touch unpacked"},
+        {"id":"quick:do_it","run":"true"}]}"#;
+    let run = ws.run(graph, 2, true);
+    let t = run.task("hang:do_fetch");
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.message.as_deref(), Some("timed out after 0.5 s"));
+    assert!(
+        t.end_ms.unwrap() < 3000,
+        "stopped promptly: {} ms",
+        t.end_ms.unwrap()
+    );
+    assert_eq!(run.task("hang:do_unpack").state, TaskState::NotRun);
+    assert!(!ws.join("unpacked").exists());
+    assert_eq!(run.task("quick:do_it").state, TaskState::Succeeded);
+    let bg: i32 = ws.read("bg.pid").trim().parse().unwrap();
+    // SIGTERM reached the whole group; give the kernel a moment.
+    let mut gone = false;
+    for _ in 0..50 {
+        if !alive(bg) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gone, "the background sleep {bg} was left running");
+}
+
+#[test]
+fn a_task_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let ws = Ws::new();
+    let graph = r#"{"version":1,"tasks":[
+        {"id":"stubborn","run":"trap '' TERM; echo $$ > me.pid; while true; do sleep 0.1; done"}]}"#;
+    let run = ws.run_with(
+        graph,
+        RunOptions {
+            max_parallel: Some(1),
+            timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+    );
+    let t = run.task("stubborn");
+    assert_eq!(t.message.as_deref(), Some("timed out after 0.3 s"));
+    // TERM is ignored; KILL comes 2 s later.
+    assert!(
+        t.end_ms.unwrap() >= 2000 && t.end_ms.unwrap() < 5000,
+        "{} ms",
+        t.end_ms.unwrap()
+    );
+    let pid: i32 = ws.read("me.pid").trim().parse().unwrap();
+    assert!(!alive(pid));
+}
+
+#[test]
+fn the_cli_default_timeout_and_bad_values() {
+    let ws = Ws::new();
+    ws.write("g.json", r#"{"version":1,"tasks":[{"id":"slow","run":"sleep 30"},{"id":"own","timeout":5,"run":"sleep 1"}]}"#);
+    let out = ws.cli(&["build", "g.json", "--timeout", "0.4", "-k"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAILED   slow: timed out after 0.4 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("] done     own in "),
+        "the task's own timeout wins: {text}"
+    );
+    let bad = ws.cli(&["build", "g.json", "--timeout", "-3"]);
+    assert_eq!(bad.status.code(), Some(2));
+    ws.write(
+        "bad.json",
+        r#"{"version":1,"tasks":[{"id":"a","timeout":0}]}"#,
+    );
+    let bad = ws.cli(&["build", "bad.json"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        stderr(&bad),
+        "runqueue: invalid graph bad.json: task \"a\": \"timeout\" must be a positive number of seconds\n"
+    );
+}
