@@ -36,6 +36,10 @@ struct Cli {
     /// runqueue.wasm next to this program, then the cargo build output.
     #[arg(long, global = true, value_name = "FILE")]
     component: Option<PathBuf>,
+    /// The most memory the component may use, in MiB.
+    #[arg(long, global = true, value_name = "MIB", default_value_t = (crate::DEFAULT_MEMORY_LIMIT >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_memory: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -237,10 +241,11 @@ async fn run_cli(cli: Cli) -> i32 {
         Ok(path) => path,
         Err(msg) => return fail(EXIT_INTERNAL, &msg),
     };
-    let rq = match Runqueue::load(&component) {
+    let mut rq = match Runqueue::load(&component) {
         Ok(rq) => rq,
         Err(e) => return fail(EXIT_INTERNAL, &format!("{e:#}")),
     };
+    rq.set_memory_limit((cli.max_memory as usize) << 20);
     match cli.command {
         Command::Check { .. } => match rq.check(&graph).await {
             Ok(Ok(summary)) => {
@@ -260,7 +265,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 EXIT_OK
             }
             Ok(Err(e)) => run_error(&graph_path, e),
-            Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+            Err(e) => call_failed(e),
         },
         Command::Explain { task, place, .. } => {
             let ws = workspace.expect("explain has a workspace");
@@ -276,7 +281,7 @@ async fn run_cli(cli: Cli) -> i32 {
                     EXIT_OK
                 }
                 Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+                Err(e) => call_failed(e),
             }
         }
         Command::Simulate {
@@ -301,7 +306,7 @@ async fn run_cli(cli: Cli) -> i32 {
                     EXIT_OK
                 }
                 Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+                Err(e) => call_failed(e),
             }
         }
         Command::ImportDot {
@@ -335,7 +340,7 @@ async fn run_cli(cli: Cli) -> i32 {
                     }
                 },
                 Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+                Err(e) => call_failed(e),
             }
         }
         Command::Build {
@@ -386,10 +391,22 @@ async fn run_cli(cli: Cli) -> i32 {
                     }
                 }
                 Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => fail(EXIT_INTERNAL, &format!("{e:#}")),
+                Err(e) => call_failed(e),
             }
         }
     }
+}
+
+/// Exit code and message for an error from a component call: running out of
+/// the memory limit is bad input (an absurd graph), anything else is ours.
+fn call_failed(e: wasmtime::Error) -> i32 {
+    let msg = format!("{e:#}");
+    let code = if msg.starts_with(crate::OUT_OF_MEMORY) {
+        EXIT_BAD_INPUT
+    } else {
+        EXIT_INTERNAL
+    };
+    fail(code, &msg)
 }
 
 fn fail(code: i32, msg: &str) -> i32 {

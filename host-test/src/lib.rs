@@ -183,6 +183,7 @@ fn load_cached(engine: &Engine, wasm: &[u8], dir: &Path) -> wasmtime::Result<Com
 
 /// What one instance of the component owns on the host side.
 pub struct HostState {
+    limits: wasmtime::StoreLimits,
     wasi: WasiCtx,
     table: ResourceTable,
     /// Where processes run; `None` for calls that run nothing (`check`).
@@ -275,7 +276,16 @@ pub struct Runqueue {
     engine: Engine,
     component: Component,
     linker: Linker<HostState>,
+    memory_limit: usize,
 }
+
+/// The component's memory limit unless [`Runqueue::set_memory_limit`]
+/// says otherwise: 2 GiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// The start of the error a call returns when the component needed more
+/// memory than its limit.
+pub const OUT_OF_MEMORY: &str = "the runqueue component needed more memory than its limit";
 
 impl Runqueue {
     /// Loads the component at `path` (a `.wasm` file). Compiling it takes
@@ -306,7 +316,26 @@ impl Runqueue {
             engine,
             component,
             linker,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         })
+    }
+
+    /// Caps the memory of each instance (a graph too large for it fails
+    /// with an error starting with [`OUT_OF_MEMORY`]).
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
+    /// Names a memory-limit trap for what it is.
+    fn explain_trap(&self, e: wasmtime::Error) -> wasmtime::Error {
+        if format!("{e:?}").contains("forcing trap when growing memory") {
+            wasmtime::format_err!(
+                "{OUT_OF_MEMORY} ({} MiB): the graph is too large for it; raise it with --max-memory",
+                self.memory_limit >> 20
+            )
+        } else {
+            e
+        }
     }
 
     async fn instantiate(
@@ -330,12 +359,17 @@ impl Runqueue {
             wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
         }
         let state = HostState {
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(self.memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
             wasi: wasi.build(),
             table: ResourceTable::new(),
             workspace: workspace.cloned(),
             on_event,
         };
         let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
         let instance =
             bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)
                 .await?;
@@ -349,6 +383,7 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_check(&mut store, graph)
             .await
+            .map_err(|e| self.explain_trap(e))
     }
 
     /// Runs `graph` in `workspace`, calling `on_event` for every progress
@@ -368,6 +403,7 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_run(&mut store, graph, &options)
             .await
+            .map_err(|e| self.explain_trap(e))
     }
 
     /// Explains why `task` of `graph` is or is not covered by the cache in
@@ -386,6 +422,7 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_explain(&mut store, graph, task, &options)
             .await
+            .map_err(|e| self.explain_trap(e))
     }
 
     /// An instance for `workspace` with `options`' cache mounted, and the
@@ -444,6 +481,7 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_simulate(&mut store, graph, &options)
             .await
+            .map_err(|e| self.explain_trap(e))
     }
 
     /// Converts `bitbake -g` output into graph JSON (see the WIT
@@ -458,5 +496,6 @@ impl Runqueue {
             .runqueue_executor_runner()
             .call_import_graph(&mut store, text, options)
             .await
+            .map_err(|e| self.explain_trap(e))
     }
 }

@@ -136,3 +136,23 @@ fn check_describes_a_valid_graph_and_refuses_a_bad_one() {
         "runqueue: invalid graph bad.json: task \"a\" depends on unknown task \"b\"\n"
     );
 }
+
+#[test]
+fn a_graph_too_big_for_the_memory_limit_is_bad_input() {
+    let ws = Ws::new();
+    let tasks: Vec<String> = (0..100_000)
+        .map(|i| format!(r#"{{"id":"r{i}:do_t","run":"touch ran"}}"#))
+        .collect();
+    ws.write(
+        "g.json",
+        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
+    );
+    let out = ws.cli(&["build", "g.json", "--max-memory", "16"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "runqueue: the runqueue component needed more memory than its limit (16 MiB): \
+         the graph is too large for it; raise it with --max-memory\n"
+    );
+    assert_eq!(ws.listing(), ["g.json"], "nothing ran");
+}

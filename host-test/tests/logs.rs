@@ -117,3 +117,36 @@ fn each_run_keeps_a_log_and_run_script_per_pid_behind_a_stable_link() {
         "earlier logs are kept"
     );
 }
+
+/// 2 GiB of output goes to the log through a fixed buffer: the host's
+/// memory does not grow with it.
+#[test]
+fn huge_output_does_not_grow_memory() {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[{"id":"loud:do_it","run":"head -c 2147483648 /dev/zero"}]}"#,
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+        .args(["build", "g.json"])
+        .current_dir(ws.path())
+        .env("RUNQUEUE_COMPONENT", common::component_path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut status = 0;
+    #[allow(unsafe_code)]
+    // SAFETY: wait4 on our own child with pointers to locals.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::wait4(pid, &mut status, 0, &mut usage), pid);
+        usage
+    };
+    std::mem::forget(child);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let log = ws.join(".runqueue/logs/loud/log.do_it");
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), 2 << 30);
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(peak_mib < 300, "the host peaked at {peak_mib} MiB");
+}
