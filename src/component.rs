@@ -282,6 +282,11 @@ impl Processes for HostProcesses {
         Ok((pid, Box::pin(exit)))
     }
 
+    fn interrupted(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        let asked = AsyncPollable::new(process::interrupt());
+        Box::pin(async move { asked.wait_for().await })
+    }
+
     fn now_ms(&self) -> u64 {
         wasip2::clocks::monotonic_clock::now() / 1_000_000
     }

@@ -35,6 +35,8 @@ pub enum SkipReason {
     DependencyFailed(TaskId),
     /// The build stopped after a failure (not keep-going) before it started.
     BuildStopped,
+    /// The build was interrupted (Ctrl-C) before it started.
+    Interrupted,
 }
 
 impl TaskState {
@@ -168,6 +170,8 @@ pub struct Plan<'g> {
     stopping: bool,
     /// Waves only: a batch is being started.
     wave_open: bool,
+    /// Set by [`Plan::interrupt`]: start nothing new.
+    interrupted: bool,
 }
 
 impl<'g> Plan<'g> {
@@ -198,6 +202,7 @@ impl<'g> Plan<'g> {
             keep_going,
             stopping: false,
             wave_open: false,
+            interrupted: false,
         };
         for id in graph.ids() {
             if plan.unmet[id.index()] == 0 {
@@ -308,6 +313,12 @@ impl<'g> Plan<'g> {
         }
     }
 
+    /// Stops the build: nothing new starts, running tasks finish.
+    pub fn interrupt(&mut self) {
+        self.interrupted = true;
+        self.stopping = true;
+    }
+
     /// True when nothing runs and nothing more will start.
     pub fn is_done(&self) -> bool {
         self.running == 0 && (self.stopping || self.ready_count == 0)
@@ -321,7 +332,12 @@ impl<'g> Plan<'g> {
         self.ready_count = 0;
         for id in self.graph.ids() {
             if !self.states[id.index()].is_final() {
-                self.set(id, TaskState::Skipped(SkipReason::BuildStopped));
+                let reason = if self.interrupted {
+                    SkipReason::Interrupted
+                } else {
+                    SkipReason::BuildStopped
+                };
+                self.set(id, TaskState::Skipped(reason));
             }
         }
     }

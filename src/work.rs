@@ -92,6 +92,8 @@ pub trait Processes: FileModes {
     fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String>;
     /// Milliseconds on a monotonic clock.
     fn now_ms(&self) -> u64;
+    /// Resolves once the build is asked to stop (Ctrl-C); may never.
+    fn interrupted(&mut self) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Told of each event as it happens.
     fn event(&mut self, event: Event<'_>);
 }
@@ -296,6 +298,7 @@ pub async fn run<P: Processes>(
         .collect();
     let mut running = FuturesUnordered::new();
     let mut stores: Vec<PendingStore> = Vec::new();
+    let mut interrupt = Some(procs.interrupted());
     loop {
         while let Some(id) = plan.start_next() {
             let now = procs.now_ms() - t0;
@@ -362,10 +365,34 @@ pub async fn run<P: Processes>(
         if plan.is_done() {
             break;
         }
-        let (id, exit) = running
-            .next()
-            .await
-            .expect("the plan has running tasks, so their processes are awaited");
+        let next = running.next();
+        let (id, exit) = match &mut interrupt {
+            Some(asked) => match futures::future::select(next, asked).await {
+                futures::future::Either::Left((done, _)) => {
+                    done.expect("the plan has running tasks, so their processes are awaited")
+                }
+                futures::future::Either::Right(((), _)) => {
+                    interrupt = None;
+                    plan.interrupt();
+                    let waiting: Vec<&str> = records
+                        .iter()
+                        .filter(|r| r.pid.is_some() && r.end_ms.is_none())
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    let msg = format!(
+                        "interrupted: starting nothing new, waiting for {} running task(s) to finish \
+                         (interrupt again to kill them): {}",
+                        waiting.len(),
+                        waiting.join(", ")
+                    );
+                    procs.event(Event::Warning(&msg));
+                    continue;
+                }
+            },
+            None => next
+                .await
+                .expect("the plan has running tasks, so their processes are awaited"),
+        };
         let rec = &mut records[id.index()];
         let end = procs.now_ms() - t0;
         rec.end_ms = Some(end);
@@ -396,6 +423,7 @@ pub async fn run<P: Processes>(
             SkipReason::BuildStopped => {
                 "not run: the build stopped after a failure (use -k to keep going)".to_string()
             }
+            SkipReason::Interrupted => "not run: the build was interrupted".to_string(),
         });
         procs.event(Event::Finished(rec));
     }
@@ -507,6 +535,9 @@ mod tests {
         }
         fn now_ms(&self) -> u64 {
             0
+        }
+        fn interrupted(&mut self) -> Pin<Box<dyn Future<Output = ()>>> {
+            Box::pin(futures::future::pending())
         }
         fn event(&mut self, event: Event<'_>) {
             self.events.push(match event {

@@ -360,6 +360,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 scheduler: scheduler.into(),
                 log_dir: Some(show.logs.clone()),
                 timeout,
+                interrupts: Some(interrupt_requests()),
             };
             let console = Console::new(
                 if show.quiet {
@@ -384,7 +385,8 @@ async fn run_cli(cli: Cli) -> i32 {
                     if let Err(msg) = write_outputs(&report, &show) {
                         return fail(EXIT_BAD_INPUT, &msg);
                     }
-                    if report.totals.failed > 0 {
+                    // Failed, or stopped before everything ran (interrupted).
+                    if report.totals.failed > 0 || report.totals.not_run > 0 {
                         EXIT_TASK_FAILED
                     } else {
                         EXIT_OK
@@ -530,4 +532,33 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
         }
         _ => Err(format!("{s:?} is not a positive number of seconds")),
     }
+}
+
+/// Counts Ctrl-C (SIGINT) and SIGTERM: the first asks the build to start
+/// nothing new and wait, the second to kill the running tasks.
+fn interrupt_requests() -> tokio::sync::watch::Receiver<u32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return rx;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let n = *tx.borrow() + 1;
+            if n == 2 {
+                eprintln!("runqueue: interrupted again: killing the running tasks");
+            }
+            if tx.send(n).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

@@ -81,6 +81,9 @@ pub struct RunOptions {
     /// Stop tasks that run longer (unless the graph gives their own
     /// `timeout`).
     pub timeout: Option<std::time::Duration>,
+    /// Interrupt requests so far (Ctrl-C): at 1 the build starts nothing
+    /// new and waits for running tasks; at 2 the host kills them.
+    pub interrupts: Option<tokio::sync::watch::Receiver<u32>>,
 }
 
 impl Default for RunOptions {
@@ -92,6 +95,7 @@ impl Default for RunOptions {
             scheduler: Scheduler::CriticalPath,
             log_dir: None,
             timeout: None,
+            interrupts: None,
         }
     }
 }
@@ -188,6 +192,8 @@ pub struct HostState {
     table: ResourceTable,
     /// Where processes run; `None` for calls that run nothing (`check`).
     workspace: Option<Workspace>,
+    live: process::LiveGroups,
+    interrupts: Option<tokio::sync::watch::Receiver<u32>>,
     on_event: Box<dyn FnMut(Event) + Send>,
 }
 
@@ -210,10 +216,17 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 "no workspace: this call runs nothing".into(),
             )));
         };
-        match process::spawn(ws, &cmd) {
+        match process::spawn(ws, &cmd, &self.live) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
             Err(e) => Ok(Err(e)),
         }
+    }
+
+    fn interrupt(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let signal = self
+            .table
+            .push(process::Interrupt(self.interrupts.clone()))?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, signal)
     }
 
     fn parallelism(&mut self) -> wasmtime::Result<u32> {
@@ -344,6 +357,27 @@ impl Runqueue {
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
+        self.instantiate_interruptible(workspace, cache, on_event, None)
+            .await
+    }
+
+    async fn instantiate_interruptible(
+        &self,
+        workspace: Option<&Workspace>,
+        cache: Option<&CacheMount>,
+        on_event: Box<dyn FnMut(Event) + Send>,
+        interrupts: Option<tokio::sync::watch::Receiver<u32>>,
+    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
+        let live = process::LiveGroups::default();
+        if let Some(mut rx) = interrupts.clone() {
+            // The second interrupt kills every running task's group.
+            let live = live.clone();
+            tokio::spawn(async move {
+                if rx.wait_for(|n| *n >= 2).await.is_ok() {
+                    process::kill_all(&live);
+                }
+            });
+        }
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         // File system calls are short; running them on this thread instead
@@ -366,6 +400,8 @@ impl Runqueue {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             workspace: workspace.cloned(),
+            live,
+            interrupts,
             on_event,
         };
         let mut store = Store::new(&self.engine, state);
@@ -439,7 +475,12 @@ impl Runqueue {
             .map(|c| cache_mount(c, workspace))
             .transpose()?;
         let (store, instance) = self
-            .instantiate(Some(workspace), mount.as_ref(), on_event)
+            .instantiate_interruptible(
+                Some(workspace),
+                mount.as_ref(),
+                on_event,
+                options.interrupts.clone(),
+            )
             .await?;
         let wit = runner::Options {
             max_parallel: options.max_parallel,

@@ -162,6 +162,34 @@ fn normalize(rel: &str) -> Result<Vec<String>, String> {
     Ok(parts)
 }
 
+/// The process groups of a run's live children, so a second interrupt can
+/// kill them all.
+pub type LiveGroups = Arc<std::sync::Mutex<std::collections::HashSet<u32>>>;
+
+/// Sends SIGKILL to every live group.
+pub fn kill_all(groups: &LiveGroups) {
+    for &pgid in groups.lock().expect("not poisoned").iter() {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// The `interrupt` pollable: ready once the interrupt count is at least 1.
+pub struct Interrupt(pub Option<tokio::sync::watch::Receiver<u32>>);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Interrupt {
+    async fn ready(&mut self) {
+        match &mut self.0 {
+            Some(rx) => {
+                if rx.wait_for(|n| *n >= 1).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// A started process: the `child` resource.
 pub struct ChildProcess {
     child: tokio::process::Child,
@@ -173,6 +201,7 @@ pub struct ChildProcess {
     files: Arc<LogFiles>,
     /// The exit has been seen and the output drained.
     settled: bool,
+    live: LiveGroups,
 }
 
 /// How long a stopped task's process group has between SIGTERM and SIGKILL.
@@ -227,6 +256,7 @@ impl Drop for ChildProcess {
     /// tokio reaps it.
     fn drop(&mut self) {
         self.kill_group();
+        self.live.lock().expect("not poisoned").remove(&self.pid);
     }
 }
 
@@ -392,7 +422,11 @@ fn run_script(cmd: &wit::Command, cwd: &Path, pid: u32) -> String {
 
 /// Starts `cmd` in `ws`: its own process group, stdin closed, exactly the
 /// given environment, stdout and stderr through a pipe into its log.
-pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnError> {
+pub fn spawn(
+    ws: &Workspace,
+    cmd: &wit::Command,
+    live: &LiveGroups,
+) -> Result<ChildProcess, SpawnError> {
     let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
     let link = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
     let log_err = |e: io::Error| SpawnError::Other(format!("log file \"{}\": {e}", cmd.log));
@@ -442,6 +476,7 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
     let pid = child.id().unwrap_or(0);
     let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
     let copier = tokio::spawn(copy_lazily(reader, files.clone()));
+    live.lock().expect("not poisoned").insert(pid);
     Ok(ChildProcess {
         child,
         pid,
@@ -449,6 +484,7 @@ pub fn spawn(ws: &Workspace, cmd: &wit::Command) -> Result<ChildProcess, SpawnEr
         copier: Some(copier),
         files,
         settled: false,
+        live: live.clone(),
     })
 }
 
