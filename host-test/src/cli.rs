@@ -102,6 +102,9 @@ enum Command {
         #[command(flatten)]
         place: Place,
     },
+    /// (internal) Kill the process groups listed on stdin when it closes.
+    #[command(hide = true)]
+    Watchdog,
     /// Convert `bitbake -g` output (task-depends.dot, or `A B` edge lines)
     /// into graph JSON, written to stdout or -o.
     ImportDot {
@@ -204,6 +207,10 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     // One thread: the component is single-threaded anyway, and a child's
     // exit then wakes the component without a hop between threads.
+    if let Command::Watchdog = cli.command {
+        crate::process::run_watchdog(std::io::stdin().lock());
+        return EXIT_OK;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -218,6 +225,7 @@ async fn run_cli(cli: Cli) -> i32 {
         | Command::Explain { graph, .. }
         | Command::Simulate { graph, .. } => graph.clone(),
         Command::ImportDot { file, .. } => file.clone(),
+        Command::Watchdog => unreachable!("handled before"),
     };
     let graph = match read_graph(&graph_path) {
         Ok(text) => text,
@@ -235,7 +243,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 )
             }
         },
-        Command::Check { .. } | Command::ImportDot { .. } => None,
+        Command::Check { .. } | Command::ImportDot { .. } | Command::Watchdog => None,
     };
     let component = match find_component(cli.component.as_deref()) {
         Ok(path) => path,
@@ -247,6 +255,7 @@ async fn run_cli(cli: Cli) -> i32 {
     };
     rq.set_memory_limit((cli.max_memory as usize) << 20);
     match cli.command {
+        Command::Watchdog => unreachable!("handled before"),
         Command::Check { .. } => match rq.check(&graph).await {
             Ok(Ok(summary)) => {
                 println!(
@@ -361,6 +370,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 log_dir: Some(show.logs.clone()),
                 timeout,
                 interrupts: Some(interrupt_requests()),
+                watchdog: std::env::current_exe().ok(),
             };
             let console = Console::new(
                 if show.quiet {

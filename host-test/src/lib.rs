@@ -84,6 +84,10 @@ pub struct RunOptions {
     /// Interrupt requests so far (Ctrl-C): at 1 the build starts nothing
     /// new and waits for running tasks; at 2 the host kills them.
     pub interrupts: Option<tokio::sync::watch::Receiver<u32>>,
+    /// A program that, run with the argument `watchdog`, does what
+    /// [`process::run_watchdog`] does (the `runqueue` binary does): it kills
+    /// the run's task process groups if this host dies.
+    pub watchdog: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -96,6 +100,7 @@ impl Default for RunOptions {
             log_dir: None,
             timeout: None,
             interrupts: None,
+            watchdog: None,
         }
     }
 }
@@ -357,7 +362,7 @@ impl Runqueue {
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        self.instantiate_interruptible(workspace, cache, on_event, None)
+        self.instantiate_interruptible(workspace, cache, on_event, None, None)
             .await
     }
 
@@ -367,14 +372,27 @@ impl Runqueue {
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
         interrupts: Option<tokio::sync::watch::Receiver<u32>>,
+        watchdog: Option<PathBuf>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        let live = process::LiveGroups::default();
+        let live = match &watchdog {
+            Some(program) => {
+                use wasmtime::error::Context;
+                let mut dog = std::process::Command::new(program)
+                    .arg("watchdog")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("cannot start the watchdog {}", program.display()))?;
+                process::LiveGroups::with_watchdog(dog.stdin.take().expect("piped"))
+            }
+            None => process::LiveGroups::default(),
+        };
         if let Some(mut rx) = interrupts.clone() {
             // The second interrupt kills every running task's group.
             let live = live.clone();
             tokio::spawn(async move {
                 if rx.wait_for(|n| *n >= 2).await.is_ok() {
-                    process::kill_all(&live);
+                    live.kill_all();
                 }
             });
         }
@@ -480,6 +498,7 @@ impl Runqueue {
                 mount.as_ref(),
                 on_event,
                 options.interrupts.clone(),
+                options.watchdog.clone(),
             )
             .await?;
         let wit = runner::Options {

@@ -162,13 +162,75 @@ fn normalize(rel: &str) -> Result<Vec<String>, String> {
     Ok(parts)
 }
 
-/// The process groups of a run's live children, so a second interrupt can
-/// kill them all.
-pub type LiveGroups = Arc<std::sync::Mutex<std::collections::HashSet<u32>>>;
+/// The process groups of a run's live children: so that a second interrupt
+/// can kill them all, and so that a watchdog process, told of every group,
+/// can kill them if the host itself dies (SIGKILL included).
+#[derive(Clone, Default)]
+pub struct LiveGroups(Arc<std::sync::Mutex<Live>>);
 
-/// Sends SIGKILL to every live group.
-pub fn kill_all(groups: &LiveGroups) {
-    for &pgid in groups.lock().expect("not poisoned").iter() {
+#[derive(Default)]
+struct Live {
+    groups: std::collections::HashSet<u32>,
+    /// `+pgid` / `-pgid` lines go here; see [`run_watchdog`].
+    watchdog: Option<std::process::ChildStdin>,
+}
+
+impl LiveGroups {
+    /// Groups reported to a watchdog reading `stdin` (see [`run_watchdog`]).
+    pub fn with_watchdog(stdin: std::process::ChildStdin) -> LiveGroups {
+        LiveGroups(Arc::new(std::sync::Mutex::new(Live {
+            groups: Default::default(),
+            watchdog: Some(stdin),
+        })))
+    }
+
+    fn update(&self, pgid: u32, add: bool) {
+        use std::io::Write;
+        let mut live = self.0.lock().expect("not poisoned");
+        if add {
+            live.groups.insert(pgid);
+        } else if !live.groups.remove(&pgid) {
+            return;
+        }
+        if let Some(w) = &mut live.watchdog {
+            let _ = writeln!(w, "{}{pgid}", if add { '+' } else { '-' });
+        }
+    }
+
+    /// Sends SIGKILL to every live group.
+    pub fn kill_all(&self) {
+        for &pgid in &self.0.lock().expect("not poisoned").groups {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The watchdog's loop: reads `+pgid` and `-pgid` lines until its input
+/// closes (the host exited or died), then SIGKILLs every group still
+/// listed. Ignores SIGINT and SIGTERM: a terminal's Ctrl-C is the host's
+/// to handle.
+pub fn run_watchdog(input: impl std::io::BufRead) {
+    #[allow(unsafe_code)]
+    // SAFETY: setting signal dispositions in a single-threaded process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    let mut groups = std::collections::HashSet::new();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        let (sign, pgid) = line.split_at(line.len().min(1));
+        match (sign, pgid.parse::<u32>()) {
+            ("+", Ok(p)) => {
+                groups.insert(p);
+            }
+            ("-", Ok(p)) => {
+                groups.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    for pgid in groups {
         signal_group(pgid, libc::SIGKILL);
     }
 }
@@ -256,7 +318,7 @@ impl Drop for ChildProcess {
     /// tokio reaps it.
     fn drop(&mut self) {
         self.kill_group();
-        self.live.lock().expect("not poisoned").remove(&self.pid);
+        self.live.update(self.pid, false);
     }
 }
 
@@ -476,7 +538,7 @@ pub fn spawn(
     let pid = child.id().unwrap_or(0);
     let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
     let copier = tokio::spawn(copy_lazily(reader, files.clone()));
-    live.lock().expect("not poisoned").insert(pid);
+    live.update(pid, true);
     Ok(ChildProcess {
         child,
         pid,

@@ -128,3 +128,38 @@ fn a_second_interrupt_kills_running_tasks_and_leaves_no_process() {
     assert_eq!(report["totals"]["failed"], 2);
     assert_eq!(report["totals"]["not_run"], 1);
 }
+
+/// SIGKILL of the host cannot be caught; its watchdog (a second process
+/// told of every task's process group) kills the tasks instead. A re-run
+/// then completes.
+#[test]
+fn tasks_do_not_outlive_a_killed_host() {
+    let ws = Ws::new();
+    let graph = r#"{"version":1,"tasks":[
+        {"id":"a","outputs":["a.out"],"run":"sleep 60 & echo $! > a.bg; echo $$ > a.pid; wait; touch a.out"},
+        {"id":"b","outputs":["b.out"],"run":"echo b > b.out"}]}"#;
+    let mut child = start(&ws, graph);
+    wait_for_files(&ws, &["a.pid", "a.bg"]);
+    let pids: Vec<i32> = ["a.pid", "a.bg"]
+        .iter()
+        .map(|f| ws.read(f).trim().parse().unwrap())
+        .collect();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "tasks outlived the host: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A clean re-run, with the task quick this time.
+    ws.write(
+        "g.json",
+        &graph.replace("sleep 60 & echo $! > a.bg; echo $$ > a.pid; wait; ", ""),
+    );
+    let out = ws.cli(&["build", "g.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(ws.join("a.out").exists() && ws.join("b.out").exists());
+}
