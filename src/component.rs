@@ -208,15 +208,25 @@ fn parse(text: &str) -> Result<Graph, wit_runner::Error> {
     Graph::parse(text).map_err(|e| wit_runner::Error::InvalidGraph(e.to_string()))
 }
 
-/// PATH from the component's own environment (the host decides what that
-/// is), so tasks find `sh` and compilers; the graph may override it.
+/// The minimal environment every task starts from: PATH from the
+/// component's own environment (the host decides what that is), so tasks
+/// find `sh` and compilers, and HOME at the workspace (which the host names
+/// in `RUNQUEUE_WORKSPACE`), so tools writing dotfiles stay inside it. The
+/// graph may override both.
 fn base_env() -> BTreeMap<String, String> {
-    let path = wasip2::cli::environment::get_environment()
+    let own: BTreeMap<String, String> = wasip2::cli::environment::get_environment()
         .into_iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    BTreeMap::from([("PATH".to_string(), path)])
+        .collect();
+    let mut env = BTreeMap::from([(
+        "PATH".to_string(),
+        own.get("PATH")
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_PATH.to_string()),
+    )]);
+    if let Some(ws) = own.get("RUNQUEUE_WORKSPACE") {
+        env.insert("HOME".to_string(), ws.clone());
+    }
+    env
 }
 
 /// The host's `process` interface as [`Processes`].

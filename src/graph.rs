@@ -11,6 +11,13 @@ use serde::Deserialize;
 /// The graph format version this build understands.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The most tasks a graph may have.
+pub const MAX_TASKS: usize = 1_000_000;
+/// The longest task id, in bytes.
+pub const MAX_ID_BYTES: usize = 4096;
+/// The longest `run` text, `argv` in all, env value or path, in bytes.
+pub const MAX_FIELD_BYTES: usize = 1 << 20;
+
 /// Index of a task in [`Graph::tasks`]; dense, assigned in file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskId(pub u32);
@@ -145,6 +152,13 @@ pub enum GraphError {
     },
     EmptyPool(String),
     BadTimeout(String),
+    TooManyTasks(usize),
+    /// A field longer than its limit: task (or index), field, limit.
+    TooLong {
+        task: String,
+        field: &'static str,
+        limit: usize,
+    },
     /// An input lies inside another task's output: depend on that task
     /// instead, its signature covers its outputs.
     InputIsOutput {
@@ -182,6 +196,13 @@ impl fmt::Display for GraphError {
                 f,
                 "task \"{task}\" uses pool \"{pool}\", which the graph's \"pools\" does not define"
             ),
+            GraphError::TooManyTasks(n) => write!(
+                f,
+                "the graph has {n} tasks; the limit is {MAX_TASKS}"
+            ),
+            GraphError::TooLong { task, field, limit } => {
+                write!(f, "task {task}: {field} is longer than {limit} bytes")
+            }
             GraphError::BadTimeout(task) => write!(
                 f,
                 "task \"{task}\": \"timeout\" must be a positive number of seconds"
@@ -264,6 +285,12 @@ impl Graph {
     fn from_file(file: GraphFile) -> Result<Graph, GraphError> {
         if file.version != FORMAT_VERSION {
             return Err(GraphError::Version(file.version));
+        }
+        if file.tasks.len() > MAX_TASKS {
+            return Err(GraphError::TooManyTasks(file.tasks.len()));
+        }
+        for (i, t) in file.tasks.iter().enumerate() {
+            check_lengths(i, t)?;
         }
         let mut index: HashMap<&str, TaskId> = HashMap::with_capacity(file.tasks.len());
         for (i, t) in file.tasks.iter().enumerate() {
@@ -387,6 +414,38 @@ impl Graph {
     pub fn edge_count(&self) -> usize {
         self.tasks.iter().map(|t| t.deps.len()).sum()
     }
+}
+
+/// Refuses absurdly long fields, naming the task and the field.
+fn check_lengths(index: usize, t: &TaskFile) -> Result<(), GraphError> {
+    let too_long = |field: &'static str, limit: usize| {
+        let task = if t.id.len() <= MAX_ID_BYTES {
+            format!("\"{}\"", t.id)
+        } else {
+            format!("#{index}")
+        };
+        Err(GraphError::TooLong { task, field, limit })
+    };
+    if t.id.len() > MAX_ID_BYTES {
+        return too_long("id", MAX_ID_BYTES);
+    }
+    let long = |s: &String| s.len() > MAX_FIELD_BYTES;
+    if t.run.as_ref().is_some_and(long) {
+        return too_long("run", MAX_FIELD_BYTES);
+    }
+    if t.argv
+        .as_ref()
+        .is_some_and(|a| a.iter().map(String::len).sum::<usize>() > MAX_FIELD_BYTES)
+    {
+        return too_long("argv", MAX_FIELD_BYTES);
+    }
+    if long(&t.cwd) || t.inputs.iter().chain(&t.outputs).any(long) {
+        return too_long("a path", MAX_FIELD_BYTES);
+    }
+    if t.env.iter().any(|(k, v)| long(k) || long(v)) {
+        return too_long("an env entry", MAX_FIELD_BYTES);
+    }
+    Ok(())
 }
 
 /// Refuses an input that lies inside some task's output. Outputs are sorted
@@ -600,6 +659,24 @@ mod tests {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","inputs":["."]}]}"#),
             "task \"a\": input \".\" leaves the workspace (use a relative path without \"..\")"
+        );
+    }
+
+    #[test]
+    fn absurd_sizes_are_named() {
+        let long_run = "x".repeat(MAX_FIELD_BYTES + 1);
+        assert_eq!(
+            err(&format!(
+                r#"{{"version":1,"tasks":[{{"id":"a","run":"{long_run}"}}]}}"#
+            )),
+            "task \"a\": run is longer than 1048576 bytes"
+        );
+        let long_id = "i".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            err(&format!(
+                r#"{{"version":1,"tasks":[{{"id":"ok"}},{{"id":"{long_id}"}}]}}"#
+            )),
+            "task #1: id is longer than 4096 bytes"
         );
     }
 

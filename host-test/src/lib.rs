@@ -406,6 +406,7 @@ impl Runqueue {
         }
         if let Some(ws) = workspace {
             wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
+            wasi.env("RUNQUEUE_WORKSPACE", ws.root().to_string_lossy());
         }
         if let Some(dir) = cache.and_then(|c| c.preopen.as_ref()) {
             wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;

@@ -156,3 +156,20 @@ fn a_graph_too_big_for_the_memory_limit_is_bad_input() {
     );
     assert_eq!(ws.listing(), ["g.json"], "nothing ran");
 }
+
+#[test]
+fn a_ten_megabyte_string_is_bad_input() {
+    let ws = Ws::new();
+    let huge = "x".repeat(10 << 20);
+    ws.write(
+        "g.json",
+        &format!(r#"{{"version":1,"tasks":[{{"id":"a","run":"touch ran # {huge}"}}]}}"#),
+    );
+    let out = ws.cli(&["build", "g.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "runqueue: invalid graph g.json: task \"a\": run is longer than 1048576 bytes\n"
+    );
+    assert_eq!(ws.listing(), ["g.json"]);
+}

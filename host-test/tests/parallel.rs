@@ -229,6 +229,13 @@ fn tasks_get_exactly_the_given_environment_and_directory() {
     assert!(env.contains("A=task\n"), "{env}");
     assert!(env.contains("LANG=C\n"), "{env}");
     assert!(env.contains("PATH="), "{env}");
+    let home = format!("HOME={}\n", ws.path().canonicalize().unwrap().display());
+    assert!(env.contains(&home), "HOME is the workspace: {env}");
+    assert_eq!(
+        env.lines().count(),
+        5,
+        "exactly A, HOME, LANG, PATH and the shell's PWD: {env}"
+    );
     assert!(
         !env.contains("RUNQUEUE_TEST_LEAK"),
         "host environment leaked: {env}"
