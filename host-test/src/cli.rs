@@ -64,6 +64,11 @@ enum Command {
         /// that runs longer than SECS, unless the graph gives it a timeout.
         #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
         timeout: Option<std::time::Duration>,
+        /// Allow tasks to start only these programs (repeatable), as the
+        /// graph names them; `sh` (which runs every `run` task) stays
+        /// allowed, so this restricts `argv` tasks.
+        #[arg(long = "allow-program", value_name = "PROGRAM")]
+        allow_program: Vec<String>,
         #[command(flatten)]
         place: Place,
         #[command(flatten)]
@@ -357,6 +362,7 @@ async fn run_cli(cli: Cli) -> i32 {
             keep_going,
             scheduler,
             timeout,
+            allow_program,
             place,
             show,
             ..
@@ -371,6 +377,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 timeout,
                 interrupts: Some(interrupt_requests()),
                 watchdog: std::env::current_exe().ok(),
+                allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
             };
             let console = Console::new(
                 if show.quiet {

@@ -88,6 +88,9 @@ pub struct RunOptions {
     /// [`process::run_watchdog`] does (the `runqueue` binary does): it kills
     /// the run's task process groups if this host dies.
     pub watchdog: Option<PathBuf>,
+    /// With `Some`, the only programs tasks may start, as the graph names
+    /// them (`make`, `/usr/bin/make`); the shell `sh` is always allowed.
+    pub allowed_programs: Option<Vec<String>>,
 }
 
 impl Default for RunOptions {
@@ -101,6 +104,7 @@ impl Default for RunOptions {
             timeout: None,
             interrupts: None,
             watchdog: None,
+            allowed_programs: None,
         }
     }
 }
@@ -198,6 +202,8 @@ pub struct HostState {
     /// Where processes run; `None` for calls that run nothing (`check`).
     workspace: Option<Workspace>,
     live: process::LiveGroups,
+    /// With `Some`, only these programs (names or paths) may be spawned.
+    allowed: Option<Vec<String>>,
     interrupts: Option<tokio::sync::watch::Receiver<u32>>,
     on_event: Box<dyn FnMut(Event) + Send>,
 }
@@ -221,6 +227,14 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 "no workspace: this call runs nothing".into(),
             )));
         };
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&cmd.program) {
+                return Ok(Err(SpawnError::PermissionDenied(format!(
+                    "program \"{}\" is not allowed (see --allow-program)",
+                    cmd.program
+                ))));
+            }
+        }
         match process::spawn(ws, &cmd, &self.live) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
             Err(e) => Ok(Err(e)),
@@ -362,7 +376,7 @@ impl Runqueue {
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        self.instantiate_interruptible(workspace, cache, on_event, None, None)
+        self.instantiate_interruptible(workspace, cache, on_event, None, None, None)
             .await
     }
 
@@ -373,6 +387,7 @@ impl Runqueue {
         on_event: Box<dyn FnMut(Event) + Send>,
         interrupts: Option<tokio::sync::watch::Receiver<u32>>,
         watchdog: Option<PathBuf>,
+        allowed: Option<Vec<String>>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
         let live = match &watchdog {
             Some(program) => {
@@ -420,6 +435,7 @@ impl Runqueue {
             table: ResourceTable::new(),
             workspace: workspace.cloned(),
             live,
+            allowed,
             interrupts,
             on_event,
         };
@@ -500,6 +516,10 @@ impl Runqueue {
                 on_event,
                 options.interrupts.clone(),
                 options.watchdog.clone(),
+                options.allowed_programs.clone().map(|mut a| {
+                    a.push("sh".to_string());
+                    a
+                }),
             )
             .await?;
         let wit = runner::Options {

@@ -148,3 +148,26 @@ fn a_cwd_symlinked_out_of_the_workspace_is_refused_by_the_host() {
         "nothing written outside"
     );
 }
+
+#[test]
+fn an_allow_list_refuses_other_programs() {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[
+        {"id":"direct","argv":["touch","direct.txt"]},
+        {"id":"allowed","argv":["mkdir","-p","made"]},
+        {"id":"shell","run":"touch shell.txt"}]}"#,
+    );
+    let out = ws.cli(&["build", "g.json", "-k", "--allow-program", "mkdir"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "FAILED   direct: cannot start: program \"touch\" is not allowed (see --allow-program)"
+        ),
+        "{text}"
+    );
+    assert!(!ws.join("direct.txt").exists());
+    assert!(ws.join("made").is_dir() && ws.join("shell.txt").exists());
+}
