@@ -534,3 +534,22 @@ fn a_host_killed_while_storing_leaves_no_broken_entry() {
         400_000_005
     );
 }
+
+/// A cache that cannot be written (here a file where the directory should
+/// be, since tests run as root and permissions do not stop root) costs the
+/// caching, with warnings, never the build.
+#[test]
+fn an_unusable_cache_only_warns() {
+    let ws = workspace();
+    ws.write(".runqueue/cache", "not a directory");
+    let out = {
+        ws.write("g.json", GRAPH);
+        ws.cli(&["build", "g.json"])
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ws.read("img/all.txt"), "HELLO\nplain\nbee\n");
+    let err = stderr(&out);
+    assert!(err.contains("runqueue: warning: img:do_image: cannot store outputs in the cache: cannot create .runqueue/cache/tmp"), "{err}");
+    assert!(stdout(&out)
+        .contains("Attempted 4 tasks of which 0 didn't need to be rerun and all succeeded."));
+}
