@@ -25,6 +25,8 @@ pub mod estimate;
 pub mod graph;
 pub mod import;
 pub mod plan;
+#[cfg(test)]
+mod plan_properties;
 pub mod signature;
 pub mod simulate;
 pub mod sstate;
