@@ -54,10 +54,7 @@ pub(crate) fn secs(ms: u64) -> String {
 }
 
 fn duration_ms(t: &TaskReport) -> u64 {
-    match (t.start_ms, t.end_ms) {
-        (Some(s), Some(e)) => e.saturating_sub(s),
-        _ => 0,
-    }
+    crate::outputs::duration(t).unwrap_or(0)
 }
 
 impl Console {

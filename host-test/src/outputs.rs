@@ -68,7 +68,8 @@ pub fn state_name(s: TaskState) -> &'static str {
     }
 }
 
-fn duration(t: &TaskReport) -> Option<u64> {
+/// How long a task ran, if it started and ended.
+pub fn duration(t: &TaskReport) -> Option<u64> {
     Some(t.end_ms?.saturating_sub(t.start_ms?))
 }
 
