@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::console::{Console, Verbosity};
 use crate::outputs;
+use crate::process::Activity;
 use crate::{ImportOptions, Report, RunError, RunOptions, Runqueue, Scheduler, Workspace};
 
 /// Exit code: every task succeeded.
@@ -64,6 +65,10 @@ enum Command {
         /// that runs longer than SECS, unless the graph gives it a timeout.
         #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
         timeout: Option<std::time::Duration>,
+        /// Warn when a running task has printed nothing for SECS (and again
+        /// after each further SECS); 0 turns the warning off.
+        #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_stall)]
+        stall_warning: std::time::Duration,
         /// Allow tasks to start only these programs (repeatable), as the
         /// graph names them; `sh` (which runs every `run` task) stays
         /// allowed, so this restricts `argv` tasks.
@@ -362,6 +367,7 @@ async fn run_cli(cli: Cli) -> i32 {
             keep_going,
             scheduler,
             timeout,
+            stall_warning,
             allow_program,
             place,
             show,
@@ -378,6 +384,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 interrupts: Some(interrupt_requests()),
                 watchdog: std::env::current_exe().ok(),
                 allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
+                activity: Some(Activity::default()),
             };
             let console = Console::new(
                 if show.quiet {
@@ -390,6 +397,10 @@ async fn run_cli(cli: Cli) -> i32 {
                 ws.root().to_path_buf(),
                 show.tail,
             );
+            if !stall_warning.is_zero() {
+                let activity = options.activity.clone().expect("set above");
+                console.watch_stalls(activity, stall_warning);
+            }
             let ticker = console.start_ticker();
             let events = console.clone();
             let result = rq
@@ -549,6 +560,13 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
         }
         _ => Err(format!("{s:?} is not a positive number of seconds")),
     }
+}
+
+fn parse_stall(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_timeout(s)
 }
 
 /// Counts Ctrl-C (SIGINT) and SIGTERM: the first asks the build to start

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::process::Activity;
 use crate::{Event, Report, TaskReport, TaskState};
 
 /// How much the console says.
@@ -40,14 +41,36 @@ struct State {
     done: usize,
     cached: usize,
     failed: usize,
-    running: HashMap<String, Instant>,
+    running: HashMap<String, Running>,
+    /// Warn about a running task that printed nothing for this long.
+    stall: Option<(Duration, Activity)>,
     /// Lines of the status block now on screen.
     drawn: usize,
+}
+
+/// A running task as the console tracks it.
+struct Running {
+    since: Instant,
+    pid: u32,
+    /// Stall warnings given for the current silence.
+    warned: u32,
 }
 
 /// The console of one build; cheap to clone into event callbacks.
 #[derive(Clone)]
 pub struct Console(Arc<Mutex<State>>);
+
+/// A duration as people write it: `45s`, `10m`, `1h30m`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
 
 pub(crate) fn secs(ms: u64) -> String {
     format!("{:.2}s", ms as f64 / 1000.0)
@@ -74,6 +97,7 @@ impl Console {
             cached: 0,
             failed: 0,
             running: HashMap::new(),
+            stall: None,
             drawn: 0,
         })))
     }
@@ -87,11 +111,20 @@ impl Console {
             loop {
                 tick.tick().await;
                 let mut s = me.0.lock().expect("not poisoned");
+                s.warn_stalls();
                 if s.live {
                     s.redraw();
                 }
             }
         })
+    }
+
+    /// Warns (on stderr, from the ticker) about every running task that
+    /// has printed nothing for `after`, and again after each further
+    /// `after` of silence. `activity` must be the run's
+    /// ([`crate::RunOptions::activity`]).
+    pub fn watch_stalls(&self, activity: Activity, after: Duration) {
+        self.0.lock().expect("not poisoned").stall = Some((after, activity));
     }
 
     /// Takes one progress event.
@@ -104,7 +137,14 @@ impl Console {
                 s.cached = p.cached as usize;
             }
             Event::Started(st) => {
-                s.running.insert(st.id.clone(), Instant::now());
+                s.running.insert(
+                    st.id.clone(),
+                    Running {
+                        since: Instant::now(),
+                        pid: st.pid,
+                        warned: 0,
+                    },
+                );
                 if s.verbosity != Verbosity::Quiet && !s.live {
                     lines.push(format!(
                         "[{:>8}] started  {} (pid {}, {} running)",
@@ -328,6 +368,39 @@ impl State {
         }
     }
 
+    /// Warns about running tasks silent for a multiple of the stall time
+    /// they have not been warned about yet.
+    fn warn_stalls(&mut self) {
+        let Some((after, activity)) = &self.stall else {
+            return;
+        };
+        let mut warnings = Vec::new();
+        for (id, r) in self.running.iter_mut() {
+            let last = activity
+                .last_output(r.pid)
+                .map_or(r.since, |t| t.max(r.since));
+            let silent = last.elapsed();
+            let periods = (silent.as_secs_f64() / after.as_secs_f64()) as u32;
+            if periods == 0 {
+                r.warned = 0;
+            } else if periods > r.warned {
+                r.warned = periods;
+                warnings.push(format!(
+                    "{id} has printed nothing for {} (pid {}); is it stuck?",
+                    human(*after * periods),
+                    r.pid
+                ));
+            }
+        }
+        if !warnings.is_empty() {
+            warnings.sort();
+            self.clear();
+            for w in warnings {
+                eprintln!("runqueue: warning: {w}");
+            }
+        }
+    }
+
     /// Draws the status block: counts, elapsed time, and the longest
     /// running tasks.
     fn redraw(&mut self) {
@@ -346,8 +419,9 @@ impl State {
             left,
             self.started.elapsed().as_secs_f64()
         )];
-        let mut running: Vec<(&String, &Instant)> = self.running.iter().collect();
-        running.sort_by_key(|(id, at)| (**at, (*id).clone()));
+        let mut running: Vec<(&String, Instant)> =
+            self.running.iter().map(|(id, r)| (id, r.since)).collect();
+        running.sort_by_key(|(id, at)| (*at, (*id).clone()));
         for (id, at) in running.iter().take(RUNNING_SHOWN) {
             block.push(format!("  {id} {:.1}s", at.elapsed().as_secs_f64()));
         }

@@ -91,6 +91,9 @@ pub struct RunOptions {
     /// With `Some`, the only programs tasks may start, as the graph names
     /// them (`make`, `/usr/bin/make`); the shell `sh` is always allowed.
     pub allowed_programs: Option<Vec<String>>,
+    /// Records when each task process last printed, for a stall warning
+    /// (see [`console::Console::watch_stalls`]).
+    pub activity: Option<process::Activity>,
 }
 
 impl Default for RunOptions {
@@ -105,6 +108,7 @@ impl Default for RunOptions {
             interrupts: None,
             watchdog: None,
             allowed_programs: None,
+            activity: None,
         }
     }
 }
@@ -202,6 +206,7 @@ pub struct HostState {
     /// Where processes run; `None` for calls that run nothing (`check`).
     workspace: Option<Workspace>,
     live: process::LiveGroups,
+    activity: process::Activity,
     /// With `Some`, only these programs (names or paths) may be spawned.
     allowed: Option<Vec<String>>,
     interrupts: Option<tokio::sync::watch::Receiver<u32>>,
@@ -235,7 +240,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 ))));
             }
         }
-        match process::spawn(ws, &cmd, &self.live) {
+        match process::spawn(ws, &cmd, &self.live, &self.activity) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -370,26 +375,20 @@ impl Runqueue {
         }
     }
 
+    /// An instance of the component. `workspace` is preopened as `.` and
+    /// `cache` as [`CACHE_GUEST_DIR`]; `run` carries the settings of a run
+    /// that starts processes (interrupts, watchdog, allowed programs, output
+    /// activity).
     async fn instantiate(
         &self,
         workspace: Option<&Workspace>,
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
+        run: Option<&RunOptions>,
     ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        self.instantiate_interruptible(workspace, cache, on_event, None, None, None)
-            .await
-    }
-
-    async fn instantiate_interruptible(
-        &self,
-        workspace: Option<&Workspace>,
-        cache: Option<&CacheMount>,
-        on_event: Box<dyn FnMut(Event) + Send>,
-        interrupts: Option<tokio::sync::watch::Receiver<u32>>,
-        watchdog: Option<PathBuf>,
-        allowed: Option<Vec<String>>,
-    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        let live = match &watchdog {
+        let default = RunOptions::default();
+        let run = run.unwrap_or(&default);
+        let live = match &run.watchdog {
             Some(program) => {
                 use wasmtime::error::Context;
                 let mut dog = std::process::Command::new(program)
@@ -402,7 +401,7 @@ impl Runqueue {
             }
             None => process::LiveGroups::default(),
         };
-        if let Some(mut rx) = interrupts.clone() {
+        if let Some(mut rx) = run.interrupts.clone() {
             // The second interrupt kills every running task's group.
             let live = live.clone();
             tokio::spawn(async move {
@@ -411,6 +410,10 @@ impl Runqueue {
                 }
             });
         }
+        let allowed = run.allowed_programs.clone().map(|mut a| {
+            a.push("sh".to_string());
+            a
+        });
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr();
         // File system calls are short; running them on this thread instead
@@ -435,8 +438,9 @@ impl Runqueue {
             table: ResourceTable::new(),
             workspace: workspace.cloned(),
             live,
+            activity: run.activity.clone().unwrap_or_default(),
             allowed,
-            interrupts,
+            interrupts: run.interrupts.clone(),
             on_event,
         };
         let mut store = Store::new(&self.engine, state);
@@ -449,7 +453,7 @@ impl Runqueue {
 
     /// Validates `graph` (JSON text) without running anything.
     pub async fn check(&self, graph: &str) -> wasmtime::Result<Result<Summary, RunError>> {
-        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {})).await?;
+        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {}), None).await?;
         instance
             .runqueue_executor_runner()
             .call_check(&mut store, graph)
@@ -510,17 +514,7 @@ impl Runqueue {
             .map(|c| cache_mount(c, workspace))
             .transpose()?;
         let (store, instance) = self
-            .instantiate_interruptible(
-                Some(workspace),
-                mount.as_ref(),
-                on_event,
-                options.interrupts.clone(),
-                options.watchdog.clone(),
-                options.allowed_programs.clone().map(|mut a| {
-                    a.push("sh".to_string());
-                    a
-                }),
-            )
+            .instantiate(Some(workspace), mount.as_ref(), on_event, Some(options))
             .await?;
         let wit = runner::Options {
             max_parallel: options.max_parallel,
@@ -550,7 +544,7 @@ impl Runqueue {
             None => (None, None),
         };
         let (mut store, instance) = self
-            .instantiate(ws, mount.as_ref(), Box::new(|_| {}))
+            .instantiate(ws, mount.as_ref(), Box::new(|_| {}), None)
             .await?;
         let options = SimulateOptions {
             max_parallel,
@@ -572,7 +566,7 @@ impl Runqueue {
         text: &str,
         options: &ImportOptions,
     ) -> wasmtime::Result<Result<String, RunError>> {
-        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {})).await?;
+        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {}), None).await?;
         instance
             .runqueue_executor_runner()
             .call_import_graph(&mut store, text, options)

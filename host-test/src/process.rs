@@ -3,6 +3,7 @@
 //! Knows how to start, wait for and kill processes, and which paths are
 //! inside the workspace. Knows nothing of tasks, graphs or scheduling.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -235,6 +236,30 @@ pub fn run_watchdog(input: impl std::io::BufRead) {
     }
 }
 
+/// When each running process last printed, by pid: what a stall warning
+/// reads. Cheap to clone.
+#[derive(Clone, Default, Debug)]
+pub struct Activity(Arc<std::sync::Mutex<HashMap<u32, std::time::Instant>>>);
+
+impl Activity {
+    /// When `pid` last wrote to its output; `None` if it has printed
+    /// nothing (or is not one of this run's processes).
+    pub fn last_output(&self, pid: u32) -> Option<std::time::Instant> {
+        self.0.lock().expect("not poisoned").get(&pid).copied()
+    }
+
+    fn touch(&self, pid: u32) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .insert(pid, std::time::Instant::now());
+    }
+
+    fn forget(&self, pid: u32) {
+        self.0.lock().expect("not poisoned").remove(&pid);
+    }
+}
+
 /// The `interrupt` pollable: ready once the interrupt count is at least 1.
 pub struct Interrupt(pub Option<tokio::sync::watch::Receiver<u32>>);
 
@@ -264,6 +289,7 @@ pub struct ChildProcess {
     /// The exit has been seen and the output drained.
     settled: bool,
     live: LiveGroups,
+    activity: Activity,
 }
 
 /// How long a stopped task's process group has between SIGTERM and SIGKILL.
@@ -319,6 +345,7 @@ impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.kill_group();
         self.live.update(self.pid, false);
+        self.activity.forget(self.pid);
     }
 }
 
@@ -488,6 +515,7 @@ pub fn spawn(
     ws: &Workspace,
     cmd: &wit::Command,
     live: &LiveGroups,
+    activity: &Activity,
 ) -> Result<ChildProcess, SpawnError> {
     let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
     let link = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
@@ -537,7 +565,10 @@ pub fn spawn(
     })?;
     let pid = child.id().unwrap_or(0);
     let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
-    let copier = tokio::spawn(copy_lazily(reader, files.clone()));
+    let copier = tokio::spawn(copy_lazily(reader, files.clone(), {
+        let activity = activity.clone();
+        move || activity.touch(pid)
+    }));
     live.update(pid, true);
     Ok(ChildProcess {
         child,
@@ -547,14 +578,15 @@ pub fn spawn(
         files,
         settled: false,
         live: live.clone(),
+        activity: activity.clone(),
     })
 }
 
 /// Copies everything from `reader` into the task's log, creating it (and
-/// its run script and link) with the first byte; returns whether anything
-/// was written. Keeps draining if the log cannot be written, so the task
+/// its run script and link) with the first byte, calling `printed` for
+/// every chunk; returns whether anything was written. Keeps draining if the log cannot be written, so the task
 /// never blocks on a full pipe.
-async fn copy_lazily(reader: io::PipeReader, files: Arc<LogFiles>) -> bool {
+async fn copy_lazily(reader: io::PipeReader, files: Arc<LogFiles>, printed: impl Fn()) -> bool {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) else {
         return false;
@@ -565,6 +597,7 @@ async fn copy_lazily(reader: io::PipeReader, files: Arc<LogFiles>) -> bool {
         match rx.read(&mut buf).await {
             Ok(0) | Err(_) => return file.is_some(),
             Ok(n) => {
+                printed();
                 let f = file.get_or_insert_with(|| files.create().ok());
                 if let Some(f) = f {
                     use std::io::Write;

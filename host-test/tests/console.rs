@@ -243,3 +243,49 @@ fn the_logs_directory_is_configurable_and_confined() {
     );
     assert_eq!(ws.listing(), ["g.json"]);
 }
+
+#[test]
+fn a_silent_task_gets_a_stall_warning_and_a_chatty_one_does_not() {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[
+          {"id":"r:do_quiet","run":"sleep 2.7"},
+          {"id":"r:do_chatty","run":"for i in 1 2 3 4 5 6 7 8 9; do echo $i; sleep 0.3; done"}]}"#,
+    );
+    let out = ws.cli(&[
+        "build",
+        "g.json",
+        "-j",
+        "2",
+        "--no-cache",
+        "--stall-warning",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = common::printed_pid(&stdout(&out), "r:do_quiet");
+    let warnings: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("runqueue: warning:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [1, 2].map(|n| format!(
+            "runqueue: warning: r:do_quiet has printed nothing for {n}s (pid {pid}); is it stuck?"
+        )),
+        "one warning per second of silence, none for the task that prints"
+    );
+
+    let out = ws.cli(&[
+        "build",
+        "g.json",
+        "-j",
+        "2",
+        "--no-cache",
+        "--stall-warning",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
