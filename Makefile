@@ -7,7 +7,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench wasm-target clean
+.PHONY: build component host test demo check bench fuzz wasm-target clean
 
 ## build: the component (release) and the host CLI (release)
 build: component host
@@ -24,6 +24,13 @@ host:
 ## test: unit tests (native) and end-to-end tests (real component, real processes)
 test: component
 	$(CARGO) test --release --workspace
+
+## fuzz: the graph parser and validator against random bytes, byte edits of a
+##       valid graph and hostile graph-shaped JSON ($(FUZZ_CASES) cases each;
+##       `make test` runs 300)
+FUZZ_CASES ?= 100000
+fuzz:
+	RUNQUEUE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p runqueue --lib graph_fuzz
 
 ## demo: build the bundled example (three small C "recipes" and an image) at -j$(JOBS),
 ##       then build it again: everything comes from the cache

@@ -129,7 +129,7 @@ pub struct Cache {
 }
 
 fn io_err(what: &str, path: &Path, e: io::Error) -> String {
-    format!("{what} {}: {e}", path.display())
+    format!("{what} {}: {}", path.display(), crate::digest::io_text(&e))
 }
 
 impl Cache {

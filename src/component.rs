@@ -2,7 +2,7 @@
 //! ones, and gives [`work::run`] the host's processes. Nothing else.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::future::{select, Either};
 use wstd::runtime::{block_on, AsyncPollable};
@@ -65,12 +65,17 @@ impl Guest for Component {
             Some(dir) => match crate::graph::normalize(&dir) {
                 Some(d) if !d.is_empty() => d,
                 _ => {
-                    return Err(wit_runner::Error::InvalidGraph(format!(
+                    return Err(wit_runner::Error::InvalidRequest(format!(
                         "log directory \"{dir}\" leaves the workspace (use a relative path without \"..\")"
                     )))
                 }
             },
         };
+        if let Some(link) = sstate::escaping_symlink(Path::new(WORKSPACE), &log_dir) {
+            return Err(wit_runner::Error::InvalidRequest(format!(
+                "log directory \"{log_dir}\" leads out of the workspace through symlink \"{link}\""
+            )));
+        }
         let opts = RunOptions {
             max_parallel: options
                 .max_parallel
@@ -117,12 +122,13 @@ impl Guest for Component {
             .ids()
             .find(|&id| graph.task(id).id == task)
             .ok_or_else(|| {
-                wit_runner::Error::InvalidGraph(format!("no task \"{task}\" in the graph"))
+                wit_runner::Error::InvalidRequest(format!("no task \"{task}\" in the graph"))
             })?;
         let cache = options.cache_dir.map(Cache::new).ok_or_else(|| {
-            wit_runner::Error::InvalidGraph("explain needs a cache directory".into())
+            wit_runner::Error::InvalidRequest("explain needs a cache directory".into())
         })?;
         let ws = PathBuf::from(WORKSPACE);
+        sstate::check_paths(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
         let inputs = hash_inputs(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
         let sigs = sig_parts(&graph, inputs, "explain");
         Ok(sstate::explain(&graph, id, &sigs, &cache))
@@ -136,7 +142,7 @@ impl Guest for Component {
         let given = match &options.durations {
             Some(text) => durations_for(
                 &graph,
-                &parse_durations(text).map_err(wit_runner::Error::InvalidGraph)?,
+                &parse_durations(text).map_err(wit_runner::Error::InvalidRequest)?,
             ),
             None => vec![None; graph.len()],
         };
@@ -178,7 +184,7 @@ impl Guest for Component {
     ) -> Result<String, wit_runner::Error> {
         let tasks = import::parse(&text).map_err(wit_runner::Error::InvalidGraph)?;
         let durations_ms = match &options.durations {
-            Some(t) => parse_durations(t).map_err(wit_runner::Error::InvalidGraph)?,
+            Some(t) => parse_durations(t).map_err(wit_runner::Error::InvalidRequest)?,
             None => Default::default(),
         };
         let json = import::to_graph(

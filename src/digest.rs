@@ -14,6 +14,17 @@ use sha2::{Digest, Sha256};
 /// Bytes read or written per system call.
 const CHUNK: usize = 1 << 20;
 
+/// An I/O error as messages say it. A file name that is not UTF-8 cannot
+/// pass through WASI (its names are strings): that error says so.
+pub fn io_text(e: &io::Error) -> String {
+    const EILSEQ: i32 = if cfg!(target_os = "wasi") { 25 } else { 84 };
+    if e.raw_os_error() == Some(EILSEQ) {
+        "holds a file name that is not UTF-8, which runqueue cannot read; rename it".into()
+    } else {
+        e.to_string()
+    }
+}
+
 /// Lower-case hex of a sha256 digest.
 pub fn hex(digest: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

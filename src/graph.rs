@@ -140,6 +140,26 @@ pub enum GraphError {
     Cycle(Vec<String>),
     BothRunAndArgv(String),
     EmptyArgv(String),
+    /// A text field a process cannot be given (a NUL byte), or an id with a
+    /// control character: where (`task "a"`, `task #3`, `the graph's
+    /// env`), field, problem.
+    BadText {
+        place: String,
+        field: &'static str,
+        problem: &'static str,
+    },
+    /// An environment name that is empty or holds `=` or a NUL byte; `task`
+    /// is `None` for the graph's own `env`.
+    BadEnvName {
+        task: Option<String>,
+        name: String,
+    },
+    /// A path field that names the workspace itself ("" or ".").
+    PathIsWorkspace {
+        task: String,
+        field: &'static str,
+        path: String,
+    },
     /// A path field that is absolute or climbs out of the workspace.
     PathEscapes {
         task: String,
@@ -155,7 +175,7 @@ pub enum GraphError {
     TooManyTasks(usize),
     /// A field longer than its limit: task (or index), field, limit.
     TooLong {
-        task: String,
+        place: String,
         field: &'static str,
         limit: usize,
     },
@@ -183,7 +203,30 @@ impl fmt::Display for GraphError {
                 write!(f, "task \"{task}\" depends on unknown task \"{dep}\"")
             }
             GraphError::SelfDep(id) => write!(f, "task \"{id}\" depends on itself"),
+            GraphError::Cycle(path) if path.len() > 2 * CYCLE_SHOWN => write!(
+                f,
+                "dependency cycle of {} tasks: {} -> ... ({} more) ... -> {}",
+                path.len() - 1,
+                path[..CYCLE_SHOWN].join(" -> "),
+                path.len() - 2 * CYCLE_SHOWN,
+                path[path.len() - CYCLE_SHOWN..].join(" -> ")
+            ),
             GraphError::Cycle(path) => write!(f, "dependency cycle: {}", path.join(" -> ")),
+            GraphError::BadText {
+                place,
+                field,
+                problem,
+            } => write!(f, "{place}: {field} {problem}"),
+            GraphError::BadEnvName { task, name } => write!(
+                f,
+                "{}env name \"{}\" is not usable (names are non-empty, without \"=\" or NUL)",
+                task.as_ref().map_or(String::new(), |t| format!("task \"{t}\": ")),
+                name.escape_debug()
+            ),
+            GraphError::PathIsWorkspace { task, field, path } => write!(
+                f,
+                "task \"{task}\": {field} \"{path}\" is the workspace itself; name a file or directory inside it"
+            ),
             GraphError::BothRunAndArgv(id) => {
                 write!(f, "task \"{id}\" has both \"run\" and \"argv\"; give one")
             }
@@ -200,12 +243,16 @@ impl fmt::Display for GraphError {
                 f,
                 "the graph has {n} tasks; the limit is {MAX_TASKS}"
             ),
-            GraphError::TooLong { task, field, limit } => {
-                write!(f, "task {task}: {field} is longer than {limit} bytes")
+            GraphError::TooLong {
+                place,
+                field,
+                limit,
+            } => {
+                write!(f, "{place}: {field} is longer than {limit} bytes")
             }
             GraphError::BadTimeout(task) => write!(
                 f,
-                "task \"{task}\": \"timeout\" must be a positive number of seconds"
+                "task \"{task}\": \"timeout\" must be a positive number of seconds below 1e9"
             ),
             GraphError::EmptyPool(name) => {
                 write!(f, "pool \"{name}\" has depth 0; give it at least 1")
@@ -225,6 +272,9 @@ impl fmt::Display for GraphError {
 }
 
 impl std::error::Error for GraphError {}
+
+/// How many ids at each end of a long cycle its message shows.
+const CYCLE_SHOWN: usize = 5;
 
 /// Checks that `path` is relative and stays inside the directory it is
 /// relative to, without looking at the file system (the host checks
@@ -265,7 +315,12 @@ fn paths(task: &str, field: &'static str, list: &[String]) -> Result<Vec<String>
     list.iter()
         .map(|p| match normalize(p) {
             Some(n) if !n.is_empty() => Ok(n),
-            _ => Err(GraphError::PathEscapes {
+            Some(_) => Err(GraphError::PathIsWorkspace {
+                task: task.to_string(),
+                field,
+                path: p.clone(),
+            }),
+            None => Err(GraphError::PathEscapes {
                 task: task.to_string(),
                 field,
                 path: p.clone(),
@@ -277,6 +332,12 @@ fn paths(task: &str, field: &'static str, list: &[String]) -> Result<Vec<String>
 impl Graph {
     /// Parses and validates the JSON text of a graph.
     pub fn parse(text: &str) -> Result<Graph, GraphError> {
+        let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
+        if !start.is_empty() && !start.starts_with('{') {
+            return Err(GraphError::Syntax(
+                "expected a JSON object {\"version\": 1, \"tasks\": [...]} at the top".into(),
+            ));
+        }
         let file: GraphFile =
             serde_json::from_str(text).map_err(|e| GraphError::Syntax(e.to_string()))?;
         Graph::from_file(file)
@@ -289,8 +350,11 @@ impl Graph {
         if file.tasks.len() > MAX_TASKS {
             return Err(GraphError::TooManyTasks(file.tasks.len()));
         }
+        check_graph_lengths(&file)?;
+        check_env_names(None, &file.env)?;
         for (i, t) in file.tasks.iter().enumerate() {
             check_lengths(i, t)?;
+            check_text(i, t)?;
         }
         let mut index: HashMap<&str, TaskId> = HashMap::with_capacity(file.tasks.len());
         for (i, t) in file.tasks.iter().enumerate() {
@@ -416,15 +480,36 @@ impl Graph {
     }
 }
 
+/// Refuses absurdly long graph-wide fields.
+fn check_graph_lengths(file: &GraphFile) -> Result<(), GraphError> {
+    let too_long = |place: &str, field: &'static str, limit: usize| {
+        Err(GraphError::TooLong {
+            place: place.to_string(),
+            field,
+            limit,
+        })
+    };
+    if file
+        .env
+        .iter()
+        .any(|(k, v)| k.len() > MAX_FIELD_BYTES || v.len() > MAX_FIELD_BYTES)
+    {
+        return too_long("the graph's env", "an entry", MAX_FIELD_BYTES);
+    }
+    if file.pools.keys().any(|k| k.len() > MAX_ID_BYTES) {
+        return too_long("the graph's pools", "a name", MAX_ID_BYTES);
+    }
+    Ok(())
+}
+
 /// Refuses absurdly long fields, naming the task and the field.
 fn check_lengths(index: usize, t: &TaskFile) -> Result<(), GraphError> {
     let too_long = |field: &'static str, limit: usize| {
-        let task = if t.id.len() <= MAX_ID_BYTES {
-            format!("\"{}\"", t.id)
-        } else {
-            format!("#{index}")
-        };
-        Err(GraphError::TooLong { task, field, limit })
+        Err(GraphError::TooLong {
+            place: format!("task {}", task_name(index, t)),
+            field,
+            limit,
+        })
     };
     if t.id.len() > MAX_ID_BYTES {
         return too_long("id", MAX_ID_BYTES);
@@ -439,11 +524,81 @@ fn check_lengths(index: usize, t: &TaskFile) -> Result<(), GraphError> {
     {
         return too_long("argv", MAX_FIELD_BYTES);
     }
+    if t.deps.iter().any(|d| d.len() > MAX_ID_BYTES) {
+        return too_long("a dependency id", MAX_ID_BYTES);
+    }
+    if t.pool.as_ref().is_some_and(|p| p.len() > MAX_ID_BYTES) {
+        return too_long("pool", MAX_ID_BYTES);
+    }
     if long(&t.cwd) || t.inputs.iter().chain(&t.outputs).any(long) {
         return too_long("a path", MAX_FIELD_BYTES);
     }
     if t.env.iter().any(|(k, v)| long(k) || long(v)) {
         return too_long("an env entry", MAX_FIELD_BYTES);
+    }
+    Ok(())
+}
+
+/// The task as messages name it: its quoted id, or `#index` when the id
+/// itself is the problem.
+fn task_name(index: usize, t: &TaskFile) -> String {
+    if t.id.len() <= MAX_ID_BYTES && !t.id.chars().any(char::is_control) {
+        format!("\"{}\"", t.id)
+    } else {
+        format!("#{index}")
+    }
+}
+
+/// Refuses text no process can be given (NUL bytes), ids with control
+/// characters (they would break every line that names the task), and
+/// unusable environment names.
+fn check_text(index: usize, t: &TaskFile) -> Result<(), GraphError> {
+    let bad = |field: &'static str, problem: &'static str| {
+        Err(GraphError::BadText {
+            place: format!("task {}", task_name(index, t)),
+            field,
+            problem,
+        })
+    };
+    const NUL: &str = "contains a NUL byte";
+    let nul = |s: &String| s.contains('\0');
+    if t.id.chars().any(char::is_control) {
+        return bad("id", "contains a control character");
+    }
+    if t.run.as_ref().is_some_and(nul) {
+        return bad("run", NUL);
+    }
+    if t.argv.iter().flatten().any(nul) {
+        return bad("argv", NUL);
+    }
+    if nul(&t.cwd) {
+        return bad("cwd", NUL);
+    }
+    if t.inputs.iter().any(nul) {
+        return bad("an input", NUL);
+    }
+    if t.outputs.iter().any(nul) {
+        return bad("an output", NUL);
+    }
+    check_env_names(Some(&t.id), &t.env)
+}
+
+fn check_env_names(task: Option<&str>, env: &BTreeMap<String, String>) -> Result<(), GraphError> {
+    if let Some(name) = env
+        .keys()
+        .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+    {
+        return Err(GraphError::BadEnvName {
+            task: task.map(str::to_string),
+            name: name.clone(),
+        });
+    }
+    if env.values().any(|v| v.contains('\0')) {
+        return Err(GraphError::BadText {
+            place: task.map_or("the graph's env".into(), |t| format!("task \"{t}\"")),
+            field: "an env value",
+            problem: "contains a NUL byte",
+        });
     }
     Ok(())
 }
@@ -658,7 +813,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","inputs":["."]}]}"#),
-            "task \"a\": input \".\" leaves the workspace (use a relative path without \"..\")"
+            "task \"a\": input \".\" is the workspace itself; name a file or directory inside it"
         );
     }
 
@@ -688,7 +843,7 @@ mod tests {
         assert_eq!(g.tasks[1].timeout_ms, None);
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","timeout":-1}]}"#),
-            "task \"a\": \"timeout\" must be a positive number of seconds"
+            "task \"a\": \"timeout\" must be a positive number of seconds below 1e9"
         );
     }
 
@@ -739,5 +894,51 @@ mod tests {
         assert!(!is_contained(".."));
         assert!(!is_contained("a/../.."));
         assert!(!is_contained("/a"));
+    }
+
+    #[test]
+    fn refuses_text_no_process_can_take() {
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","run":"x\u0000y"}]}"#),
+            "task \"a\": run contains a NUL byte"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","argv":["x","\u0000"]}]}"#),
+            "task \"a\": argv contains a NUL byte"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","outputs":["o\u0000"]}]}"#),
+            "task \"a\": an output contains a NUL byte"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"ok"},{"id":"a\nb"}]}"#),
+            "task #1: id contains a control character"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"tasks":[{"id":"a","env":{"A=B":"1"}}]}"#),
+            "task \"a\": env name \"A=B\" is not usable (names are non-empty, without \"=\" or NUL)"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"env":{"":"1"},"tasks":[]}"#),
+            "env name \"\" is not usable (names are non-empty, without \"=\" or NUL)"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"env":{"A":"\u0000"},"tasks":[]}"#),
+            "the graph's env: an env value contains a NUL byte"
+        );
+    }
+
+    #[test]
+    fn a_long_cycle_is_named_by_its_ends() {
+        let n = 1000;
+        let tasks: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"id":"t{i}","deps":["t{}"]}}"#, (i + 1) % n))
+            .collect();
+        let text = format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(","));
+        assert_eq!(
+            err(&text),
+            "dependency cycle of 1000 tasks: t0 -> t1 -> t2 -> t3 -> t4 -> ... (991 more) ... \
+             -> t996 -> t997 -> t998 -> t999 -> t0"
+        );
     }
 }

@@ -23,6 +23,8 @@ pub mod cache;
 pub mod digest;
 pub mod estimate;
 pub mod graph;
+#[cfg(test)]
+mod graph_fuzz;
 pub mod import;
 pub mod plan;
 #[cfg(test)]

@@ -91,10 +91,11 @@ fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Re
         );
     } else if meta.is_dir() {
         let mut names: Vec<String> = fs::read_dir(&path)
-            .map_err(|e| e.to_string())?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
+            .and_then(|it| {
+                it.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .map_err(|e| crate::digest::io_text(&e))?;
         names.sort();
         for name in names {
             hash_path(root, &format!("{rel}/{name}"), found)?;

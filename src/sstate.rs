@@ -22,43 +22,54 @@ pub enum Fate {
     Cached { restored: bool },
 }
 
-/// Refuses declared outputs that would be written through a symlink leading
-/// out of the workspace. Looks only at what exists now.
-pub fn check_output_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
+/// Refuses task paths (cwd, inputs, outputs) that lead out of the workspace
+/// through a symlink. Looks only at what exists now; the host checks again
+/// when it starts each process.
+pub fn check_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
     for task in &graph.tasks {
-        for out in &task.outputs {
-            let mut prefix = String::new();
-            for part in out.split('/') {
-                if !prefix.is_empty() {
-                    prefix.push('/');
-                }
-                let parent_len = prefix.len();
-                prefix.push_str(part);
-                let Ok(meta) = fs::symlink_metadata(ws.join(&prefix)) else {
-                    break;
-                };
-                if !meta.is_symlink() {
-                    continue;
-                }
-                // WASI cannot read a link to an absolute path: that escapes too.
-                let escapes = match fs::read_link(ws.join(&prefix)) {
-                    Ok(target) => {
-                        let target = target.to_string_lossy();
-                        target.starts_with('/')
-                            || normalize(&format!("{}{target}", &prefix[..parent_len])).is_none()
-                    }
-                    Err(_) => true,
-                };
-                if escapes {
-                    return Err(format!(
-                        "task \"{}\": output \"{out}\" leads out of the workspace through symlink \"{prefix}\"",
-                        task.id
-                    ));
-                }
+        let fields = std::iter::once(("cwd", &task.cwd))
+            .chain(task.inputs.iter().map(|p| ("input", p)))
+            .chain(task.outputs.iter().map(|p| ("output", p)));
+        for (field, path) in fields {
+            if let Some(link) = escaping_symlink(ws, path) {
+                return Err(format!(
+                    "task \"{}\": {field} \"{path}\" leads out of the workspace through symlink \"{link}\"",
+                    task.id
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// The first existing prefix of `rel` that is a symlink leading out of
+/// `ws` (lexically, from where the link is), if any.
+pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        let parent_len = prefix.len();
+        prefix.push_str(part);
+        let meta = fs::symlink_metadata(ws.join(&prefix)).ok()?;
+        if !meta.is_symlink() {
+            continue;
+        }
+        // WASI cannot read a link to an absolute path: that escapes too.
+        let escapes = match fs::read_link(ws.join(&prefix)) {
+            Ok(target) => {
+                let target = target.to_string_lossy();
+                target.starts_with('/')
+                    || normalize(&format!("{}{target}", &prefix[..parent_len])).is_none()
+            }
+            Err(_) => true,
+        };
+        if escapes {
+            return Some(prefix);
+        }
+    }
+    None
 }
 
 /// Decides each task's fate and restores what is needed, before anything

@@ -18,7 +18,7 @@ use crate::estimate::{expected_durations, mean};
 use crate::graph::{Action, Graph, TaskId};
 use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
 use crate::signature::{hash_inputs, sig_parts};
-use crate::sstate::{check_output_paths, check_outputs, setscene, store, Fate, PendingStore};
+use crate::sstate::{check_outputs, check_paths, setscene, store, Fate, PendingStore};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,7 +239,7 @@ pub async fn run<P: Processes>(
     procs: &mut P,
 ) -> Result<Report, String> {
     let ws = &opts.workspace;
-    check_output_paths(graph, ws)?;
+    check_paths(graph, ws)?;
     let sigs = sig_parts(graph, hash_inputs(graph, ws)?, &opts.run_nonce);
     let t0 = procs.now_ms();
     let fates = match &opts.cache {

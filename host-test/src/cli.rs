@@ -450,6 +450,7 @@ fn run_error(graph: &Path, e: RunError) -> i32 {
             EXIT_BAD_INPUT,
             &format!("invalid graph {}: {msg}", graph.display()),
         ),
+        RunError::InvalidRequest(msg) => fail(EXIT_BAD_INPUT, &msg),
         RunError::Internal(msg) => fail(EXIT_INTERNAL, &msg),
     }
 }
@@ -499,7 +500,15 @@ fn read_graph(path: &Path) -> Result<String, String> {
             meta.len()
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read graph {}: {e}", path.display()))
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read graph {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "graph {} is not UTF-8 text (bad byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// The component: `explicit`, else `$RUNQUEUE_COMPONENT`, else

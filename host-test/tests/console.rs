@@ -239,7 +239,7 @@ fn the_logs_directory_is_configurable_and_confined() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "runqueue: invalid graph g.json: log directory \"../elsewhere\" leaves the workspace (use a relative path without \"..\")\n"
+        "runqueue: log directory \"../elsewhere\" leaves the workspace (use a relative path without \"..\")\n"
     );
     assert_eq!(ws.listing(), ["g.json"]);
 }

@@ -98,6 +98,6 @@ fn the_cli_default_timeout_and_bad_values() {
     assert_eq!(bad.status.code(), Some(2));
     assert_eq!(
         stderr(&bad),
-        "runqueue: invalid graph bad.json: task \"a\": \"timeout\" must be a positive number of seconds\n"
+        "runqueue: invalid graph bad.json: task \"a\": \"timeout\" must be a positive number of seconds below 1e9\n"
     );
 }
