@@ -23,6 +23,9 @@ fn config() -> ProptestConfig {
     ProptestConfig {
         cases,
         max_shrink_iters: 2000,
+        // A failure prints its minimal input; no regression files at the
+        // top of the repository.
+        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
