@@ -2,27 +2,43 @@
 
 CARGO     ?= cargo
 WASM      := wasm32-wasip2
-COMPONENT := target/$(WASM)/release/runqueue.wasm
+RELEASE   := target/$(WASM)/release
+COMPONENT := $(RELEASE)/runqueue.wasm
+COMPOSED  := $(RELEASE)/runqueue-sim.wasm
 RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target clean
+.PHONY: build component host test demo check bench fuzz wasm-target tools clean
 
-## build: the component (release) and the host CLI (release)
+## build: the component, the simulated process provider and their composition
+##        (runqueue-sim.wasm, for wasmtime run), and the host CLI; all release
 build: component host
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
 
+## Tools from crates.io, installed once when missing (versions pinned):
+## wac composes components; wasm-tools and the wasmtime CLI are used by tests.
+WAC_VERSION        := 0.12.0
+WASM_TOOLS_VERSION := 1.263.0
+WASMTIME_VERSION   := 48.0.8
+tools:
+	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
+	@command -v wasm-tools >/dev/null 2>&1 || $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
+	@command -v wasmtime >/dev/null 2>&1 || $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
+
 component: wasm-target
-	$(CARGO) build -p runqueue --target $(WASM) --release
+	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
+	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
+	wac compose examples/simprocess/compose.wac -o $(COMPOSED) \
+		--dep runqueue:executor=$(COMPONENT) --dep runqueue:simprocess=$(RELEASE)/simprocess.wasm
 
 host:
 	$(CARGO) build -p runqueue-host --release
 
 ## test: unit tests (native) and end-to-end tests (real component, real processes)
-test: component
+test: component tools
 	$(CARGO) test --release --workspace
 
 ## fuzz: the graph parser and validator against random bytes, byte edits of a
@@ -63,7 +79,7 @@ bench: build
 check: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
-	$(CARGO) clippy -p runqueue --target $(WASM) --release -- -D warnings
+	$(CARGO) clippy -p runqueue -p simprocess --target $(WASM) --release -- -D warnings
 
 clean:
 	$(CARGO) clean

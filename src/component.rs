@@ -35,7 +35,7 @@ const LOG_DIR: &str = ".runqueue/logs";
 /// The PATH tasks get when neither the host nor the graph gives one.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-struct Component;
+pub(crate) struct Component;
 
 export!(Component);
 
@@ -134,6 +134,18 @@ impl Guest for Component {
         Ok(sstate::explain(&graph, id, &sigs, &cache))
     }
 
+    fn plan(graph: String, options: wit_runner::Options) -> Result<Vec<String>, wit_runner::Error> {
+        let graph = parse(&graph)?;
+        let ws = PathBuf::from(WORKSPACE);
+        sstate::check_paths(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
+        let inputs = hash_inputs(&graph, &ws).map_err(wit_runner::Error::InvalidGraph)?;
+        let sigs = sig_parts(&graph, inputs, "plan");
+        let cache = options.cache_dir.map(Cache::new);
+        let known = recorded_durations(&graph, cache.as_ref(), vec![None; graph.len()]);
+        let durations = expected_durations(&graph, &known);
+        Ok(sstate::plan(&graph, &sigs, cache.as_ref(), &durations))
+    }
+
     fn simulate(
         graph: String,
         options: wit_runner::SimulateOptions,
@@ -147,15 +159,7 @@ impl Guest for Component {
             None => vec![None; graph.len()],
         };
         let cache = options.cache_dir.map(Cache::new);
-        let known: Vec<Option<u64>> = graph
-            .ids()
-            .map(|id| {
-                given[id.index()].or_else(|| {
-                    let h = cache.as_ref()?.history(&graph.task(id).id)?;
-                    mean(&h.durations_ms)
-                })
-            })
-            .collect();
+        let known = recorded_durations(&graph, cache.as_ref(), given);
         let durations = expected_durations(&graph, &known);
         let sim = simulate(
             &graph,
@@ -199,6 +203,23 @@ impl Guest for Component {
         parse(&json)?;
         Ok(json)
     }
+}
+
+/// `given` durations, else the mean of the cache's recorded ones.
+fn recorded_durations(
+    graph: &Graph,
+    cache: Option<&Cache>,
+    given: Vec<Option<u64>>,
+) -> Vec<Option<u64>> {
+    graph
+        .ids()
+        .map(|id| {
+            given[id.index()].or_else(|| {
+                let h = cache?.history(&graph.task(id).id)?;
+                mean(&h.durations_ms)
+            })
+        })
+        .collect()
 }
 
 fn policy(s: wit_runner::Scheduler) -> Policy {

@@ -35,5 +35,7 @@ pub mod sstate;
 pub mod work;
 
 #[cfg(target_arch = "wasm32")]
+mod command;
+#[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // the bindings' generated export glue
 mod component;

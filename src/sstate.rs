@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::cache::{collect_outputs, Cache, FileModes, Lookup, OutputEntry, StoreError};
 use crate::graph::{normalize, Action, Graph, TaskId};
+use crate::plan::Policy;
 use crate::signature::{differences, SigParts};
 
 /// What the build does with a task.
@@ -246,5 +247,50 @@ pub fn explain(
             out.extend(differences(&h.parts, parts).into_iter().map(|d| format!("  {d}")));
         }
     }
+    out
+}
+
+/// What a build would do, without doing it (`bitbake -n`): a count line,
+/// then every task in the order one slot would start them, marked `run`
+/// or `cached` (its signature has an entry in `cache`).
+pub fn plan(
+    graph: &Graph,
+    sigs: &[(SigParts, String)],
+    cache: Option<&Cache>,
+    durations: &[u64],
+) -> Vec<String> {
+    let covered: Vec<bool> = graph
+        .ids()
+        .map(|id| {
+            let task = graph.task(id);
+            !task.nostamp
+                && cache.is_some_and(|c| matches!(c.lookup(&sigs[id.index()].1), Lookup::Hit(_)))
+        })
+        .collect();
+    // Covered tasks weigh nothing, as in a real run.
+    let weights: Vec<u64> = graph
+        .ids()
+        .map(|id| {
+            if covered[id.index()] {
+                0
+            } else {
+                durations[id.index()]
+            }
+        })
+        .collect();
+    let sim = crate::simulate::simulate(graph, &weights, &weights, Policy::CriticalPath, 1);
+    let mut order: Vec<TaskId> = graph.ids().collect();
+    order.sort_by_key(|id| (sim.starts[id.index()], covered[id.index()], id.index()));
+    let cached = covered.iter().filter(|&&c| c).count();
+    let mut out = vec![format!(
+        "{} tasks: {} to run, {} covered by the cache",
+        graph.len(),
+        graph.len() - cached,
+        cached
+    )];
+    out.extend(order.iter().map(|&id| {
+        let mark = if covered[id.index()] { "cached" } else { "run" };
+        format!("{mark:<7}{}", graph.task(id).id)
+    }));
     out
 }

@@ -94,6 +94,14 @@ enum Command {
         #[command(flatten)]
         place: Place,
     },
+    /// What `build` would do, without doing it: every task in the order one
+    /// slot would start them, marked `run` or `cached`. Runs nothing.
+    Plan {
+        /// The graph file (JSON, format version 1).
+        graph: PathBuf,
+        #[command(flatten)]
+        place: Place,
+    },
     /// Run the real scheduler against a virtual clock: how long would this
     /// graph take with N slots? Runs nothing.
     Simulate {
@@ -233,6 +241,7 @@ async fn run_cli(cli: Cli) -> i32 {
         Command::Build { graph, .. }
         | Command::Check { graph }
         | Command::Explain { graph, .. }
+        | Command::Plan { graph, .. }
         | Command::Simulate { graph, .. } => graph.clone(),
         Command::ImportDot { file, .. } => file.clone(),
         Command::Watchdog => unreachable!("handled before"),
@@ -244,6 +253,7 @@ async fn run_cli(cli: Cli) -> i32 {
     let workspace = match &cli.command {
         Command::Build { place, .. }
         | Command::Explain { place, .. }
+        | Command::Plan { place, .. }
         | Command::Simulate { place, .. } => match Workspace::open(&place.workspace) {
             Ok(ws) => Some(ws),
             Err(e) => {
@@ -293,6 +303,23 @@ async fn run_cli(cli: Cli) -> i32 {
                 ..RunOptions::default()
             };
             match rq.explain(&graph, &task, &options, &ws).await {
+                Ok(Ok(lines)) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    EXIT_OK
+                }
+                Ok(Err(e)) => run_error(&graph_path, e),
+                Err(e) => call_failed(e),
+            }
+        }
+        Command::Plan { place, .. } => {
+            let ws = workspace.expect("plan has a workspace");
+            let options = RunOptions {
+                cache: (!place.no_cache).then_some(place.cache),
+                ..RunOptions::default()
+            };
+            match rq.plan(&graph, &options, &ws).await {
                 Ok(Ok(lines)) => {
                     for line in lines {
                         println!("{line}");

@@ -500,6 +500,24 @@ impl Runqueue {
             .map_err(|e| self.explain_trap(e))
     }
 
+    /// What running `graph` would do, without running anything: a count
+    /// line, then every task in start order marked `run` or `cached`.
+    pub async fn plan(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+    ) -> wasmtime::Result<Result<Vec<String>, RunError>> {
+        let (mut store, instance, options) = self
+            .instantiate_with(workspace, options, Box::new(|_| {}))
+            .await?;
+        instance
+            .runqueue_executor_runner()
+            .call_plan(&mut store, graph, &options)
+            .await
+            .map_err(|e| self.explain_trap(e))
+    }
+
     /// An instance for `workspace` with `options`' cache mounted, and the
     /// options as the component takes them.
     async fn instantiate_with(

@@ -1,0 +1,201 @@
+//! A `process` and `progress` provider written against WASI alone, to be
+//! composed into the runqueue component so that `wasmtime run` (or any
+//! plain WASI host) can run it.
+//!
+//! Its "processes" are simulated: a command takes the seconds its `sleep S`
+//! words add up to and exits with the code of its last `exit N` (`false`
+//! exits 1; anything else succeeds). Each one writes a log naming what it
+//! simulated through `wasi:filesystem`, and its `subscribe()` pollable is a
+//! `wasi:clocks` timer: the pollables runqueue awaits come from WASI itself,
+//! through another component. Progress events become the same lines the
+//! bundled host prints when its output is not a terminal.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use wasip2::clocks::monotonic_clock;
+use wasip2::io::poll::Pollable;
+
+wit_bindgen::generate!({
+    world: "process-provider",
+    path: "../../wit",
+    with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
+});
+
+use exports::runqueue::executor::process::{self as wit, Command, ExitStatus, SpawnError};
+use exports::runqueue::executor::progress::{self, Event};
+use exports::runqueue::executor::types::TaskState;
+
+/// How many tasks runqueue runs at once when not told (`-j`).
+const SLOTS: u32 = 8;
+
+struct Provider;
+
+export!(Provider);
+
+/// Simulated process ids start here, far from real ones.
+static NEXT_PID: AtomicU32 = AtomicU32::new(100_000);
+
+/// A simulated process: it ends at `deadline` (monotonic ns).
+pub struct Child {
+    pid: u32,
+    deadline: u64,
+    code: i32,
+    killed: Cell<bool>,
+}
+
+/// The shell text of a command, or its program and arguments.
+fn text_of(cmd: &Command) -> String {
+    match (cmd.program.as_str(), cmd.args.as_slice()) {
+        ("sh", [c, text, ..]) if c == "-c" => text.clone(),
+        _ => std::iter::once(cmd.program.as_str())
+            .chain(cmd.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Seconds from every `sleep S`, and the exit code of the last `exit N`.
+fn simulate(text: &str) -> (f64, i32) {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut secs = 0.0;
+    let mut code = if words.first() == Some(&"false") {
+        1
+    } else {
+        0
+    };
+    for pair in words.windows(2) {
+        match pair[0] {
+            "sleep" => secs += pair[1].parse::<f64>().unwrap_or(0.0).max(0.0),
+            "exit" => code = pair[1].parse().unwrap_or(1),
+            _ => {}
+        }
+    }
+    (secs, code)
+}
+
+impl wit::GuestChild for Child {
+    fn subscribe(&self) -> Pollable {
+        if self.killed.get() {
+            monotonic_clock::subscribe_duration(0)
+        } else {
+            monotonic_clock::subscribe_instant(self.deadline)
+        }
+    }
+
+    fn try_wait(&self) -> Option<ExitStatus> {
+        if self.killed.get() {
+            Some(ExitStatus::Signal(15))
+        } else if monotonic_clock::now() >= self.deadline {
+            Some(ExitStatus::Code(self.code))
+        } else {
+            None
+        }
+    }
+
+    fn kill(&self) {
+        if self.try_wait().is_none() {
+            self.killed.set(true);
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl wit::Guest for Provider {
+    type Child = Child;
+
+    fn spawn(cmd: Command) -> Result<wit::Child, SpawnError> {
+        let text = text_of(&cmd);
+        let (secs, code) = simulate(&text);
+        let dir = |p: &str| std::path::Path::new(p).parent().map(|d| d.to_path_buf());
+        if !cmd.cwd.is_empty() {
+            std::fs::create_dir_all(&cmd.cwd)
+                .map_err(|e| SpawnError::InvalidPath(format!("cwd \"{}\": {e}", cmd.cwd)))?;
+        }
+        if let Some(d) = dir(&cmd.log) {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
+        }
+        std::fs::write(
+            &cmd.log,
+            format!("simulated: {text}\nsimulated: {secs} s, exit code {code}\n"),
+        )
+        .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
+        let deadline = monotonic_clock::now().saturating_add((secs * 1e9) as u64);
+        Ok(wit::Child::new(Child {
+            pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+            deadline,
+            code,
+            killed: Cell::new(false),
+        }))
+    }
+
+    fn interrupt() -> Pollable {
+        // Nothing interrupts a simulation: a timer that never fires.
+        monotonic_clock::subscribe_instant(u64::MAX)
+    }
+
+    fn parallelism() -> u32 {
+        SLOTS
+    }
+
+    fn file_mode(path: String) -> Result<u32, String> {
+        // WASI cannot see permission bits: files are plain, directories
+        // searchable.
+        std::fs::symlink_metadata(&path)
+            .map(|m| if m.is_dir() { 0o755 } else { 0o644 })
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    fn set_file_mode(_path: String, _mode: u32) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+impl progress::Guest for Provider {
+    fn report(ev: Event) {
+        match ev {
+            Event::Planned(_) => {}
+            Event::Started(st) => println!(
+                "[{:>8}] started  {} (pid {}, {} running)",
+                secs(st.at_ms),
+                st.id,
+                st.pid,
+                st.running
+            ),
+            Event::Finished(t) => {
+                let at = secs(t.end_ms.unwrap_or(0));
+                let took = secs(
+                    t.end_ms
+                        .unwrap_or(0)
+                        .saturating_sub(t.start_ms.unwrap_or(0)),
+                );
+                match t.state {
+                    TaskState::Succeeded => println!("[{at:>8}] done     {} in {took}", t.id),
+                    TaskState::Failed => println!(
+                        "[{at:>8}] FAILED   {}: {}",
+                        t.id,
+                        t.message.as_deref().unwrap_or("failed")
+                    ),
+                    TaskState::Cached if t.restored => {
+                        println!("[{at:>8}] restored {} from the cache", t.id)
+                    }
+                    TaskState::Cached | TaskState::NotRun => {}
+                }
+            }
+            Event::Warning(w) => eprintln!("runqueue: warning: {w}"),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The component beyond the bundled host: composed with the WASI-only
+//! process provider (examples/simprocess) it runs on nothing but WASI, in
+//! this test's own minimal wasmtime embedding and under the `wasmtime` CLI,
+//! and its command line agrees with the bundled `runqueue`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Ws};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+fn release_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+}
+
+/// The composed component `make build` writes.
+fn composed_path() -> PathBuf {
+    let p = release_dir().join("runqueue-sim.wasm");
+    assert!(p.is_file(), "{} is missing: run make build", p.display());
+    p
+}
+
+struct Wasi {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Wasi {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The composed component with a linker that has WASI and nothing else.
+fn composed() -> &'static (Engine, Component, Linker<Wasi>) {
+    static C: OnceLock<(Engine, Component, Linker<Wasi>)> = OnceLock::new();
+    C.get_or_init(|| {
+        let engine = Engine::default();
+        let component = Component::from_file(&engine, composed_path()).expect("compile");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI");
+        (engine, component, linker)
+    })
+}
+
+/// Runs the composed component's `wasi:cli/run` with `args` and `dir`
+/// preopened as `.`: (success, stdout, stderr).
+fn run_composed(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let (engine, component, linker) = composed();
+    let out = MemoryOutputPipe::new(16 << 20);
+    let err = MemoryOutputPipe::new(16 << 20);
+    let mut wasi = WasiCtx::builder();
+    wasi.arg("runqueue")
+        .args(args)
+        .stdout(out.clone())
+        .stderr(err.clone())
+        .preopened_dir(dir, ".", FsPerms::ReadWrite)
+        .expect("preopen");
+    let mut store = Store::new(
+        engine,
+        Wasi {
+            ctx: wasi.build(),
+            table: ResourceTable::new(),
+        },
+    );
+    let command =
+        wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, linker)
+            .expect("instantiate with WASI only");
+    let ok = command
+        .wasi_cli_run()
+        .call_run(&mut store)
+        .expect("no trap")
+        .is_ok();
+    drop(store);
+    let text = |p: MemoryOutputPipe| String::from_utf8_lossy(&p.contents()).into_owned();
+    (ok, text(out), text(err))
+}
+
+fn yocto() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/yocto")
+}
+
+#[test]
+fn the_composed_component_simulates_a_yocto_graph_as_the_cli_does() {
+    let ws = Ws::new();
+    let edges = yocto().join("moevm__yocto_profiling.edges.txt");
+    let durations = yocto().join("moevm__yocto_profiling.durations.tsv");
+    std::fs::copy(&durations, ws.join("durations.tsv")).unwrap();
+    let out = ws.cli(&["import-dot", edges.to_str().unwrap(), "-o", "g.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let args = [
+        "simulate",
+        "g.json",
+        "-j",
+        "8",
+        "--durations",
+        "durations.tsv",
+        "--no-cache",
+    ];
+    let cli = ws.cli(&args);
+    assert_eq!(cli.status.code(), Some(0), "{}", stderr(&cli));
+    let (ok, text, err) = run_composed(ws.path(), &args);
+    assert!(ok, "{err}");
+    assert_eq!(text, stdout(&cli), "the same simulation, line for line");
+    assert!(text.contains("simulated on 8 slots with the critical-path scheduler\nmakespan "));
+
+    let check = ws.cli(&["check", "g.json"]);
+    let (ok, text, _) = run_composed(ws.path(), &["check", "g.json"]);
+    assert!(ok);
+    assert_eq!(text, stdout(&check));
+}
+
+const SMALL: &str = r#"{"version":1,"tasks":[
+  {"id":"a:do_compile","run":"sleep 1"},
+  {"id":"b:do_compile","run":"sleep 1"},
+  {"id":"c:do_compile","run":"sleep 1"},
+  {"id":"d:do_compile","run":"sleep 1"},
+  {"id":"image:do_rootfs","deps":["a:do_compile","b:do_compile","c:do_compile","d:do_compile"],"run":"sleep 0.2"}]}"#;
+
+#[test]
+fn a_simulated_build_runs_in_parallel_on_wasi_clocks_and_caches() {
+    let ws = Ws::new();
+    ws.write("g.json", SMALL);
+    let t0 = Instant::now();
+    let (ok, text, err) = run_composed(ws.path(), &["build", "g.json", "-j", "4"]);
+    let wall = t0.elapsed();
+    assert!(ok, "{err}");
+    // Four 1 s tasks at once, then 0.2 s: parallel, not 4.2 s in a row.
+    assert!(wall >= Duration::from_millis(1200), "{wall:?}");
+    assert!(wall < Duration::from_millis(2800), "{wall:?}");
+    for id in ["a", "b", "c", "d"] {
+        assert!(
+            text.contains(&format!("started  {id}:do_compile (pid ")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("done     {id}:do_compile in 1.")),
+            "{text}"
+        );
+    }
+    assert!(text.contains(
+        "Tasks Summary: Attempted 5 tasks of which 0 didn't need to be rerun and all succeeded.\n"
+    ));
+    assert!(text.contains("Peak parallelism 4."), "{text}");
+    assert_eq!(
+        ws.read(".runqueue/logs/image/log.do_rootfs"),
+        "simulated: sleep 0.2\nsimulated: 0.2 s, exit code 0\n"
+    );
+    // The cache works through the composition too.
+    let (ok, text, _) = run_composed(ws.path(), &["build", "g.json", "-j", "4"]);
+    assert!(ok);
+    assert!(
+        text.contains("Attempted 5 tasks of which 5 didn't need to be rerun"),
+        "{text}"
+    );
+    // `plan` agrees: everything is covered now.
+    let (_, text, _) = run_composed(ws.path(), &["plan", "g.json"]);
+    assert!(
+        text.starts_with("5 tasks: 0 to run, 5 covered by the cache\n"),
+        "{text}"
+    );
+    let cli = ws.cli(&["plan", "g.json"]);
+    assert_eq!(text, stdout(&cli));
+}
+
+#[test]
+fn a_failed_simulated_task_stops_its_dependents() {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[{"id":"a","run":"sleep 0.1; exit 3"},{"id":"b","deps":["a"],"run":"true"}]}"#,
+    );
+    let (ok, text, _) = run_composed(ws.path(), &["build", "g.json", "--no-cache"]);
+    assert!(!ok, "a failed build fails the command");
+    assert!(text.contains("FAILED   a: exited with code 3\n"), "{text}");
+    assert!(!text.contains("started  b"), "{text}");
+    assert!(text.contains("1 failed, 1 not run"), "{text}");
+}
+
+#[test]
+fn bad_input_is_refused_with_the_clis_message() {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[{"id":"a","deps":["a"]}]}"#,
+    );
+    let (ok, text, err) = run_composed(ws.path(), &["build", "g.json"]);
+    assert!(!ok);
+    assert_eq!(text, "");
+    let cli = ws.cli(&["build", "g.json"]);
+    assert_eq!(err, stderr(&cli));
+    assert_eq!(
+        err,
+        "runqueue: invalid graph g.json: task \"a\" depends on itself\n"
+    );
+}
+
+/// The `wasmtime` CLI: `$WASMTIME`, else on `PATH` (make test installs it).
+fn wasmtime_cli() -> PathBuf {
+    let p = std::env::var_os("WASMTIME").map_or_else(|| PathBuf::from("wasmtime"), PathBuf::from);
+    let found = std::process::Command::new(&p).arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "the wasmtime CLI is missing: make tools installs it (cargo install wasmtime-cli --version 48.0.8 --locked)"
+    );
+    p
+}
+
+#[test]
+fn the_wasmtime_cli_runs_the_composed_component() {
+    let ws = Ws::new();
+    ws.write("g.json", SMALL);
+    let dir = format!("{}::.", ws.path().display());
+    let run = |args: &[&str]| {
+        std::process::Command::new(wasmtime_cli())
+            .arg("run")
+            .args(["--dir", &dir])
+            .arg(composed_path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check", "g.json"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_eq!(
+        stdout(&check),
+        "g.json: OK: 5 tasks, 4 dependencies, 4 without dependencies, 1 final\n\
+         longest path (2 tasks): a:do_compile -> image:do_rootfs\n"
+    );
+    let build = run(&["build", "g.json", "-j", "4"]);
+    assert!(build.status.success(), "{}", stderr(&build));
+    assert!(
+        stdout(&build).contains(
+            "Tasks Summary: Attempted 5 tasks of which 0 didn't need to be rerun and all succeeded.\n"
+        ),
+        "{}",
+        stdout(&build)
+    );
+    assert!(ws.join(".runqueue/logs/a/log.do_compile").exists());
+}
+
+/// The component's contract as `wasm-tools component wit` prints it.
+fn wit_of(wasm: &Path) -> String {
+    let out = std::process::Command::new("wasm-tools")
+        .args(["component", "wit"])
+        .arg(wasm)
+        .output()
+        .expect("wasm-tools is installed (make tools)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// The `import` and `export` lines of a world, sorted.
+fn world_items(wit: &str) -> Vec<String> {
+    let mut items: Vec<String> = wit
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("import ") || l.starts_with("export "))
+        .map(|l| l.trim_end_matches(';').to_string())
+        .collect();
+    items.sort();
+    items
+}
+
+#[test]
+fn the_components_import_and_export_exactly_what_they_should() {
+    let guest = world_items(&wit_of(&release_dir().join("runqueue.wasm")));
+    let wasi_imports = [
+        "import wasi:cli/environment@0.2.12",
+        "import wasi:cli/exit@0.2.12",
+        "import wasi:cli/stderr@0.2.12",
+        "import wasi:cli/stdin@0.2.12",
+        "import wasi:cli/stdout@0.2.12",
+        "import wasi:clocks/monotonic-clock@0.2.12",
+        "import wasi:clocks/wall-clock@0.2.12",
+        "import wasi:filesystem/preopens@0.2.12",
+        "import wasi:filesystem/types@0.2.12",
+        "import wasi:io/error@0.2.12",
+        "import wasi:io/poll@0.2.12",
+        "import wasi:io/streams@0.2.12",
+        "import wasi:random/random@0.2.12",
+    ];
+    let mut want: Vec<String> = [
+        "export runner",
+        "export wasi:cli/run@0.2.12",
+        "import process",
+        "import progress",
+        "import types",
+    ]
+    .iter()
+    .chain(&wasi_imports)
+    .map(|s| s.to_string())
+    .collect();
+    want.sort();
+    assert_eq!(guest, want);
+
+    // Composed: only WASI is left to import.
+    let composed = world_items(&wit_of(&composed_path()));
+    assert!(
+        composed
+            .iter()
+            .all(|l| l.starts_with("export ") || l.contains("wasi:")),
+        "{composed:?}"
+    );
+    assert!(
+        composed.contains(&"export wasi:cli/run@0.2.12".to_string()),
+        "{composed:?}"
+    );
+}
