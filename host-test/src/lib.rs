@@ -15,6 +15,43 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A host that keeps its own engine, store and linker (a build service
+//! running many components) uses the pieces instead: [`add_to_linker`]
+//! provides WASI and `process`/`types`/`progress` (real processes),
+//! [`HostState`] is the store data, and [`bindings::Executor`] is the typed
+//! entry point:
+//!
+//! ```no_run
+//! # async fn demo() -> wasmtime::Result<()> {
+//! use runqueue_host::{add_to_linker, bindings::Executor, HostState, Workspace};
+//! use runqueue_host::bindings::exports::runqueue::executor::runner::Options;
+//! use wasmtime::{component::{Component, Linker}, Config, Engine, Store};
+//!
+//! let engine = Engine::new(&Config::new())?;
+//! let component = Component::from_file(&engine, "runqueue.wasm")?;
+//! let mut linker = Linker::new(&engine);
+//! add_to_linker(&mut linker)?;
+//!
+//! let ws = Workspace::open(std::path::Path::new("build"))?;
+//! let mut store = Store::new(&engine, HostState::new(&ws, |event| println!("{event:?}"))?);
+//! store.limiter(HostState::limiter);
+//! let runqueue = Executor::instantiate_async(&mut store, &component, &linker).await?;
+//! let options = Options {
+//!     max_parallel: Some(8),
+//!     keep_going: false,
+//!     cache_dir: Some(".runqueue/cache".into()),
+//!     scheduler: runqueue_host::Scheduler::CriticalPath,
+//!     log_dir: None,
+//!     timeout_ms: None,
+//! };
+//! let graph = std::fs::read_to_string("build/graph.json")?;
+//! match runqueue.runqueue_executor_runner().call_run(&mut store, &graph, &options).await? {
+//!     Ok(report) => println!("{} failed", report.totals.failed),
+//!     Err(e) => eprintln!("bad graph: {e:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Knows how to host the component; knows nothing of graphs or scheduling,
 //! which are the component's.
 
@@ -307,85 +344,38 @@ impl bindings::runqueue::executor::progress::Host for HostState {
     }
 }
 
-/// The compiled component and a linker that provides its imports; cheap to
-/// run many times.
-pub struct Runqueue {
-    engine: Engine,
-    component: Component,
-    linker: Linker<HostState>,
-    memory_limit: usize,
-}
-
-/// The component's memory limit unless [`Runqueue::set_memory_limit`]
-/// says otherwise: 2 GiB.
-pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
-
-/// The start of the error a call returns when the component needed more
-/// memory than its limit.
-pub const OUT_OF_MEMORY: &str = "the runqueue component needed more memory than its limit";
-
-impl Runqueue {
-    /// Loads the component at `path` (a `.wasm` file). Compiling it takes
-    /// about a second, so the machine code is kept in a compile cache
-    /// ([`compile_cache_dir`]) keyed by the component's sha256 and the
-    /// engine's settings, and reused by later calls.
-    pub fn load(path: &Path) -> wasmtime::Result<Runqueue> {
-        use wasmtime::error::Context;
-        let engine = Engine::new(&Config::new())?;
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read the runqueue component {}", path.display()))?;
-        let component = match compile_cache_dir() {
-            Some(dir) => load_cached(&engine, &bytes, &dir)?,
-            None => Component::new(&engine, &bytes)?,
-        };
-        Self::new(engine, component)
+impl HostState {
+    /// The host side of one instance: `workspace` preopened as `.` (task
+    /// paths are relative to it), the memory cap [`DEFAULT_MEMORY_LIMIT`]
+    /// (install it with `store.limiter(HostState::limiter)`), processes
+    /// spawned for real, progress events to `on_event`. For embedders that
+    /// keep their own [`Store`] and [`Linker`] (see [`add_to_linker`]);
+    /// [`Runqueue`] does all of this itself.
+    pub fn new(
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> wasmtime::Result<HostState> {
+        HostState::build(
+            Some(workspace),
+            None,
+            Box::new(on_event),
+            None,
+            DEFAULT_MEMORY_LIMIT,
+        )
     }
 
-    /// Uses an already compiled component; the engine must support async.
-    pub fn new(engine: Engine, component: Component) -> wasmtime::Result<Runqueue> {
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        use bindings::runqueue::executor::{process as p, progress, types};
-        p::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        types::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        progress::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        Ok(Runqueue {
-            engine,
-            component,
-            linker,
-            memory_limit: DEFAULT_MEMORY_LIMIT,
-        })
+    /// The memory limiter to pass to [`Store::limiter`].
+    pub fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limits
     }
 
-    /// Caps the memory of each instance (a graph too large for it fails
-    /// with an error starting with [`OUT_OF_MEMORY`]).
-    pub fn set_memory_limit(&mut self, bytes: usize) {
-        self.memory_limit = bytes;
-    }
-
-    /// Names a memory-limit trap for what it is.
-    fn explain_trap(&self, e: wasmtime::Error) -> wasmtime::Error {
-        if format!("{e:?}").contains("forcing trap when growing memory") {
-            wasmtime::format_err!(
-                "{OUT_OF_MEMORY} ({} MiB): the graph is too large for it; raise it with --max-memory",
-                self.memory_limit >> 20
-            )
-        } else {
-            e
-        }
-    }
-
-    /// An instance of the component. `workspace` is preopened as `.` and
-    /// `cache` as [`CACHE_GUEST_DIR`]; `run` carries the settings of a run
-    /// that starts processes (interrupts, watchdog, allowed programs, output
-    /// activity).
-    async fn instantiate(
-        &self,
+    fn build(
         workspace: Option<&Workspace>,
         cache: Option<&CacheMount>,
         on_event: Box<dyn FnMut(Event) + Send>,
         run: Option<&RunOptions>,
-    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
+        memory_limit: usize,
+    ) -> wasmtime::Result<HostState> {
         let default = RunOptions::default();
         let run = run.unwrap_or(&default);
         let live = match &run.watchdog {
@@ -429,9 +419,9 @@ impl Runqueue {
         if let Some(dir) = cache.and_then(|c| c.preopen.as_ref()) {
             wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
         }
-        let state = HostState {
+        Ok(HostState {
             limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit)
+                .memory_size(memory_limit)
                 .trap_on_grow_failure(true)
                 .build(),
             wasi: wasi.build(),
@@ -442,7 +432,99 @@ impl Runqueue {
             allowed,
             interrupts: run.interrupts.clone(),
             on_event,
+        })
+    }
+}
+
+/// Adds everything the component imports to `linker`: WASI 0.2 (from
+/// wasmtime-wasi) and runqueue's `process`, `types` and `progress`,
+/// implemented by [`HostState`] with real processes. The engine needs
+/// async support; call the exports with their `_async` entry points.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    use bindings::runqueue::executor::{process as p, progress, types};
+    p::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    progress::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
+
+/// The compiled component and a linker that provides its imports; cheap to
+/// run many times.
+pub struct Runqueue {
+    engine: Engine,
+    component: Component,
+    linker: Linker<HostState>,
+    memory_limit: usize,
+}
+
+/// The component's memory limit unless [`Runqueue::set_memory_limit`]
+/// says otherwise: 2 GiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// The start of the error a call returns when the component needed more
+/// memory than its limit.
+pub const OUT_OF_MEMORY: &str = "the runqueue component needed more memory than its limit";
+
+impl Runqueue {
+    /// Loads the component at `path` (a `.wasm` file). Compiling it takes
+    /// about a second, so the machine code is kept in a compile cache
+    /// ([`compile_cache_dir`]) keyed by the component's sha256 and the
+    /// engine's settings, and reused by later calls.
+    pub fn load(path: &Path) -> wasmtime::Result<Runqueue> {
+        use wasmtime::error::Context;
+        let engine = Engine::new(&Config::new())?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the runqueue component {}", path.display()))?;
+        let component = match compile_cache_dir() {
+            Some(dir) => load_cached(&engine, &bytes, &dir)?,
+            None => Component::new(&engine, &bytes)?,
         };
+        Self::new(engine, component)
+    }
+
+    /// Uses an already compiled component; the engine must support async.
+    pub fn new(engine: Engine, component: Component) -> wasmtime::Result<Runqueue> {
+        let mut linker = Linker::new(&engine);
+        add_to_linker(&mut linker)?;
+        Ok(Runqueue {
+            engine,
+            component,
+            linker,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        })
+    }
+
+    /// Caps the memory of each instance (a graph too large for it fails
+    /// with an error starting with [`OUT_OF_MEMORY`]).
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
+    /// Names a memory-limit trap for what it is.
+    fn explain_trap(&self, e: wasmtime::Error) -> wasmtime::Error {
+        if format!("{e:?}").contains("forcing trap when growing memory") {
+            wasmtime::format_err!(
+                "{OUT_OF_MEMORY} ({} MiB): the graph is too large for it; raise it with --max-memory",
+                self.memory_limit >> 20
+            )
+        } else {
+            e
+        }
+    }
+
+    /// An instance of the component. `workspace` is preopened as `.` and
+    /// `cache` as [`CACHE_GUEST_DIR`]; `run` carries the settings of a run
+    /// that starts processes (interrupts, watchdog, allowed programs, output
+    /// activity).
+    async fn instantiate(
+        &self,
+        workspace: Option<&Workspace>,
+        cache: Option<&CacheMount>,
+        on_event: Box<dyn FnMut(Event) + Send>,
+        run: Option<&RunOptions>,
+    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
+        let state = HostState::build(workspace, cache, on_event, run, self.memory_limit)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         let instance =

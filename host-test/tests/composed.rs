@@ -259,10 +259,12 @@ fn wit_of(wasm: &Path) -> String {
     stdout(&out)
 }
 
-/// The `import` and `export` lines of a world, sorted.
+/// The `import` and `export` lines of the component's own world, sorted.
 fn world_items(wit: &str) -> Vec<String> {
     let mut items: Vec<String> = wit
         .lines()
+        .skip_while(|l| !l.starts_with("world "))
+        .take_while(|l| !l.starts_with('}'))
         .map(str::trim)
         .filter(|l| l.starts_with("import ") || l.starts_with("export "))
         .map(|l| l.trim_end_matches(';').to_string())
@@ -271,48 +273,67 @@ fn world_items(wit: &str) -> Vec<String> {
     items
 }
 
+fn sorted(items: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// What any Rust component built with the standard library for
+/// wasm32-wasip2 imports.
+const WASI_IMPORTS: &[&str] = &[
+    "import wasi:cli/environment@0.2.12",
+    "import wasi:cli/exit@0.2.12",
+    "import wasi:cli/stderr@0.2.12",
+    "import wasi:cli/stdin@0.2.12",
+    "import wasi:cli/stdout@0.2.12",
+    "import wasi:cli/terminal-input@0.2.12",
+    "import wasi:cli/terminal-output@0.2.12",
+    "import wasi:cli/terminal-stderr@0.2.12",
+    "import wasi:cli/terminal-stdin@0.2.12",
+    "import wasi:cli/terminal-stdout@0.2.12",
+    "import wasi:clocks/monotonic-clock@0.2.12",
+    "import wasi:clocks/wall-clock@0.2.12",
+    "import wasi:filesystem/preopens@0.2.12",
+    "import wasi:filesystem/types@0.2.12",
+    "import wasi:io/error@0.2.12",
+    "import wasi:io/poll@0.2.12",
+    "import wasi:io/streams@0.2.12",
+    "import wasi:random/insecure-seed@0.2.12",
+    "import wasi:random/random@0.2.12",
+];
+
 #[test]
 fn the_components_import_and_export_exactly_what_they_should() {
     let guest = world_items(&wit_of(&release_dir().join("runqueue.wasm")));
-    let wasi_imports = [
-        "import wasi:cli/environment@0.2.12",
-        "import wasi:cli/exit@0.2.12",
-        "import wasi:cli/stderr@0.2.12",
-        "import wasi:cli/stdin@0.2.12",
-        "import wasi:cli/stdout@0.2.12",
-        "import wasi:clocks/monotonic-clock@0.2.12",
-        "import wasi:clocks/wall-clock@0.2.12",
-        "import wasi:filesystem/preopens@0.2.12",
-        "import wasi:filesystem/types@0.2.12",
-        "import wasi:io/error@0.2.12",
-        "import wasi:io/poll@0.2.12",
-        "import wasi:io/streams@0.2.12",
-        "import wasi:random/random@0.2.12",
-    ];
-    let mut want: Vec<String> = [
-        "export runner",
+    let mut want = sorted(WASI_IMPORTS);
+    want.extend(sorted(&[
+        "import runqueue:executor/process@0.1.0",
+        "import runqueue:executor/types@0.1.0",
+        "import runqueue:executor/progress@0.1.0",
+        "export runqueue:executor/runner@0.1.0",
         "export wasi:cli/run@0.2.12",
-        "import process",
-        "import progress",
-        "import types",
-    ]
-    .iter()
-    .chain(&wasi_imports)
-    .map(|s| s.to_string())
-    .collect();
+    ]));
     want.sort();
     assert_eq!(guest, want);
 
-    // Composed: only WASI is left to import.
+    // The provider exports what runqueue imports from the host.
+    let provider = world_items(&wit_of(&release_dir().join("simprocess.wasm")));
+    for item in [
+        "export runqueue:executor/process@0.1.0",
+        "export runqueue:executor/types@0.1.0",
+        "export runqueue:executor/progress@0.1.0",
+    ] {
+        assert!(provider.contains(&item.to_string()), "{provider:?}");
+    }
+    assert!(!provider
+        .iter()
+        .any(|l| l.contains("runqueue:") && l.starts_with("import")));
+
+    // Composed: WASI in, the command out, nothing else.
     let composed = world_items(&wit_of(&composed_path()));
-    assert!(
-        composed
-            .iter()
-            .all(|l| l.starts_with("export ") || l.contains("wasi:")),
-        "{composed:?}"
-    );
-    assert!(
-        composed.contains(&"export wasi:cli/run@0.2.12".to_string()),
-        "{composed:?}"
-    );
+    let mut want = sorted(WASI_IMPORTS);
+    want.push("export wasi:cli/run@0.2.12".to_string());
+    want.sort();
+    assert_eq!(composed, want);
 }
