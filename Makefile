@@ -11,7 +11,8 @@ JOBS      ?= 4
 
 .PHONY: build component host test demo check bench fuzz wasm-target tools clean
 
-## build: the component, the simulated process provider and their composition
+## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
+##        cache over wasi:http), the simulated process provider and its composition
 ##        (runqueue-sim.wasm, for wasmtime run), and the host CLI; all release
 build: component host
 
@@ -30,6 +31,8 @@ tools:
 
 component: wasm-target
 	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
+	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release --target-dir target/remote
+	cp target/remote/$(WASM)/release/runqueue.wasm $(RELEASE)/runqueue-remote.wasm
 	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
 	wac compose examples/simprocess/compose.wac -o $(COMPOSED) \
 		--dep runqueue:executor=$(COMPONENT) --dep runqueue:simprocess=$(RELEASE)/simprocess.wasm

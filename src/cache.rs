@@ -132,6 +132,31 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> String {
     format!("{what} {}: {}", path.display(), crate::digest::io_text(&e))
 }
 
+/// Parses an action entry and checks it is whole and names only paths
+/// inside the workspace and well-formed blobs; the error completes "the
+/// entry ...".
+pub fn validate_entry(sig: &str, bytes: &[u8]) -> Result<ActionEntry, String> {
+    let entry: ActionEntry =
+        serde_json::from_slice(bytes).map_err(|e| format!("is corrupt: {e}"))?;
+    if entry.format != CACHE_FORMAT || entry.signature != sig {
+        return Err("is unusable: wrong format or signature".to_string());
+    }
+    for o in &entry.outputs {
+        if normalize(o.path()).is_none_or(|n| n.is_empty() || n != o.path()) {
+            return Err(format!(
+                "is unusable: path \"{}\" is not a normalized workspace path",
+                o.path()
+            ));
+        }
+        if let OutputEntry::File { blob, .. } = o {
+            if !is_sha256_hex(blob) {
+                return Err(format!("is unusable: blob name \"{blob}\" is not a sha256"));
+            }
+        }
+    }
+    Ok(entry)
+}
+
 impl Cache {
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
         Cache { dir: dir.into() }
@@ -194,35 +219,44 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Miss,
             Err(e) => return Lookup::Corrupt(io_err("cannot read", &path, e)),
         };
-        let entry: ActionEntry = match serde_json::from_slice(&bytes) {
-            Ok(entry) => entry,
-            Err(e) => {
-                return Lookup::Corrupt(format!("action entry {} is corrupt: {e}", path.display()))
-            }
-        };
-        let bad = |why: String| {
-            Lookup::Corrupt(format!(
-                "action entry {} is unusable: {why}",
-                path.display()
-            ))
-        };
-        if entry.format != CACHE_FORMAT || entry.signature != sig {
-            return bad("wrong format or signature".to_string());
+        match validate_entry(sig, &bytes) {
+            Ok(entry) => Lookup::Hit(entry),
+            Err(why) => Lookup::Corrupt(format!("action entry {} {why}", path.display())),
         }
-        for o in &entry.outputs {
-            if normalize(o.path()).is_none_or(|n| n.is_empty() || n != o.path()) {
-                return bad(format!(
-                    "path \"{}\" is not a normalized workspace path",
-                    o.path()
-                ));
-            }
-            if let OutputEntry::File { blob, .. } = o {
-                if !is_sha256_hex(blob) {
-                    return bad(format!("blob name \"{blob}\" is not a sha256"));
-                }
-            }
+    }
+
+    /// The bytes of the entry for `sig`, if there is one.
+    pub fn entry_bytes(&self, sig: &str) -> Option<Vec<u8>> {
+        fs::read(self.entry_path(sig)).ok()
+    }
+
+    /// Stores `bytes` as the entry for `sig` (temp + rename) if they are a
+    /// usable entry; the caller has stored its blobs first.
+    pub fn put_entry(&self, sig: &str, bytes: &[u8]) -> Result<(), String> {
+        validate_entry(sig, bytes).map_err(|why| format!("the entry {why}"))?;
+        self.write_atomic(&self.entry_path(sig), bytes)
+    }
+
+    pub fn has_blob(&self, hash: &str) -> bool {
+        is_sha256_hex(hash) && self.blob_path(hash).is_file()
+    }
+
+    /// The content of blob `hash`, read whole.
+    pub fn blob_bytes(&self, hash: &str) -> Result<Vec<u8>, String> {
+        let path = self.blob_path(hash);
+        fs::read(&path).map_err(|e| io_err("cannot read", &path, e))
+    }
+
+    /// Stores `bytes` as blob `hash` (temp + rename), refusing bytes whose
+    /// sha256 is not `hash`.
+    pub fn put_blob(&self, hash: &str, bytes: &[u8]) -> Result<(), String> {
+        let actual = sha256_hex(bytes);
+        if !is_sha256_hex(hash) || actual != hash {
+            return Err(format!(
+                "blob {hash} has the wrong bytes (their sha256 is {actual})"
+            ));
         }
-        Lookup::Hit(entry)
+        self.write_atomic(&self.blob_path(hash), bytes)
     }
 
     /// Removes the entry for `sig` (it was found corrupt); best effort.

@@ -15,11 +15,26 @@ use crate::component::Component;
 /// default too.
 const DEFAULT_CACHE: &str = ".runqueue/cache";
 
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error
+/// worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Remote cache requests: each may take this long, this many at once (the
+/// host's defaults too).
+const REMOTE_TIMEOUT_MS: u32 = 10_000;
+const REMOTE_CONCURRENCY: u32 = 16;
+
 const USAGE: &str = "usage: runqueue check GRAPH
        runqueue plan GRAPH [--cache DIR | --no-cache]
        runqueue simulate GRAPH [-j N] [--durations FILE] [--scheduler S] [--cache DIR | --no-cache]
        runqueue explain GRAPH TASK [--cache DIR]
-       runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]";
+       runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]
+                      [--remote-cache URL [--remote-cache-read-only]]";
 
 impl Run for Component {
     fn run() -> Result<(), ()> {
@@ -45,6 +60,8 @@ struct Args {
     scheduler: wit_runner::Scheduler,
     timeout_ms: Option<u64>,
     logs: Option<String>,
+    remote: Option<String>,
+    remote_read_only: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -57,6 +74,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         scheduler: wit_runner::Scheduler::CriticalPath,
         timeout_ms: None,
         logs: None,
+        remote: None,
+        remote_read_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -82,6 +101,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--no-cache" => out.cache = None,
             "--durations" => out.durations = Some(value(a)?),
             "--logs" => out.logs = Some(value(a)?),
+            "--remote-cache" => out.remote = Some(value(a)?),
+            "--remote-cache-read-only" => out.remote_read_only = true,
             "--timeout" => {
                 let v = value(a)?;
                 match v.parse::<f64>() {
@@ -149,16 +170,25 @@ fn main(args: &[String]) -> Result<bool, String> {
         scheduler: a.scheduler,
         log_dir: a.logs.clone(),
         timeout_ms: a.timeout_ms,
+        remote_cache: a.remote.clone().map(|url| wit_runner::RemoteCache {
+            url,
+            read_only: a.remote_read_only,
+            timeout_ms: REMOTE_TIMEOUT_MS,
+            concurrency: REMOTE_CONCURRENCY,
+        }),
     };
     match command.as_str() {
         "check" => {
             wants(1)?;
             let s = Component::check(read(&graph_path, "graph")?).map_err(invalid)?;
-            println!(
+            say!(
                 "{graph_path}: OK: {} tasks, {} dependencies, {} without dependencies, {} final",
-                s.tasks, s.edges, s.roots, s.finals
+                s.tasks,
+                s.edges,
+                s.roots,
+                s.finals
             );
-            println!(
+            say!(
                 "longest path ({} tasks): {}",
                 s.longest_path.len(),
                 s.longest_path.join(" -> ")
@@ -167,7 +197,7 @@ fn main(args: &[String]) -> Result<bool, String> {
         "plan" => {
             wants(1)?;
             for line in Component::plan(read(&graph_path, "graph")?, options).map_err(invalid)? {
-                println!("{line}");
+                say!("{line}");
             }
         }
         "explain" => {
@@ -176,7 +206,7 @@ fn main(args: &[String]) -> Result<bool, String> {
             for line in
                 Component::explain(read(&graph_path, "graph")?, task, options).map_err(invalid)?
             {
-                println!("{line}");
+                say!("{line}");
             }
         }
         "simulate" => {
@@ -205,7 +235,7 @@ fn main(args: &[String]) -> Result<bool, String> {
                 <Component as wit_runner::Guest>::run(read(&graph_path, "graph")?, options)
                     .map_err(invalid)?;
             let t = &report.totals;
-            println!(
+            say!(
                 "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
                 t.total,
                 t.cached,
@@ -215,7 +245,7 @@ fn main(args: &[String]) -> Result<bool, String> {
                     format!("{} failed", t.failed)
                 }
             );
-            println!(
+            say!(
                 "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. Peak parallelism {}.",
                 t.total, t.succeeded, t.cached, t.failed, t.not_run, t.peak_parallel
             );
@@ -229,9 +259,9 @@ fn main(args: &[String]) -> Result<bool, String> {
 /// The simulation as the host's `runqueue simulate` prints it.
 fn print_simulation(sim: &wit_runner::Simulation, jobs: u32, scheduler: &str) {
     let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
-    println!("simulated on {jobs} slots with the {scheduler} scheduler");
-    println!("makespan     {}", s(sim.makespan_ms));
-    println!(
+    say!("simulated on {jobs} slots with the {scheduler} scheduler");
+    say!("makespan     {}", s(sim.makespan_ms));
+    say!(
         "lower bound  {} = max(critical path {}, work {} / {jobs})",
         s(sim.lower_bound_ms),
         s(sim.critical_path_ms),
@@ -242,9 +272,9 @@ fn print_simulation(sim: &wit_runner::Simulation, jobs: u32, scheduler: &str) {
     } else {
         sim.makespan_ms as f64 / sim.lower_bound_ms as f64
     };
-    println!("ratio        {ratio:.3}");
-    println!("peak         {} tasks at once", sim.peak_parallel);
-    println!(
+    say!("ratio        {ratio:.3}");
+    say!("peak         {} tasks at once", sim.peak_parallel);
+    say!(
         "critical path ({} tasks, {}): {}",
         sim.critical_path.len(),
         s(sim.critical_path_ms),

@@ -76,7 +76,13 @@ impl Guest for Component {
                 "log directory \"{log_dir}\" leads out of the workspace through symlink \"{link}\""
             )));
         }
+        let remote = remote_for(options.remote_cache.as_ref(), options.cache_dir.is_some())?;
         let opts = RunOptions {
+            remote_concurrency: options
+                .remote_cache
+                .as_ref()
+                .map_or(1, |r| r.concurrency.max(1) as usize),
+            remote_read_only: options.remote_cache.as_ref().is_some_and(|r| r.read_only),
             max_parallel: options
                 .max_parallel
                 .unwrap_or_else(process::parallelism)
@@ -90,7 +96,8 @@ impl Guest for Component {
             policy: policy(options.scheduler),
             default_timeout_ms: options.timeout_ms,
         };
-        let report = block_on(async { work::run(&graph, &opts, &mut HostProcesses).await })
+        let mut procs = HostProcesses { remote };
+        let report = block_on(async { work::run(&graph, &opts, &mut procs).await })
             .map_err(wit_runner::Error::InvalidGraph)?;
         Ok(types::Report {
             tasks: report.tasks.iter().map(task_report).collect(),
@@ -257,7 +264,40 @@ fn base_env() -> BTreeMap<String, String> {
 }
 
 /// The host's `process` interface as [`Processes`].
-struct HostProcesses;
+struct HostProcesses {
+    remote: Option<Box<dyn crate::remote::Remote>>,
+}
+
+/// The remote cache the options ask for: only the `remote-cache` build
+/// speaks HTTP, and the remote needs a local cache to read through.
+fn remote_for(
+    remote: Option<&wit_runner::RemoteCache>,
+    local_cache: bool,
+) -> Result<Option<Box<dyn crate::remote::Remote>>, wit_runner::Error> {
+    let Some(remote) = remote else {
+        return Ok(None);
+    };
+    if !local_cache {
+        return Err(wit_runner::Error::InvalidRequest(
+            "a remote cache needs a local cache to read through (drop --no-cache)".into(),
+        ));
+    }
+    #[cfg(feature = "remote-cache")]
+    {
+        Ok(Some(Box::new(crate::http_remote::HttpRemote::new(
+            &remote.url,
+            remote.timeout_ms,
+        )?)))
+    }
+    #[cfg(not(feature = "remote-cache"))]
+    {
+        Err(wit_runner::Error::InvalidRequest(format!(
+            "this build of the runqueue component has no remote cache (remote {}): \
+             use runqueue-remote.wasm, built with the remote-cache feature",
+            remote.url
+        )))
+    }
+}
 
 impl FileModes for HostProcesses {
     fn mode(&self, rel: &str) -> Result<u32, String> {
@@ -270,6 +310,10 @@ impl FileModes for HostProcesses {
 }
 
 impl Processes for HostProcesses {
+    fn remote(&self) -> Option<&dyn crate::remote::Remote> {
+        self.remote.as_deref()
+    }
+
     fn spawn(&mut self, cmd: &work::Command) -> Result<(u32, Exit), String> {
         let child = process::spawn(&process::Command {
             program: cmd.program.clone(),

@@ -29,6 +29,7 @@ pub mod import;
 pub mod plan;
 #[cfg(test)]
 mod plan_properties;
+pub mod remote;
 pub mod signature;
 pub mod simulate;
 pub mod sstate;
@@ -39,3 +40,5 @@ mod command;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // the bindings' generated export glue
 mod component;
+#[cfg(all(target_arch = "wasm32", feature = "remote-cache"))]
+mod http_remote;

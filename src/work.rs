@@ -17,6 +17,7 @@ use crate::cache::{Cache, FileModes};
 use crate::estimate::{expected_durations, mean};
 use crate::graph::{Action, Graph, TaskId};
 use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
+use crate::remote::{self, Remote};
 use crate::signature::{hash_inputs, sig_parts};
 use crate::sstate::{check_outputs, check_paths, setscene, store, Fate, PendingStore};
 
@@ -96,6 +97,11 @@ pub trait Processes: FileModes {
     fn interrupted(&mut self) -> Pin<Box<dyn Future<Output = ()>>>;
     /// Told of each event as it happens.
     fn event(&mut self, event: Event<'_>);
+    /// A cache shared across machines, if one is configured (see
+    /// [`crate::remote`]).
+    fn remote(&self) -> Option<&dyn Remote> {
+        None
+    }
 }
 
 /// Something that happened during a run.
@@ -137,6 +143,10 @@ pub struct RunOptions {
     pub policy: Policy,
     /// The timeout of tasks whose graph entry gives none.
     pub default_timeout_ms: Option<u64>,
+    /// With a remote cache ([`Processes::remote`]): requests in flight at
+    /// once, and whether to only read from it.
+    pub remote_concurrency: usize,
+    pub remote_read_only: bool,
 }
 
 /// A task's final state, as reported.
@@ -242,6 +252,19 @@ pub async fn run<P: Processes>(
     check_paths(graph, ws)?;
     let sigs = sig_parts(graph, hash_inputs(graph, ws)?, &opts.run_nonce);
     let t0 = procs.now_ms();
+    if let (Some(cache), Some(remote)) = (&opts.cache, procs.remote()) {
+        // Read-through: what the local cache lacks comes from the remote
+        // into the local cache, checked; setscene then restores locally.
+        let wanted: Vec<String> = graph
+            .ids()
+            .filter(|id| !graph.task(*id).nostamp)
+            .map(|id| sigs[id.index()].1.clone())
+            .collect();
+        let stats = remote::pull(remote, cache, &wanted, opts.remote_concurrency).await;
+        for w in &stats.warnings {
+            procs.event(Event::Warning(w));
+        }
+    }
     let fates = match &opts.cache {
         Some(cache) => {
             let mut warnings = Vec::new();
@@ -298,6 +321,7 @@ pub async fn run<P: Processes>(
         .collect();
     let mut running = FuturesUnordered::new();
     let mut stores: Vec<PendingStore> = Vec::new();
+    let mut stored: Vec<String> = Vec::new();
     let mut interrupt = Some(procs.interrupted());
     loop {
         while let Some(id) = plan.start_next() {
@@ -353,6 +377,7 @@ pub async fn run<P: Processes>(
         // produced into the cache, while their dependents run.
         for job in stores.drain(..) {
             if let Some(cache) = &opts.cache {
+                stored.push(sigs[job.id.index()].1.clone());
                 let mut warnings = Vec::new();
                 store(graph, job, &sigs, cache, &opts.workspace, &mut |w| {
                     warnings.push(w)
@@ -406,6 +431,15 @@ pub async fn run<P: Processes>(
         finish(&mut plan, &mut records[id.index()], id, exit, procs);
     }
     plan.close();
+    if let (Some(cache), Some(remote)) = (&opts.cache, procs.remote()) {
+        // Write-through: what this run stored goes up, blobs first.
+        if !opts.remote_read_only && !stored.is_empty() {
+            let stats = remote::push(remote, cache, &stored, opts.remote_concurrency).await;
+            for w in &stats.warnings {
+                procs.event(Event::Warning(w));
+            }
+        }
+    }
 
     for id in graph.ids() {
         let rec = &mut records[id.index()];
@@ -565,6 +599,8 @@ mod tests {
             run_nonce: "test".into(),
             policy: Policy::CriticalPath,
             default_timeout_ms: None,
+            remote_concurrency: 1,
+            remote_read_only: false,
         }
     }
 

@@ -74,6 +74,18 @@ enum Command {
         /// allowed, so this restricts `argv` tasks.
         #[arg(long = "allow-program", value_name = "PROGRAM")]
         allow_program: Vec<String>,
+        /// A cache shared across machines over HTTP, in bazel-remote's
+        /// layout ({URL}/cas/{sha256}, {URL}/ac/{signature}): read through
+        /// before the build, written through after it. Uses
+        /// runqueue-remote.wasm.
+        #[arg(long, value_name = "URL", env = "RUNQUEUE_REMOTE_CACHE")]
+        remote_cache: Option<String>,
+        /// Only read from the remote cache, never upload (an sstate mirror).
+        #[arg(long, requires = "remote_cache")]
+        remote_cache_read_only: bool,
+        /// How long one remote cache request may take.
+        #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
+        remote_cache_timeout: std::time::Duration,
         #[command(flatten)]
         place: Place,
         #[command(flatten)]
@@ -265,7 +277,38 @@ async fn run_cli(cli: Cli) -> i32 {
         },
         Command::Check { .. } | Command::ImportDot { .. } | Command::Watchdog => None,
     };
+    let remote = match &cli.command {
+        Command::Build {
+            remote_cache: Some(url),
+            remote_cache_read_only,
+            remote_cache_timeout,
+            ..
+        } => match crate::remote::RemoteCache::new(url) {
+            Ok(r) => Some(crate::remote::RemoteCache {
+                read_only: *remote_cache_read_only,
+                timeout: *remote_cache_timeout,
+                ..r
+            }),
+            Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
+        },
+        _ => None,
+    };
     let component = match find_component(cli.component.as_deref()) {
+        // The remote cache speaks wasi:http: the build of the component
+        // that imports it lies next to the plain one.
+        Ok(path) if remote.is_some() && cli.component.is_none() => {
+            let sibling = path.with_file_name(REMOTE_COMPONENT);
+            if !sibling.is_file() {
+                return fail(
+                    EXIT_INTERNAL,
+                    &format!(
+                        "--remote-cache needs {} (make build makes it)",
+                        sibling.display()
+                    ),
+                );
+            }
+            sibling
+        }
         Ok(path) => path,
         Err(msg) => return fail(EXIT_INTERNAL, &msg),
     };
@@ -400,6 +443,12 @@ async fn run_cli(cli: Cli) -> i32 {
             show,
             ..
         } => {
+            if remote.is_some() && place.no_cache {
+                return fail(
+                    EXIT_BAD_INPUT,
+                    "--remote-cache needs a local cache to read through (drop --no-cache)",
+                );
+            }
             let ws = workspace.expect("build has a workspace");
             let options = RunOptions {
                 max_parallel: jobs,
@@ -412,6 +461,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 watchdog: std::env::current_exe().ok(),
                 allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
                 activity: Some(Activity::default()),
+                remote_cache: remote,
             };
             let console = Console::new(
                 if show.quiet {
@@ -542,6 +592,10 @@ fn read_graph(path: &Path) -> Result<String, String> {
 /// `runqueue.wasm` next to this program, else where `cargo build --target
 /// wasm32-wasip2` puts it relative to this program in the same target
 /// directory (release first).
+/// The build of the component with the remote cache (wasi:http), found
+/// next to the plain one.
+pub const REMOTE_COMPONENT: &str = "runqueue-remote.wasm";
+
 pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());

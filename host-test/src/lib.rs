@@ -43,6 +43,7 @@
 //!     scheduler: runqueue_host::Scheduler::CriticalPath,
 //!     log_dir: None,
 //!     timeout_ms: None,
+//!     remote_cache: None,
 //! };
 //! let graph = std::fs::read_to_string("build/graph.json")?;
 //! match runqueue.runqueue_executor_runner().call_run(&mut store, &graph, &options).await? {
@@ -61,6 +62,7 @@ pub mod cli;
 pub mod console;
 pub mod outputs;
 pub mod process;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 
@@ -131,6 +133,9 @@ pub struct RunOptions {
     /// Records when each task process last printed, for a stall warning
     /// (see [`console::Console::watch_stalls`]).
     pub activity: Option<process::Activity>,
+    /// A cache shared across machines; needs `cache` and the
+    /// `runqueue-remote.wasm` build of the component.
+    pub remote_cache: Option<remote::RemoteCache>,
 }
 
 impl Default for RunOptions {
@@ -146,6 +151,7 @@ impl Default for RunOptions {
             watchdog: None,
             allowed_programs: None,
             activity: None,
+            remote_cache: None,
         }
     }
 }
@@ -244,6 +250,9 @@ pub struct HostState {
     workspace: Option<Workspace>,
     live: process::LiveGroups,
     activity: process::Activity,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Lets `wasi:http` reach the remote cache's origin and nothing else.
+    http_hooks: remote::OriginOnly,
     /// With `Some`, only these programs (names or paths) may be spawned.
     allowed: Option<Vec<String>>,
     interrupts: Option<tokio::sync::watch::Receiver<u32>>,
@@ -255,6 +264,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }
@@ -429,6 +448,12 @@ impl HostState {
             workspace: workspace.cloned(),
             live,
             activity: run.activity.clone().unwrap_or_default(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: remote::OriginOnly(
+                run.remote_cache
+                    .as_ref()
+                    .and_then(|r| remote::origin_of(&r.url).ok()),
+            ),
             allowed,
             interrupts: run.interrupts.clone(),
             on_event,
@@ -437,11 +462,14 @@ impl HostState {
 }
 
 /// Adds everything the component imports to `linker`: WASI 0.2 (from
-/// wasmtime-wasi) and runqueue's `process`, `types` and `progress`,
+/// wasmtime-wasi), `wasi:http` (wasmtime-wasi-http, allowed to reach the
+/// run's remote cache only; see [`remote`]) and runqueue's `process`, `types` and `progress`,
 /// implemented by [`HostState`] with real processes. The engine needs
 /// async support; call the exports with their `_async` entry points.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // For runqueue-remote.wasm; requests go to the remote cache only.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     use bindings::runqueue::executor::{process as p, progress, types};
     p::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
@@ -623,6 +651,12 @@ impl Runqueue {
             scheduler: options.scheduler,
             log_dir: options.log_dir.clone(),
             timeout_ms: options.timeout.map(|t| t.as_millis().max(1) as u64),
+            remote_cache: options.remote_cache.as_ref().map(|r| runner::RemoteCache {
+                url: r.url.clone(),
+                read_only: r.read_only,
+                timeout_ms: r.timeout.as_millis().clamp(1, u32::MAX as u128) as u32,
+                concurrency: r.concurrency.max(1),
+            }),
         };
         Ok((store, instance, wit))
     }

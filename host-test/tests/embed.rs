@@ -35,6 +35,7 @@ fn an_embedder_runs_a_graph_with_its_own_store_and_linker() {
             scheduler: Scheduler::CriticalPath,
             log_dir: None,
             timeout_ms: None,
+            remote_cache: None,
         };
         let graph = r#"{"version":1,"tasks":[{"id":"a","run":"echo a > a.txt"},
             {"id":"b","deps":["a"],"run":"cat a.txt > b.txt"}]}"#;

@@ -28,6 +28,14 @@ use exports::runqueue::executor::process::{self as wit, Command, ExitStatus, Spa
 use exports::runqueue::executor::progress::{self, Event};
 use exports::runqueue::executor::types::TaskState;
 
+/// Prints a line to stdout, ignoring a closed stdout (`| head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// How many tasks runqueue runs at once when not told (`-j`).
 const SLOTS: u32 = 8;
 
@@ -168,7 +176,7 @@ impl progress::Guest for Provider {
     fn report(ev: Event) {
         match ev {
             Event::Planned(_) => {}
-            Event::Started(st) => println!(
+            Event::Started(st) => say!(
                 "[{:>8}] started  {} (pid {}, {} running)",
                 secs(st.at_ms),
                 st.id,
@@ -183,14 +191,14 @@ impl progress::Guest for Provider {
                         .saturating_sub(t.start_ms.unwrap_or(0)),
                 );
                 match t.state {
-                    TaskState::Succeeded => println!("[{at:>8}] done     {} in {took}", t.id),
-                    TaskState::Failed => println!(
+                    TaskState::Succeeded => say!("[{at:>8}] done     {} in {took}", t.id),
+                    TaskState::Failed => say!(
                         "[{at:>8}] FAILED   {}: {}",
                         t.id,
                         t.message.as_deref().unwrap_or("failed")
                     ),
                     TaskState::Cached if t.restored => {
-                        println!("[{at:>8}] restored {} from the cache", t.id)
+                        say!("[{at:>8}] restored {} from the cache", t.id)
                     }
                     TaskState::Cached | TaskState::NotRun => {}
                 }

@@ -1,0 +1,114 @@
+//! `wasi:http` for the remote cache, and nothing else: the component's
+//! requests may reach the configured cache's origin (scheme, host and
+//! port) only; any other request is denied before a connection is made.
+
+use std::future::Future;
+
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Where the remote cache is and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCache {
+    /// The base URL: `{url}/cas/{sha256}`, `{url}/ac/{signature}`.
+    pub url: String,
+    /// Only read from it (an sstate mirror); never upload.
+    pub read_only: bool,
+    /// How long one request may take.
+    pub timeout: std::time::Duration,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+}
+
+/// Each request may take this long by default.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Requests in flight at once by default.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+
+impl RemoteCache {
+    /// A remote at `url` with the default timeout and concurrency; `Err`
+    /// says why the URL is unusable.
+    pub fn new(url: &str) -> Result<RemoteCache, String> {
+        origin_of(url)?;
+        Ok(RemoteCache {
+            url: url.trim_end_matches('/').to_string(),
+            read_only: false,
+            timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+        })
+    }
+}
+
+/// The (scheme, authority) of an `http://` or `https://` URL.
+pub fn origin_of(url: &str) -> Result<(String, String), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("remote cache {url:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(s @ ("http" | "https")), Some(a)) => Ok((s.to_string(), a.as_str().to_string())),
+        _ => Err(format!(
+            "remote cache {url:?} is not an http:// or https:// URL with a host"
+        )),
+    }
+}
+
+/// `wasi:http` hooks allowing requests to one origin; `None` allows none.
+#[derive(Debug, Default)]
+pub struct OriginOnly(pub Option<(String, String)>);
+
+impl OriginOnly {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        match &self.0 {
+            Some((scheme, authority)) => {
+                uri.scheme_str() == Some(scheme.as_str())
+                    && uri.authority().map(|a| a.as_str()) == Some(authority.as_str())
+            }
+            None => false,
+        }
+    }
+}
+
+type Sent = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OriginOnly {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        if !self.allows(request.uri()) {
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_configured_origin_is_allowed() {
+        let hooks = OriginOnly(Some(origin_of("http://127.0.0.1:8080/cache").unwrap()));
+        let ok: http::Uri = "http://127.0.0.1:8080/cache/ac/00".parse().unwrap();
+        assert!(hooks.allows(&ok));
+        for other in [
+            "http://127.0.0.1:8081/cache/ac/00",
+            "https://127.0.0.1:8080/cache/ac/00",
+            "http://example.com/cache/ac/00",
+            "http://localhost:8080/cache/ac/00",
+        ] {
+            assert!(!hooks.allows(&other.parse().unwrap()), "{other}");
+        }
+        assert!(!OriginOnly(None).allows(&ok));
+        assert!(origin_of("ftp://x/").is_err());
+        assert!(origin_of("not a url").is_err());
+    }
+}

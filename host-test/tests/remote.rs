@@ -1,0 +1,440 @@
+//! The remote cache against a real nginx with WebDAV PUT (Debian's
+//! nginx-light; `.ci/run` installs it), started per test on a free
+//! loopback port with a temporary root and a generated config.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Ws};
+
+/// An nginx serving a temporary directory, GET and PUT.
+struct Nginx {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn nginx_program() -> PathBuf {
+    for p in ["nginx", "/usr/sbin/nginx"] {
+        if Command::new(p).arg("-v").output().is_ok() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("nginx is missing: apt-get install nginx-light (.ci/run does)");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nginx {
+    /// WebDAV PUT and plain GET under `/cache/`, like a team's sstate server.
+    fn start() -> Nginx {
+        Nginx::with_location(
+            "root ROOT; dav_methods PUT; create_full_put_path on; client_max_body_size 0;",
+        )
+    }
+
+    /// An nginx whose `/cache/` location is `body` (ROOT is its root).
+    fn with_location(body: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("root/cache")).unwrap();
+        std::fs::create_dir_all(d.join("tmp")).unwrap();
+        let port = free_port();
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1;
+pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  server {{ listen 127.0.0.1:{port}; location /cache/ {{ {} }} }}
+}}
+",
+            body.replace("ROOT", &format!("{}/root", d.display())),
+            d = d.display()
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx_program())
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .arg("-p")
+            .arg(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nginx {
+            dir,
+            port,
+            child: Some(child),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/cache", self.port)
+    }
+
+    /// Files the server holds, relative to the cache's root.
+    fn files(&self) -> Vec<PathBuf> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(root, &p, out);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap().to_path_buf());
+                }
+            }
+        }
+        let root = self.dir.path().join("root/cache");
+        let mut out = Vec::new();
+        walk(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+
+    fn path(&self, rel: &Path) -> PathBuf {
+        self.dir.path().join("root/cache").join(rel)
+    }
+
+    /// The request lines of the access log ("PUT /cache/cas/..").
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+            .collect()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Three tasks with outputs: text, 300 KB of random bytes (so a rerun
+/// could never produce identical bytes by chance), and a file made from
+/// both.
+const GRAPH: &str = r#"{"version":1,"tasks":[
+  {"id":"gen:do_compile","run":"mkdir -p out && printf 'generated\n' > out/gen.txt","outputs":["out/gen.txt"]},
+  {"id":"rand:do_compile","run":"mkdir -p out && head -c 300000 /dev/urandom > out/rand.bin","outputs":["out/rand.bin"]},
+  {"id":"image:do_rootfs","deps":["gen:do_compile","rand:do_compile"],
+   "run":"cat out/gen.txt out/rand.bin > out/image.bin","outputs":["out/image.bin"]}]}"#;
+
+fn build(ws: &Ws, extra: &[&str]) -> std::process::Output {
+    ws.write("g.json", GRAPH);
+    let mut args = vec!["build", "g.json", "-j", "2"];
+    args.extend_from_slice(extra);
+    ws.cli(&args)
+}
+
+fn summary_line(out: &std::process::Output) -> String {
+    stdout(out)
+        .lines()
+        .find(|l| l.starts_with("Tasks Summary"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The final output (the text and the random bytes together) is the same
+/// file in both workspaces. As with BitBake's sstate, a fully covered build
+/// restores only what is needed: the final task's outputs.
+fn assert_same_outputs(a: &Ws, b: &Ws) {
+    assert_eq!(
+        std::fs::read(a.join("out/image.bin")).unwrap(),
+        std::fs::read(b.join("out/image.bin")).unwrap(),
+        "out/image.bin differs"
+    );
+    assert!(!b.join("out/rand.bin").exists(), "not needed, not restored");
+}
+
+#[test]
+fn two_workspaces_with_their_own_caches_share_one_server() {
+    let server = Nginx::start();
+    let url = server.url();
+    let first = Ws::new();
+    let out = build(&first, &["--remote-cache", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no warnings");
+    // Three entries and their blobs went up.
+    let files = server.files();
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("ac")).count(),
+        3,
+        "{files:?}"
+    );
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("cas")).count(),
+        3,
+        "{files:?}"
+    );
+
+    let second = Ws::new();
+    let out = build(&second, &["--remote-cache", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        summary_line(&out),
+        "Tasks Summary: Attempted 3 tasks of which 3 didn't need to be rerun and all succeeded."
+    );
+    assert!(
+        !stdout(&out).contains("started"),
+        "nothing executed: {}",
+        stdout(&out)
+    );
+    assert_same_outputs(&first, &second);
+    // It is in the second workspace's local cache now: no server needed.
+    std::fs::remove_dir_all(second.join("out")).unwrap();
+    let out = build(&second, &[]);
+    assert!(summary_line(&out).contains("3 didn't need to be rerun"));
+    assert_same_outputs(&first, &second);
+}
+
+#[test]
+fn read_only_mode_writes_nothing_to_the_server() {
+    let server = Nginx::start();
+    let ws = Ws::new();
+    let out = build(
+        &ws,
+        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.files(), Vec::<PathBuf>::new());
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3, "one lookup per task: {requests:?}");
+    assert!(
+        requests.iter().all(|r| r.starts_with("GET /cache/ac/")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn a_server_answering_4xx_or_5xx_only_costs_a_warning() {
+    for status in [403, 500] {
+        let server = Nginx::with_location(&format!("return {status};"));
+        let ws = Ws::new();
+        let out = build(&ws, &["--remote-cache", &server.url()]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("3 of 3 lookups failed"), "{err}");
+        assert!(err.contains(&format!("HTTP status {status}")), "{err}");
+        assert!(err.contains("3 of 3 uploads failed"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("out/gen.txt")).unwrap(),
+            "generated\n"
+        );
+        assert_eq!(
+            std::fs::metadata(ws.join("out/image.bin")).unwrap().len(),
+            300_010
+        );
+    }
+}
+
+#[test]
+fn wrong_bytes_from_the_server_are_never_restored() {
+    let server = Nginx::start();
+    let first = Ws::new();
+    let out = build(&first, &["--remote-cache", &server.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Someone (a disk, a proxy) corrupts every blob on the server.
+    for f in server.files().iter().filter(|f| f.starts_with("cas")) {
+        let p = server.path(f);
+        let len = std::fs::metadata(&p).unwrap().len() as usize;
+        std::fs::write(&p, vec![b'!'; len]).unwrap();
+    }
+    let second = Ws::new();
+    let out = build(
+        &second,
+        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("3 of 3 lookups failed"), "{err}");
+    assert!(err.contains("has the wrong bytes"), "{err}");
+    assert!(
+        summary_line(&out).contains("0 didn't need to be rerun"),
+        "every task ran: {}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(second.join("out/gen.txt")).unwrap(),
+        "generated\n"
+    );
+    let image = std::fs::read(second.join("out/image.bin")).unwrap();
+    assert!(image.starts_with(b"generated\n"));
+    assert!(
+        !image.windows(64).any(|w| w.iter().all(|&b| b == b'!')),
+        "the corrupted bytes did not get in"
+    );
+    // Nothing corrupt reached the local cache: a rebuild is all hits.
+    let out = build(&second, &[]);
+    assert!(
+        summary_line(&out).contains("3 didn't need to be rerun"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_server_stopped_mid_build_leaves_a_correct_build() {
+    let mut server = Nginx::start();
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[
+          {"id":"a","run":"touch started; sleep 1; mkdir -p out && echo a > out/a","outputs":["out/a"]},
+          {"id":"b","deps":["a"],"run":"cat out/a > out/b","outputs":["out/b"]}]}"#,
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_runqueue"))
+        .args(["build", "g.json", "--remote-cache", &server.url()])
+        .current_dir(ws.path())
+        .env("RUNQUEUE_COMPONENT", common::component_path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ws.join("started").exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 of 2 uploads failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.read("out/b"), "a\n");
+}
+
+#[test]
+fn a_server_that_is_down_costs_one_warning() {
+    let ws = Ws::new();
+    let url = format!("http://127.0.0.1:{}/cache", free_port());
+    let t0 = Instant::now();
+    let out = build(&ws, &["--remote-cache", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("remote cache")).collect();
+    assert_eq!(
+        warnings.len(),
+        2,
+        "one for lookups, one for uploads: {warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("3 of 3 lookups failed"),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("out/gen.txt")).unwrap(),
+        "generated\n"
+    );
+}
+
+/// A server that accepts connections and never answers: lookups are
+/// issued many at once but bounded, each gives up after the timeout, and
+/// the remote is given up on after a few failures.
+#[test]
+fn a_silent_server_is_waited_for_in_parallel_within_bounds() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            seen.lock().unwrap().push(Instant::now());
+            // Read the request so the client is not stuck writing; never answer.
+            conn.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let _ = conn.read(&mut [0u8; 4096]);
+            held.push(conn);
+        }
+    });
+    let ws = Ws::new();
+    let tasks: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"id":"t{i}","run":"echo {i} > o{i}","outputs":["o{i}"]}}"#))
+        .collect();
+    ws.write(
+        "g.json",
+        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
+    );
+    let t0 = Instant::now();
+    let out = ws.cli(&[
+        "build",
+        "g.json",
+        "--remote-cache",
+        &format!("http://127.0.0.1:{port}/cache"),
+        "--remote-cache-timeout",
+        "0.5",
+        "--remote-cache-read-only",
+    ]);
+    let wall = t0.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(wall < Duration::from_secs(8), "{wall:?}");
+    assert!(
+        stderr(&out).contains("40 of 40 lookups failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("gave up on it"), "{}", stderr(&out));
+    let accepted = accepted.lock().unwrap();
+    eprintln!("connections accepted: {}", accepted.len());
+    assert!(
+        (2..=16).contains(&accepted.len()),
+        "lookups in flight at once: {} (bound 16)",
+        accepted.len()
+    );
+    assert_eq!(ws.read("o39"), "39\n");
+}
+
+#[test]
+fn bad_remote_urls_and_combinations_are_bad_input() {
+    let ws = Ws::new();
+    let out = build(&ws, &["--remote-cache", "ftp://example.com/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "runqueue: remote cache \"ftp://example.com/x\" is not an http:// or https:// URL with a host\n"
+    );
+    let out = build(
+        &ws,
+        &["--remote-cache", "http://127.0.0.1:9/c", "--no-cache"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("needs a local cache"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.join("out").exists());
+}

@@ -1,0 +1,100 @@
+//! The remote cache over `wasi:http`, through wstd's client. Built only
+//! with the `remote-cache` feature (`runqueue-remote.wasm`): importing
+//! `wasi:http` would otherwise cost every host that lacks it.
+
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use wstd::http::{Body, Client, Request};
+
+use crate::component::exports::runqueue::executor::runner as wit_runner;
+use crate::remote::{Failure, Fut, Remote};
+
+pub struct HttpRemote {
+    base: String,
+    client: Client,
+    timeout: Duration,
+}
+
+impl HttpRemote {
+    /// A remote at `url` (`http://` or `https://`), each request limited to
+    /// `timeout_ms`.
+    pub fn new(url: &str, timeout_ms: u32) -> Result<HttpRemote, wit_runner::Error> {
+        let base = url.trim_end_matches('/').to_string();
+        let valid = (base.starts_with("http://") || base.starts_with("https://"))
+            && base.parse::<wstd::http::Uri>().is_ok();
+        if !valid {
+            return Err(wit_runner::Error::InvalidRequest(format!(
+                "remote cache {url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let mut client = Client::new();
+        client.set_connect_timeout(timeout);
+        client.set_first_byte_timeout(timeout);
+        client.set_between_bytes_timeout(timeout);
+        Ok(HttpRemote {
+            base,
+            client,
+            timeout,
+        })
+    }
+
+    /// Sends one request and reads the whole answer: (status, body).
+    async fn exchange(&self, req: Request<Body>) -> Result<(u16, Vec<u8>), Failure> {
+        let work = async {
+            let mut resp = self
+                .client
+                .send(req)
+                .await
+                .map_err(|e| Failure::Transport(format!("{e:#}")))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .body_mut()
+                .contents()
+                .await
+                .map_err(|e| Failure::Transport(format!("reading the answer: {e:#}")))?
+                .to_vec();
+            Ok((status, body))
+        };
+        let deadline = wstd::task::sleep(self.timeout.into());
+        match select(Box::pin(work), Box::pin(deadline)).await {
+            Either::Left((r, _)) => r,
+            Either::Right(_) => Err(Failure::Transport(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+impl Remote for HttpRemote {
+    fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+        Box::pin(async move {
+            let req = Request::get(format!("{}/{path}", self.base))
+                .body(Body::empty())
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            match self.exchange(req).await? {
+                (200, body) => Ok(Some(body)),
+                (404, _) => Ok(None),
+                (status, _) => Err(Failure::Status(status)),
+            }
+        })
+    }
+
+    fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let req = Request::put(format!("{}/{path}", self.base))
+                .body(Body::from(body))
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            match self.exchange(req).await? {
+                (200..=299, _) => Ok(()),
+                (status, _) => Err(Failure::Status(status)),
+            }
+        })
+    }
+
+    fn url(&self) -> &str {
+        &self.base
+    }
+}

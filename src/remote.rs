@@ -1,0 +1,376 @@
+//! A cache shared across machines over HTTP, in bazel-remote's layout:
+//! `GET/PUT {url}/cas/{sha256}` for blobs and `GET/PUT {url}/ac/{signature}`
+//! for action entries (ours, as JSON). bazel-remote (with HTTP AC validation
+//! off) and nginx with WebDAV PUT both serve it.
+//!
+//! Read-through: before the build, every signature the local cache lacks is
+//! looked up remotely, many at once; a hit's blobs are fetched, each
+//! checked against its sha256, stored locally, and the entry stored last;
+//! the build then restores from the local cache as usual. Write-through:
+//! after the build, the entries this run stored go up, blobs first.
+//!
+//! The remote never breaks a build: any failure (down, slow, 4xx/5xx, wrong
+//! bytes) is a warning and a local miss. After [`GIVE_UP_AFTER`] transport
+//! failures the remote is left alone for the rest of the run, so a dead
+//! server costs a few timeouts, not one per task.
+//!
+//! Knows the cache and the layout; HTTP itself is the [`Remote`]
+//! implementor's (wstd's client in the component, a map in tests).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::stream::{self, StreamExt};
+
+use crate::cache::{validate_entry, Cache, Lookup, OutputEntry};
+
+/// A boxed future, not `Send`: the component has one thread.
+pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Why a request did not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer at all: connection refused, timeout, reset. Counts towards
+    /// giving up on the remote.
+    Transport(String),
+    /// An answer that is not 200 (or 404 for a GET): 500, 403, ...
+    Status(u16),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transport(why) => write!(f, "{why}"),
+            Failure::Status(code) => write!(f, "HTTP status {code}"),
+        }
+    }
+}
+
+/// HTTP as the remote cache needs it. `path` is `cas/<sha256>` or
+/// `ac/<signature>`, relative to the remote's base URL.
+pub trait Remote {
+    /// The body, or `None` for 404.
+    fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>>;
+    fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>>;
+    /// The base URL, for messages.
+    fn url(&self) -> &str;
+}
+
+/// Transport failures after which the remote is not asked again this run.
+pub const GIVE_UP_AFTER: usize = 3;
+
+/// What talking to the remote came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries found remotely and stored locally (pull), or sent (push).
+    pub done: usize,
+    /// Lookups the remote answered 404.
+    pub missing: usize,
+    /// Requests that failed; the first few reasons are in `warnings`.
+    pub failed: usize,
+    /// Warnings to show, already summarized.
+    pub warnings: Vec<String>,
+}
+
+/// How many failure reasons are shown before only counting.
+const REASONS_SHOWN: usize = 3;
+
+/// Counts failures and gives up on the remote after too many transport
+/// errors.
+struct Session<'a> {
+    remote: &'a dyn Remote,
+    transport_failures: Cell<usize>,
+}
+
+impl<'a> Session<'a> {
+    fn usable(&self) -> bool {
+        self.transport_failures.get() < GIVE_UP_AFTER
+    }
+
+    fn note(&self, f: &Failure) {
+        if matches!(f, Failure::Transport(_)) {
+            self.transport_failures
+                .set(self.transport_failures.get() + 1);
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        if !self.usable() {
+            return Err("skipped: the remote failed too often".into());
+        }
+        self.remote.get(path).await.map_err(|f| {
+            self.note(&f);
+            format!("GET {path}: {f}")
+        })
+    }
+
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
+        if !self.usable() {
+            return Err("skipped: the remote failed too often".into());
+        }
+        self.remote.put(path, body).await.map_err(|f| {
+            self.note(&f);
+            format!("PUT {path}: {f}")
+        })
+    }
+
+    fn summarize(&self, what: &str, results: Vec<Result<bool, String>>) -> Stats {
+        let mut stats = Stats::default();
+        let mut reasons = Vec::new();
+        for r in results {
+            match r {
+                Ok(true) => stats.done += 1,
+                Ok(false) => stats.missing += 1,
+                Err(why) => {
+                    stats.failed += 1;
+                    if reasons.len() < REASONS_SHOWN && !why.starts_with("skipped") {
+                        reasons.push(why);
+                    }
+                }
+            }
+        }
+        if stats.failed > 0 {
+            stats.warnings.push(format!(
+                "remote cache {}: {} of {} {what} failed ({}){}",
+                self.remote.url(),
+                stats.failed,
+                stats.done + stats.missing + stats.failed,
+                reasons.join("; "),
+                if self.usable() {
+                    String::new()
+                } else {
+                    format!("; gave up on it after {GIVE_UP_AFTER} failed connections")
+                }
+            ));
+        }
+        stats
+    }
+}
+
+/// Fetches from `remote` into `cache` every signature of `sigs` the local
+/// cache does not have, `concurrency` at a time.
+pub async fn pull(
+    remote: &dyn Remote,
+    cache: &Cache,
+    sigs: &[String],
+    concurrency: usize,
+) -> Stats {
+    let session = Session {
+        remote,
+        transport_failures: Cell::new(0),
+    };
+    let wanted: Vec<&String> = sigs
+        .iter()
+        .filter(|sig| !matches!(cache.lookup(sig), Lookup::Hit(_)))
+        .collect();
+    let results: Vec<Result<bool, String>> = stream::iter(wanted)
+        .map(|sig| pull_one(&session, cache, sig))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    session.summarize("lookups", results)
+}
+
+/// One signature: `Ok(false)` if the remote does not have it.
+async fn pull_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, String> {
+    let Some(bytes) = session.get(&format!("ac/{sig}")).await? else {
+        return Ok(false);
+    };
+    let entry = validate_entry(sig, &bytes).map_err(|why| format!("ac/{sig}: the entry {why}"))?;
+    for o in &entry.outputs {
+        if let OutputEntry::File { blob, .. } = o {
+            if cache.has_blob(blob) {
+                continue;
+            }
+            let path = format!("cas/{blob}");
+            let data = session
+                .get(&path)
+                .await?
+                .ok_or_else(|| format!("GET {path}: the remote has the entry but not this blob"))?;
+            cache
+                .put_blob(blob, &data)
+                .map_err(|e| format!("GET {path}: {e}"))?;
+        }
+    }
+    cache.put_entry(sig, &bytes)?;
+    Ok(true)
+}
+
+/// Sends the entries of `sigs` (and their blobs, first) from `cache` to
+/// `remote`, `concurrency` at a time.
+pub async fn push(
+    remote: &dyn Remote,
+    cache: &Cache,
+    sigs: &[String],
+    concurrency: usize,
+) -> Stats {
+    let session = Session {
+        remote,
+        transport_failures: Cell::new(0),
+    };
+    let results: Vec<Result<bool, String>> = stream::iter(sigs)
+        .map(|sig| push_one(&session, cache, sig))
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    session.summarize("uploads", results)
+}
+
+async fn push_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, String> {
+    let Some(bytes) = cache.entry_bytes(sig) else {
+        return Ok(false);
+    };
+    let entry = validate_entry(sig, &bytes).map_err(|why| format!("local entry {sig} {why}"))?;
+    for o in &entry.outputs {
+        if let OutputEntry::File { blob, .. } = o {
+            session
+                .put(&format!("cas/{blob}"), cache.blob_bytes(blob)?)
+                .await?;
+        }
+    }
+    session.put(&format!("ac/{sig}"), bytes).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::sha256_hex;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// A remote in memory that can be told to fail.
+    #[derive(Default)]
+    struct Fake {
+        files: RefCell<HashMap<String, Vec<u8>>>,
+        fail: Cell<Option<Failure>>,
+        requests: Cell<usize>,
+    }
+
+    impl Remote for Fake {
+        fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+            self.requests.set(self.requests.get() + 1);
+            let r = match self.fail.take() {
+                Some(f) => {
+                    self.fail.set(Some(f.clone()));
+                    Err(f)
+                }
+                None => Ok(self.files.borrow().get(path).cloned()),
+            };
+            Box::pin(async move { r })
+        }
+        fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>> {
+            self.requests.set(self.requests.get() + 1);
+            self.files.borrow_mut().insert(path.to_string(), body);
+            Box::pin(async { Ok(()) })
+        }
+        fn url(&self) -> &str {
+            "http://fake"
+        }
+    }
+
+    /// A cache holding one entry for `sig` with one file of `content`.
+    fn cache_with(dir: &std::path::Path, sig: &str, content: &[u8]) -> Cache {
+        let cache = Cache::new(dir);
+        let blob = sha256_hex(content);
+        cache.put_blob(&blob, content).unwrap();
+        let entry = format!(
+            r#"{{"format":{},"task":"t","signature":"{sig}","outputs":[{{"kind":"file","path":"out","blob":"{blob}","size":{},"mode":420}}],"exit_code":0,"duration_ms":5,"stored_at":0}}"#,
+            crate::cache::CACHE_FORMAT,
+            content.len()
+        );
+        cache
+            .put_entry(sig, entry.as_bytes())
+            .expect("a valid entry");
+        cache
+    }
+
+    fn block<T>(f: impl Future<Output = T>) -> T {
+        futures::executor::block_on(f)
+    }
+
+    #[test]
+    fn push_then_pull_into_an_empty_cache() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let sig = "a".repeat(64);
+        let from = cache_with(a.path(), &sig, b"hello");
+        let remote = Fake::default();
+        let up = block(push(&remote, &from, std::slice::from_ref(&sig), 4));
+        assert_eq!((up.done, up.failed), (1, 0));
+        let to = Cache::new(b.path());
+        let down = block(pull(&remote, &to, &[sig.clone(), "b".repeat(64)], 4));
+        assert_eq!((down.done, down.missing, down.failed), (1, 1, 0));
+        assert!(matches!(to.lookup(&sig), Lookup::Hit(_)));
+        assert_eq!(to.blob_bytes(&sha256_hex(b"hello")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn wrong_bytes_are_never_stored() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let sig = "c".repeat(64);
+        let from = cache_with(a.path(), &sig, b"good");
+        let remote = Fake::default();
+        block(push(&remote, &from, std::slice::from_ref(&sig), 1));
+        let blob = format!("cas/{}", sha256_hex(b"good"));
+        remote.files.borrow_mut().insert(blob, b"evil".to_vec());
+        let to = Cache::new(b.path());
+        let down = block(pull(&remote, &to, std::slice::from_ref(&sig), 1));
+        assert_eq!((down.done, down.failed), (0, 1));
+        assert!(
+            down.warnings[0].contains("has the wrong bytes"),
+            "{:?}",
+            down.warnings
+        );
+        assert!(
+            matches!(to.lookup(&sig), Lookup::Miss),
+            "no entry without its blobs"
+        );
+        assert!(!to.has_blob(&sha256_hex(b"good")));
+        assert!(!to.has_blob(&sha256_hex(b"evil")));
+    }
+
+    #[test]
+    fn a_dead_remote_is_given_up_on_after_a_few_failures() {
+        let b = tempfile::tempdir().unwrap();
+        let remote = Fake::default();
+        remote
+            .fail
+            .set(Some(Failure::Transport("connection refused".into())));
+        let sigs: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
+        let down = block(pull(&remote, &Cache::new(b.path()), &sigs, 1));
+        assert_eq!(down.failed, 100);
+        assert_eq!(
+            remote.requests.get(),
+            GIVE_UP_AFTER,
+            "not one request per task"
+        );
+        assert_eq!(down.warnings.len(), 1, "one summarized warning");
+        assert!(
+            down.warnings[0].contains("100 of 100 lookups failed"),
+            "{:?}",
+            down.warnings
+        );
+        assert!(
+            down.warnings[0].contains("gave up on it"),
+            "{:?}",
+            down.warnings
+        );
+    }
+
+    #[test]
+    fn server_errors_are_misses_with_a_warning() {
+        let b = tempfile::tempdir().unwrap();
+        let remote = Fake::default();
+        remote.fail.set(Some(Failure::Status(500)));
+        let down = block(pull(&remote, &Cache::new(b.path()), &["d".repeat(64)], 1));
+        assert_eq!(down.failed, 1);
+        assert!(
+            down.warnings[0].contains("HTTP status 500"),
+            "{:?}",
+            down.warnings
+        );
+    }
+}
