@@ -47,24 +47,33 @@ impl HttpRemote {
                 .client
                 .send(req)
                 .await
-                .map_err(|e| Failure::Transport(format!("{e:#}")))?;
+                .map_err(|e| classify(format!("{e:#}")))?;
             let status = resp.status().as_u16();
             let body = resp
                 .body_mut()
                 .contents()
                 .await
-                .map_err(|e| Failure::Transport(format!("reading the answer: {e:#}")))?
+                .map_err(|e| classify(format!("reading the answer: {e:#}")))?
                 .to_vec();
             Ok((status, body))
         };
         let deadline = wstd::task::sleep(self.timeout.into());
         match select(Box::pin(work), Box::pin(deadline)).await {
             Either::Left((r, _)) => r,
-            Either::Right(_) => Err(Failure::Transport(format!(
+            Either::Right(_) => Err(Failure::Timeout(format!(
                 "no answer within {} ms",
                 self.timeout.as_millis()
             ))),
         }
+    }
+}
+
+/// A client error as a failure: timeouts are not worth a retry.
+fn classify(why: String) -> Failure {
+    if why.to_ascii_lowercase().contains("timeout") {
+        Failure::Timeout(why)
+    } else {
+        Failure::Transport(why)
     }
 }
 

@@ -31,9 +31,13 @@ pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Why a request did not give an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// No answer at all: connection refused, timeout, reset. Counts towards
-    /// giving up on the remote.
+    /// No answer: connection refused, reset. Tried again up to
+    /// [`RETRIES`] times (a busy server or a full port range resets some
+    /// connections); then counts towards giving up on the remote.
     Transport(String),
+    /// No answer in time. Not tried again (a slow server stays slow);
+    /// counts towards giving up.
+    Timeout(String),
     /// An answer that is not 200 (or 404 for a GET): 500, 403, ...
     Status(u16),
 }
@@ -41,7 +45,7 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Transport(why) => write!(f, "{why}"),
+            Failure::Transport(why) | Failure::Timeout(why) => write!(f, "{why}"),
             Failure::Status(code) => write!(f, "HTTP status {code}"),
         }
     }
@@ -57,8 +61,12 @@ pub trait Remote {
     fn url(&self) -> &str;
 }
 
-/// Transport failures after which the remote is not asked again this run.
+/// Failed requests in a row (connection failures or timeouts, after
+/// retries) after which the remote is not asked again this run.
 pub const GIVE_UP_AFTER: usize = 3;
+
+/// How many times a request whose connection failed is tried again.
+pub const RETRIES: usize = 4;
 
 /// What talking to the remote came to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -88,31 +96,47 @@ impl<'a> Session<'a> {
         self.transport_failures.get() < GIVE_UP_AFTER
     }
 
-    fn note(&self, f: &Failure) {
-        if matches!(f, Failure::Transport(_)) {
-            self.transport_failures
-                .set(self.transport_failures.get() + 1);
+    /// Counts a request's outcome: an answer (any status) resets the count
+    /// of failures in a row.
+    fn note<T>(&self, r: &Result<T, Failure>) {
+        match r {
+            Err(Failure::Transport(_) | Failure::Timeout(_)) => self
+                .transport_failures
+                .set(self.transport_failures.get() + 1),
+            _ => self.transport_failures.set(0),
         }
     }
 
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        if !self.usable() {
-            return Err("skipped: the remote failed too often".into());
+        let mut tries = 0;
+        loop {
+            if !self.usable() {
+                return Err("skipped: the remote failed too often".into());
+            }
+            let r = self.remote.get(path).await;
+            if matches!(r, Err(Failure::Transport(_))) && tries < RETRIES {
+                tries += 1;
+                continue;
+            }
+            self.note(&r);
+            return r.map_err(|f| format!("GET {path}: {f}"));
         }
-        self.remote.get(path).await.map_err(|f| {
-            self.note(&f);
-            format!("GET {path}: {f}")
-        })
     }
 
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
-        if !self.usable() {
-            return Err("skipped: the remote failed too often".into());
+        let mut tries = 0;
+        loop {
+            if !self.usable() {
+                return Err("skipped: the remote failed too often".into());
+            }
+            let r = self.remote.put(path, body.clone()).await;
+            if matches!(r, Err(Failure::Transport(_))) && tries < RETRIES {
+                tries += 1;
+                continue;
+            }
+            self.note(&r);
+            return r.map_err(|f| format!("PUT {path}: {f}"));
         }
-        self.remote.put(path, body).await.map_err(|f| {
-            self.note(&f);
-            format!("PUT {path}: {f}")
-        })
     }
 
     fn summarize(&self, what: &str, results: Vec<Result<bool, String>>) -> Stats {
@@ -344,7 +368,7 @@ mod tests {
         assert_eq!(down.failed, 100);
         assert_eq!(
             remote.requests.get(),
-            GIVE_UP_AFTER,
+            GIVE_UP_AFTER * (1 + RETRIES),
             "not one request per task"
         );
         assert_eq!(down.warnings.len(), 1, "one summarized warning");
@@ -358,6 +382,52 @@ mod tests {
             "{:?}",
             down.warnings
         );
+    }
+
+    /// Fails the first `n` requests with a reset, then answers.
+    struct Flaky {
+        inner: Fake,
+        resets_left: Cell<usize>,
+    }
+
+    impl Remote for Flaky {
+        fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+            if self.resets_left.get() > 0 {
+                self.resets_left.set(self.resets_left.get() - 1);
+                return Box::pin(async { Err(Failure::Transport("connection reset".into())) });
+            }
+            self.inner.get(path)
+        }
+        fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>> {
+            self.inner.put(path, body)
+        }
+        fn url(&self) -> &str {
+            "http://flaky"
+        }
+    }
+
+    #[test]
+    fn reset_connections_are_tried_again() {
+        let b = tempfile::tempdir().unwrap();
+        let remote = Flaky {
+            inner: Fake::default(),
+            resets_left: Cell::new(RETRIES),
+        };
+        let down = block(pull(&remote, &Cache::new(b.path()), &["e".repeat(64)], 1));
+        assert_eq!((down.missing, down.failed), (1, 0), "{:?}", down.warnings);
+        assert!(down.warnings.is_empty());
+    }
+
+    #[test]
+    fn timeouts_are_not_tried_again() {
+        let b = tempfile::tempdir().unwrap();
+        let remote = Fake::default();
+        remote
+            .fail
+            .set(Some(Failure::Timeout("no answer within 5 ms".into())));
+        let down = block(pull(&remote, &Cache::new(b.path()), &["f".repeat(64)], 1));
+        assert_eq!(down.failed, 1);
+        assert_eq!(remote.requests.get(), 1);
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use runqueue_host::{RunOptions, Runqueue, Workspace};
 
+#[path = "../tests/common/nginx.rs"]
+mod nginx;
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -59,16 +62,32 @@ fn run(
     ws: &Path,
     jobs: u32,
 ) -> (Duration, runqueue_host::Report) {
+    run_with_remote(rq, rt, graph, ws, jobs, None)
+}
+
+fn run_with_remote(
+    rq: &Runqueue,
+    rt: &tokio::runtime::Runtime,
+    graph: &str,
+    ws: &Path,
+    jobs: u32,
+    remote: Option<&str>,
+) -> (Duration, runqueue_host::Report) {
     let ws = Workspace::open(ws).unwrap();
     let opts = RunOptions {
         max_parallel: Some(jobs),
         keep_going: false,
         cache: Some(runqueue_host::DEFAULT_CACHE.into()),
+        remote_cache: remote.map(|url| runqueue_host::remote::RemoteCache::new(url).unwrap()),
         ..Default::default()
     };
     let start = Instant::now();
     let report = rt
-        .block_on(rq.run(graph, &opts, &ws, |_| {}))
+        .block_on(rq.run(graph, &opts, &ws, |e| {
+            if let runqueue_host::Event::Warning(w) = e {
+                eprintln!("warning: {w}");
+            }
+        }))
         .unwrap()
         .unwrap();
     (start.elapsed(), report)
@@ -114,7 +133,10 @@ fn main() {
         .unwrap_or_else(|| repo().join("target/bench-report.md"));
     let component = repo().join("target/wasm32-wasip2/release/runqueue.wasm");
     let rq = Runqueue::load(&component).expect("build the component first (make build)");
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut md = String::new();
 
     // 1. Fully cached Yocto graph.
@@ -207,6 +229,60 @@ fn main() {
         .unwrap();
     }
     writeln!(md).unwrap();
+
+    // 3. The same fully cached graph from a remote cache (nginx, WebDAV).
+    let remote_rq =
+        Runqueue::load(&repo().join("target/wasm32-wasip2/release/runqueue-remote.wasm"))
+            .expect("make build makes runqueue-remote.wasm");
+    let server = nginx::Nginx::start();
+    let url = server.url();
+    let (graph, n) = yocto_graph();
+    let first = tempfile::tempdir().unwrap();
+    let (populate, r) = run_with_remote(&remote_rq, &rt, &graph, first.path(), 8, Some(&url));
+    let failed: Vec<_> = r
+        .tasks
+        .iter()
+        .filter(|t| t.state == runqueue_host::TaskState::Failed)
+        .map(|t| (t.id.clone(), t.message.clone()))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let stored = server.files().len();
+    // From the remote: a workspace with an empty local cache.
+    let second = tempfile::tempdir().unwrap();
+    let before = server.requests().len();
+    let (from_remote, r) = run_with_remote(&remote_rq, &rt, &graph, second.path(), 8, Some(&url));
+    assert_eq!(
+        r.totals.cached as usize, n,
+        "everything came from the remote"
+    );
+    let requests = server.requests().len() - before;
+    // From the local cache: the first workspace, outputs deleted.
+    std::fs::remove_dir_all(first.path().join("out")).unwrap();
+    let (from_local, r) = run(&rq, &rt, &graph, first.path(), 8);
+    assert_eq!(r.totals.cached as usize, n);
+    writeln!(
+        md,
+        "## Cache: fully cached Yocto graph ({n} tasks) from a remote cache\n"
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "nginx 1.22 with WebDAV PUT on loopback; {stored} files on the server after the first \
+         build ({} with write-through). Both runs restore the final tasks' outputs; the \
+         runtime is single-threaded, as in the CLI.\n",
+        secs(populate)
+    )
+    .unwrap();
+    writeln!(md, "| run | wall | ratio to local |\n|---|---|---|").unwrap();
+    writeln!(md, "| from the local cache | {} | 1.00 |", secs(from_local)).unwrap();
+    writeln!(
+        md,
+        "| from the remote, empty local cache ({requests} HTTP requests, 16 at a time) | {} | {:.2} |\n",
+        secs(from_remote),
+        from_remote.as_secs_f64() / from_local.as_secs_f64()
+    )
+    .unwrap();
+    drop(server);
 
     print!("{md}");
     let mut f = std::fs::OpenOptions::new()
