@@ -246,8 +246,16 @@ fn main(args: &[String]) -> Result<bool, String> {
                 }
             );
             say!(
-                "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. Peak parallelism {}.",
-                t.total, t.succeeded, t.cached, t.failed, t.not_run, t.peak_parallel
+                "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. \
+                 Peak parallelism {} (limit {}). Wall time {:.2}s.",
+                t.total,
+                t.succeeded,
+                t.cached,
+                t.failed,
+                t.not_run,
+                t.peak_parallel,
+                report.max_parallel,
+                t.wall_ms as f64 / 1000.0
             );
             return Ok(t.failed == 0 && t.not_run == 0);
         }

@@ -150,7 +150,10 @@ fn a_simulated_build_runs_in_parallel_on_wasi_clocks_and_caches() {
     assert!(text.contains(
         "Tasks Summary: Attempted 5 tasks of which 0 didn't need to be rerun and all succeeded.\n"
     ));
-    assert!(text.contains("Peak parallelism 4."), "{text}");
+    assert!(
+        text.contains("Peak parallelism 4 (limit 4). Wall time "),
+        "{text}"
+    );
     assert_eq!(
         ws.read(".runqueue/logs/image/log.do_rootfs"),
         "simulated: sleep 0.2\nsimulated: 0.2 s, exit code 0\n"
