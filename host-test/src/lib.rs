@@ -449,7 +449,7 @@ impl HostState {
             live,
             activity: run.activity.clone().unwrap_or_default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_hooks: remote::OriginOnly(
+            http_hooks: remote::OriginOnly::new(
                 run.remote_cache
                     .as_ref()
                     .and_then(|r| remote::origin_of(&r.url).ok()),
