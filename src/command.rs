@@ -181,18 +181,16 @@ fn main(args: &[String]) -> Result<bool, String> {
         "check" => {
             wants(1)?;
             let s = Component::check(read(&graph_path, "graph")?).map_err(invalid)?;
-            say!(
-                "{graph_path}: OK: {} tasks, {} dependencies, {} without dependencies, {} final",
+            for line in crate::text::check_lines(
+                &graph_path,
                 s.tasks,
                 s.edges,
                 s.roots,
-                s.finals
-            );
-            say!(
-                "longest path ({} tasks): {}",
-                s.longest_path.len(),
-                s.longest_path.join(" -> ")
-            );
+                s.finals,
+                &s.longest_path,
+            ) {
+                say!("{line}");
+            }
         }
         "plan" => {
             wants(1)?;
@@ -235,28 +233,18 @@ fn main(args: &[String]) -> Result<bool, String> {
                 <Component as wit_runner::Guest>::run(read(&graph_path, "graph")?, options)
                     .map_err(invalid)?;
             let t = &report.totals;
-            say!(
-                "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
-                t.total,
-                t.cached,
-                if t.failed == 0 {
-                    "all succeeded".to_string()
-                } else {
-                    format!("{} failed", t.failed)
-                }
-            );
-            say!(
-                "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. \
-                 Peak parallelism {} (limit {}). Wall time {:.2}s.",
-                t.total,
-                t.succeeded,
-                t.cached,
-                t.failed,
-                t.not_run,
-                t.peak_parallel,
-                report.max_parallel,
-                t.wall_ms as f64 / 1000.0
-            );
+            for line in crate::text::summary_lines(&crate::text::Tally {
+                total: t.total,
+                succeeded: t.succeeded,
+                cached: t.cached,
+                failed: t.failed,
+                not_run: t.not_run,
+                peak_parallel: t.peak_parallel,
+                max_parallel: report.max_parallel,
+                wall_ms: t.wall_ms,
+            }) {
+                say!("{line}");
+            }
             return Ok(t.failed == 0 && t.not_run == 0);
         }
         other => return Err(format!("unknown command {other:?}\n{USAGE}")),
@@ -266,26 +254,16 @@ fn main(args: &[String]) -> Result<bool, String> {
 
 /// The simulation as the host's `runqueue simulate` prints it.
 fn print_simulation(sim: &wit_runner::Simulation, jobs: u32, scheduler: &str) {
-    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
-    say!("simulated on {jobs} slots with the {scheduler} scheduler");
-    say!("makespan     {}", s(sim.makespan_ms));
-    say!(
-        "lower bound  {} = max(critical path {}, work {} / {jobs})",
-        s(sim.lower_bound_ms),
-        s(sim.critical_path_ms),
-        s(sim.work_ms)
-    );
-    let ratio = if sim.lower_bound_ms == 0 {
-        1.0
-    } else {
-        sim.makespan_ms as f64 / sim.lower_bound_ms as f64
-    };
-    say!("ratio        {ratio:.3}");
-    say!("peak         {} tasks at once", sim.peak_parallel);
-    say!(
-        "critical path ({} tasks, {}): {}",
-        sim.critical_path.len(),
-        s(sim.critical_path_ms),
-        sim.critical_path.join(" -> ")
-    );
+    for line in crate::text::simulation_lines(&crate::text::SimulationFigures {
+        jobs,
+        scheduler,
+        makespan_ms: sim.makespan_ms,
+        lower_bound_ms: sim.lower_bound_ms,
+        critical_path_ms: sim.critical_path_ms,
+        work_ms: sim.work_ms,
+        peak_parallel: sim.peak_parallel,
+        critical_path: &sim.critical_path,
+    }) {
+        say!("{line}");
+    }
 }

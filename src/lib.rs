@@ -33,6 +33,7 @@ pub mod remote;
 pub mod signature;
 pub mod simulate;
 pub mod sstate;
+pub mod text;
 pub mod work;
 
 #[cfg(target_arch = "wasm32")]

@@ -107,36 +107,37 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+    /// Sends one request (`send` makes it afresh for each try): a reset
+    /// connection is tried again up to [`RETRIES`] times; the outcome counts
+    /// towards giving up; the error names `method` and `path`.
+    async fn request<'b, T>(
+        &self,
+        method: &str,
+        path: &str,
+        send: impl Fn() -> Fut<'b, Result<T, Failure>>,
+    ) -> Result<T, String> {
         let mut tries = 0;
         loop {
             if !self.usable() {
                 return Err("skipped: the remote failed too often".into());
             }
-            let r = self.remote.get(path).await;
+            let r = send().await;
             if matches!(r, Err(Failure::Transport(_))) && tries < RETRIES {
                 tries += 1;
                 continue;
             }
             self.note(&r);
-            return r.map_err(|f| format!("GET {path}: {f}"));
+            return r.map_err(|f| format!("{method} {path}: {f}"));
         }
     }
 
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.request("GET", path, || self.remote.get(path)).await
+    }
+
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
-        let mut tries = 0;
-        loop {
-            if !self.usable() {
-                return Err("skipped: the remote failed too often".into());
-            }
-            let r = self.remote.put(path, body.clone()).await;
-            if matches!(r, Err(Failure::Transport(_))) && tries < RETRIES {
-                tries += 1;
-                continue;
-            }
-            self.note(&r);
-            return r.map_err(|f| format!("PUT {path}: {f}"));
-        }
+        self.request("PUT", path, || self.remote.put(path, body.clone()))
+            .await
     }
 
     fn summarize(&self, what: &str, results: Vec<Result<bool, String>>) -> Stats {

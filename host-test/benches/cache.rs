@@ -193,11 +193,10 @@ fn main() {
     let size = mib * (1 << 20) / files;
     let ws = tempfile::tempdir().unwrap();
     make_data(&ws.path().join("data"), files, size);
-    let graph =
-        r#"{"version":1,"tasks":[{"id":"big:do_install","outputs":["data"],"run":"true"}]}"#;
-    let (store, _) = run(&rq, &rt, graph, ws.path(), 1);
+    let big = r#"{"version":1,"tasks":[{"id":"big:do_install","outputs":["data"],"run":"true"}]}"#;
+    let (store, _) = run(&rq, &rt, big, ws.path(), 1);
     std::fs::remove_dir_all(ws.path().join("data")).unwrap();
-    let (restore, r) = run(&rq, &rt, graph, ws.path(), 1);
+    let (restore, r) = run(&rq, &rt, big, ws.path(), 1);
     assert!(r.tasks[0].restored);
     let baseline = sh(
         "cp -r data copy && find copy -type f -print0 | xargs -0 sha256sum > /dev/null",
@@ -236,7 +235,6 @@ fn main() {
             .expect("make build makes runqueue-remote.wasm");
     let server = nginx::Nginx::start();
     let url = server.url();
-    let (graph, n) = yocto_graph();
     let first = tempfile::tempdir().unwrap();
     let (populate, r) = run_with_remote(&remote_rq, &rt, &graph, first.path(), 8, Some(&url));
     let failed: Vec<_> = r

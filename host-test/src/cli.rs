@@ -321,19 +321,16 @@ async fn run_cli(cli: Cli) -> i32 {
         Command::Watchdog => unreachable!("handled before"),
         Command::Check { .. } => match rq.check(&graph).await {
             Ok(Ok(summary)) => {
-                println!(
-                    "{}: OK: {} tasks, {} dependencies, {} without dependencies, {} final",
-                    graph_path.display(),
+                for line in runqueue::text::check_lines(
+                    &graph_path.display().to_string(),
                     summary.tasks,
                     summary.edges,
                     summary.roots,
-                    summary.finals
-                );
-                println!(
-                    "longest path ({} tasks): {}",
-                    summary.longest_path.len(),
-                    summary.longest_path.join(" -> ")
-                );
+                    summary.finals,
+                    &summary.longest_path,
+                ) {
+                    println!("{line}");
+                }
                 EXIT_OK
             }
             Ok(Err(e)) => run_error(&graph_path, e),
@@ -345,16 +342,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 cache: Some(place.cache),
                 ..RunOptions::default()
             };
-            match rq.explain(&graph, &task, &options, &ws).await {
-                Ok(Ok(lines)) => {
-                    for line in lines {
-                        println!("{line}");
-                    }
-                    EXIT_OK
-                }
-                Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => call_failed(e),
-            }
+            print_lines(rq.explain(&graph, &task, &options, &ws).await, &graph_path)
         }
         Command::Plan { place, .. } => {
             let ws = workspace.expect("plan has a workspace");
@@ -362,16 +350,7 @@ async fn run_cli(cli: Cli) -> i32 {
                 cache: (!place.no_cache).then_some(place.cache),
                 ..RunOptions::default()
             };
-            match rq.plan(&graph, &options, &ws).await {
-                Ok(Ok(lines)) => {
-                    for line in lines {
-                        println!("{line}");
-                    }
-                    EXIT_OK
-                }
-                Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => call_failed(e),
-            }
+            print_lines(rq.plan(&graph, &options, &ws).await, &graph_path)
         }
         Command::Simulate {
             jobs,
@@ -506,6 +485,20 @@ async fn run_cli(cli: Cli) -> i32 {
 
 /// Exit code and message for an error from a component call: running out of
 /// the memory limit is bad input (an absurd graph), anything else is ours.
+/// Prints the lines a call returned (`explain`, `plan`), or its error.
+fn print_lines(result: wasmtime::Result<Result<Vec<String>, RunError>>, graph: &Path) -> i32 {
+    match result {
+        Ok(Ok(lines)) => {
+            for line in lines {
+                println!("{line}");
+            }
+            EXIT_OK
+        }
+        Ok(Err(e)) => run_error(graph, e),
+        Err(e) => call_failed(e),
+    }
+}
+
 fn call_failed(e: wasmtime::Error) -> i32 {
     let msg = format!("{e:#}");
     let code = if msg.starts_with(crate::OUT_OF_MEMORY) {
@@ -537,34 +530,24 @@ fn read_text(path: &Path) -> Result<String, String> {
 }
 
 fn print_simulation(sim: &crate::Simulation, jobs: u32, scheduler: SchedulerArg) {
-    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let name = match scheduler {
         SchedulerArg::CriticalPath => "critical-path",
         SchedulerArg::Speed => "speed",
         SchedulerArg::Fifo => "fifo",
         SchedulerArg::Waves => "waves",
     };
-    println!("simulated on {jobs} slots with the {name} scheduler");
-    println!("makespan     {}", s(sim.makespan_ms));
-    println!(
-        "lower bound  {} = max(critical path {}, work {} / {jobs})",
-        s(sim.lower_bound_ms),
-        s(sim.critical_path_ms),
-        s(sim.work_ms)
-    );
-    let ratio = if sim.lower_bound_ms == 0 {
-        1.0
-    } else {
-        sim.makespan_ms as f64 / sim.lower_bound_ms as f64
-    };
-    println!("ratio        {ratio:.3}");
-    println!("peak         {} tasks at once", sim.peak_parallel);
-    println!(
-        "critical path ({} tasks, {}): {}",
-        sim.critical_path.len(),
-        s(sim.critical_path_ms),
-        sim.critical_path.join(" -> ")
-    );
+    for line in runqueue::text::simulation_lines(&runqueue::text::SimulationFigures {
+        jobs,
+        scheduler: name,
+        makespan_ms: sim.makespan_ms,
+        lower_bound_ms: sim.lower_bound_ms,
+        critical_path_ms: sim.critical_path_ms,
+        work_ms: sim.work_ms,
+        peak_parallel: sim.peak_parallel,
+        critical_path: &sim.critical_path,
+    }) {
+        println!("{line}");
+    }
 }
 
 fn read_graph(path: &Path) -> Result<String, String> {

@@ -228,20 +228,18 @@ impl Console {
             out.push_str(&l);
             out.push('\n');
         };
-        line(format!(
-            "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
-            t.total,
-            t.cached,
-            if t.failed == 0 {
-                "all succeeded".to_string()
-            } else {
-                format!("{} failed", t.failed)
-            }
-        ));
-        line(format!(
-            "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. Peak parallelism {} (limit {}). Wall time {}.",
-            t.total, t.succeeded, t.cached, t.failed, t.not_run, t.peak_parallel, report.max_parallel, secs(t.wall_ms)
-        ));
+        for l in runqueue::text::summary_lines(&runqueue::text::Tally {
+            total: t.total,
+            succeeded: t.succeeded,
+            cached: t.cached,
+            failed: t.failed,
+            not_run: t.not_run,
+            peak_parallel: t.peak_parallel,
+            max_parallel: report.max_parallel,
+            wall_ms: t.wall_ms,
+        }) {
+            line(l);
+        }
         let by_id: HashMap<&str, &TaskReport> =
             report.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         let path_ms: u64 = report

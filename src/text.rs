@@ -1,0 +1,135 @@
+//! The lines both command lines print — the bundled host's `runqueue` and
+//! the component's own `wasi:cli/run` — so they agree by construction.
+//!
+//! Knows numbers and ids; knows nothing of WIT or of either host.
+
+/// What `check` says of a valid graph.
+pub fn check_lines(
+    graph: &str,
+    tasks: u32,
+    edges: u32,
+    roots: u32,
+    finals: u32,
+    longest_path: &[String],
+) -> [String; 2] {
+    [
+        format!(
+            "{graph}: OK: {tasks} tasks, {edges} dependencies, {roots} without dependencies, {finals} final"
+        ),
+        format!(
+            "longest path ({} tasks): {}",
+            longest_path.len(),
+            longest_path.join(" -> ")
+        ),
+    ]
+}
+
+/// A simulation's figures, as `simulate` prints them.
+pub struct SimulationFigures<'a> {
+    pub jobs: u32,
+    pub scheduler: &'a str,
+    pub makespan_ms: u64,
+    pub lower_bound_ms: u64,
+    pub critical_path_ms: u64,
+    pub work_ms: u64,
+    pub peak_parallel: u32,
+    pub critical_path: &'a [String],
+}
+
+/// What `simulate` prints.
+pub fn simulation_lines(f: &SimulationFigures<'_>) -> Vec<String> {
+    let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let ratio = if f.lower_bound_ms == 0 {
+        1.0
+    } else {
+        f.makespan_ms as f64 / f.lower_bound_ms as f64
+    };
+    vec![
+        format!(
+            "simulated on {} slots with the {} scheduler",
+            f.jobs, f.scheduler
+        ),
+        format!("makespan     {}", s(f.makespan_ms)),
+        format!(
+            "lower bound  {} = max(critical path {}, work {} / {})",
+            s(f.lower_bound_ms),
+            s(f.critical_path_ms),
+            s(f.work_ms),
+            f.jobs
+        ),
+        format!("ratio        {ratio:.3}"),
+        format!("peak         {} tasks at once", f.peak_parallel),
+        format!(
+            "critical path ({} tasks, {}): {}",
+            f.critical_path.len(),
+            s(f.critical_path_ms),
+            f.critical_path.join(" -> ")
+        ),
+    ]
+}
+
+/// A build's totals, as the summary counts them.
+pub struct Tally {
+    pub total: u32,
+    pub succeeded: u32,
+    pub cached: u32,
+    pub failed: u32,
+    pub not_run: u32,
+    pub peak_parallel: u32,
+    pub max_parallel: u32,
+    pub wall_ms: u64,
+}
+
+/// BitBake's one-line tally, then runqueue's totals.
+pub fn summary_lines(t: &Tally) -> [String; 2] {
+    [
+        format!(
+            "Tasks Summary: Attempted {} tasks of which {} didn't need to be rerun and {}.",
+            t.total,
+            t.cached,
+            if t.failed == 0 {
+                "all succeeded".to_string()
+            } else {
+                format!("{} failed", t.failed)
+            }
+        ),
+        format!(
+            "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. \
+             Peak parallelism {} (limit {}). Wall time {:.2}s.",
+            t.total,
+            t.succeeded,
+            t.cached,
+            t.failed,
+            t.not_run,
+            t.peak_parallel,
+            t.max_parallel,
+            t.wall_ms as f64 / 1000.0
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_says_what_bitbake_says() {
+        let t = Tally {
+            total: 5,
+            succeeded: 3,
+            cached: 1,
+            failed: 1,
+            not_run: 0,
+            peak_parallel: 2,
+            max_parallel: 4,
+            wall_ms: 1234,
+        };
+        assert_eq!(
+            summary_lines(&t),
+            [
+                "Tasks Summary: Attempted 5 tasks of which 1 didn't need to be rerun and 1 failed.",
+                "Summary: 5 tasks: 3 succeeded, 1 cached, 1 failed, 0 not run. Peak parallelism 2 (limit 4). Wall time 1.23s."
+            ]
+        );
+    }
+}
