@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target tools clean
+.PHONY: build component host test demo check bench fuzz wasm-target wac tools clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -24,16 +24,17 @@ wasm-target:
 WAC_VERSION        := 0.12.0
 WASM_TOOLS_VERSION := 1.263.0
 WASMTIME_VERSION   := 48.0.8
-tools:
+wac:
 	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
+
+tools: wac
 	@command -v wasm-tools >/dev/null 2>&1 || $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
 	@command -v wasmtime >/dev/null 2>&1 || $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
 
-component: wasm-target
+component: wasm-target wac
 	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
 	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release --target-dir target/remote
 	cp target/remote/$(WASM)/release/runqueue.wasm $(RELEASE)/runqueue-remote.wasm
-	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
 	wac compose examples/simprocess/compose.wac -o $(COMPOSED) \
 		--dep runqueue:executor=$(COMPONENT) --dep runqueue:simprocess=$(RELEASE)/simprocess.wasm
 

@@ -3,9 +3,10 @@
 //! `cp -r` plus `sha256sum` of the same data, all measured in one run.
 //! Appends markdown to the report file given as the first argument.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runqueue_host::{RunOptions, Runqueue, Workspace};
@@ -13,21 +14,12 @@ use runqueue_host::{RunOptions, Runqueue, Workspace};
 #[path = "../tests/common/nginx.rs"]
 mod nginx;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn yocto_dir() -> PathBuf {
-    std::env::var_os("RUNQUEUE_YOCTO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data/yocto"))
-}
-
 /// The moevm core-image-minimal graph, each task writing one small output
 /// file under `out/<recipe>/<task>`.
 fn yocto_graph() -> (String, usize) {
-    let edges = std::fs::read_to_string(yocto_dir().join("moevm__yocto_profiling.edges.txt"))
-        .expect("shared/data/yocto is beside the repository (or set RUNQUEUE_YOCTO_DATA)");
+    let edges =
+        std::fs::read_to_string(common::yocto_data().join("moevm__yocto_profiling.edges.txt"))
+            .expect("shared/data/yocto is beside the repository (or set RUNQUEUE_YOCTO_DATA)");
     let mut deps: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for line in edges.lines().filter(|l| !l.trim().is_empty()) {
         let (a, b) = line.split_once(' ').expect("edge lines are `A B`");
@@ -126,12 +118,8 @@ fn sh(cmd: &str, cwd: &Path) -> Duration {
 }
 
 fn main() {
-    let report_path = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/bench-report.md"));
-    let component = repo().join("target/wasm32-wasip2/release/runqueue.wasm");
+    let report_path = common::report_path();
+    let component = common::wasm_release_dir().join("runqueue.wasm");
     let rq = Runqueue::load(&component).expect("build the component first (make build)");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -230,9 +218,8 @@ fn main() {
     writeln!(md).unwrap();
 
     // 3. The same fully cached graph from a remote cache (nginx, WebDAV).
-    let remote_rq =
-        Runqueue::load(&repo().join("target/wasm32-wasip2/release/runqueue-remote.wasm"))
-            .expect("make build makes runqueue-remote.wasm");
+    let remote_rq = Runqueue::load(&common::wasm_release_dir().join("runqueue-remote.wasm"))
+        .expect("make build makes runqueue-remote.wasm");
     let server = nginx::Nginx::start();
     let url = server.url();
     let first = tempfile::tempdir().unwrap();
@@ -282,12 +269,6 @@ fn main() {
     .unwrap();
     drop(server);
 
-    print!("{md}");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&report_path)
-        .unwrap();
-    f.write_all(md.as_bytes()).unwrap();
+    common::flush(&report_path, &mut md);
     eprintln!("appended to {}", report_path.display());
 }

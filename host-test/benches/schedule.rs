@@ -7,9 +7,10 @@
 //!
 //! Appends markdown to the report file given as the first argument.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,18 +21,8 @@ use runqueue::import::{self, ImportOptions};
 use runqueue::plan::Policy;
 use runqueue::simulate::{durations_for, parse_durations, simulate};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn yocto() -> PathBuf {
-    std::env::var_os("RUNQUEUE_YOCTO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data/yocto"))
-}
-
 fn runqueue_bin() -> PathBuf {
-    repo().join("target/release/runqueue")
+    common::repo().join("target/release/runqueue")
 }
 
 /// A graph from a Yocto edge list, with the moevm durations (by recipe and
@@ -42,7 +33,8 @@ fn load(
     run: Option<&str>,
     scale: f64,
 ) -> (String, Graph, Vec<u64>) {
-    let text = std::fs::read_to_string(yocto().join(format!("{name}.edges.txt"))).unwrap();
+    let text =
+        std::fs::read_to_string(common::yocto_data().join(format!("{name}.edges.txt"))).unwrap();
     let tasks = import::parse(&text).unwrap();
     let json = import::to_graph(
         &tasks,
@@ -161,14 +153,11 @@ fn make(ws: &Path, jobs: u32) -> Command {
 }
 
 fn main() {
-    let report = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/bench-report.md"));
+    let report = common::report_path();
     let mut md = String::new();
     let durations = parse_durations(
-        &std::fs::read_to_string(yocto().join("moevm__yocto_profiling.durations.tsv")).unwrap(),
+        &std::fs::read_to_string(common::yocto_data().join("moevm__yocto_profiling.durations.tsv"))
+            .unwrap(),
     )
     .unwrap();
 
@@ -248,7 +237,7 @@ fn main() {
         .unwrap();
     }
     writeln!(md).unwrap();
-    flush(&report, &mut md);
+    common::flush(&report, &mut md);
 
     // 2. Real processes.
     let scale = 0.01;
@@ -321,7 +310,7 @@ fn main() {
         wall.as_secs_f64() / lower.as_secs_f64()
     )
     .unwrap();
-    flush(&report, &mut md);
+    common::flush(&report, &mut md);
 
     // 3. Overhead.
     writeln!(
@@ -369,7 +358,7 @@ fn main() {
         }
     }
     writeln!(md).unwrap();
-    flush(&report, &mut md);
+    common::flush(&report, &mut md);
 
     // 4. Scale.
     let n = 100_000usize;
@@ -421,17 +410,5 @@ fn main() {
         .unwrap();
     }
     writeln!(md).unwrap();
-    flush(&report, &mut md);
-}
-
-/// Prints and appends what is in `md`, so partial results survive.
-fn flush(report: &Path, md: &mut String) {
-    print!("{md}");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(report)
-        .unwrap();
-    f.write_all(md.as_bytes()).unwrap();
-    md.clear();
+    common::flush(&report, &mut md);
 }

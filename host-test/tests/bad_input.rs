@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::SystemTime;
 
-use common::{component_path, stderr, stdout};
+use common::{runqueue_command, stderr, stdout};
 
 /// A workspace that has seen one good build (cache entries, logs,
 /// outputs), a file `victim` next to it, and a symlink `escape` in it that
@@ -52,10 +52,8 @@ impl Fixture {
     }
 
     fn cli<'a>(&self, args: impl IntoIterator<Item = &'a OsStr>) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+        runqueue_command(&self.ws())
             .args(args)
-            .current_dir(self.ws())
-            .env("RUNQUEUE_COMPONENT", component_path())
             .output()
             .expect("run the runqueue binary")
     }

@@ -425,10 +425,8 @@ fn two_concurrent_builds_share_one_cache_safely() {
     for ws in [&a, &b] {
         ws.write("g.json", &graph);
         children.push(
-            std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+            common::runqueue_command(ws.path())
                 .args(["build", "g.json", "-j", "4", "--cache", cache_arg])
-                .current_dir(ws.path())
-                .env("RUNQUEUE_COMPONENT", common::component_path())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -477,10 +475,8 @@ fn a_host_killed_while_storing_leaves_no_broken_entry() {
     let tmp = ws.join(".runqueue/cache/tmp");
     let mut killed_while_copying = false;
     for _attempt in 0..3 {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+        let mut child = common::runqueue_command(ws.path())
             .args(["build", "g.json"])
-            .current_dir(ws.path())
-            .env("RUNQUEUE_COMPONENT", common::component_path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -9,19 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::paths::{wasm_release_dir, yocto_data};
 use common::{stderr, stdout, Ws};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-fn release_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
-}
-
 /// The composed component `make build` writes.
 fn composed_path() -> PathBuf {
-    let p = release_dir().join("runqueue-sim.wasm");
+    let p = wasm_release_dir().join("runqueue-sim.wasm");
     assert!(p.is_file(), "{} is missing: run make build", p.display());
     p
 }
@@ -85,15 +82,11 @@ fn run_composed(dir: &Path, args: &[&str]) -> (bool, String, String) {
     (ok, text(out), text(err))
 }
 
-fn yocto() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/yocto")
-}
-
 #[test]
 fn the_composed_component_simulates_a_yocto_graph_as_the_cli_does() {
     let ws = Ws::new();
-    let edges = yocto().join("moevm__yocto_profiling.edges.txt");
-    let durations = yocto().join("moevm__yocto_profiling.durations.tsv");
+    let edges = yocto_data().join("moevm__yocto_profiling.edges.txt");
+    let durations = yocto_data().join("moevm__yocto_profiling.durations.tsv");
     std::fs::copy(&durations, ws.join("durations.tsv")).unwrap();
     let out = ws.cli(&["import-dot", edges.to_str().unwrap(), "-o", "g.json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -308,7 +301,7 @@ const WASI_IMPORTS: &[&str] = &[
 
 #[test]
 fn the_components_import_and_export_exactly_what_they_should() {
-    let guest = world_items(&wit_of(&release_dir().join("runqueue.wasm")));
+    let guest = world_items(&wit_of(&wasm_release_dir().join("runqueue.wasm")));
     let mut want = sorted(WASI_IMPORTS);
     want.extend(sorted(&[
         "import runqueue:executor/process@0.1.0",
@@ -321,7 +314,7 @@ fn the_components_import_and_export_exactly_what_they_should() {
     assert_eq!(guest, want);
 
     // The provider exports what runqueue imports from the host.
-    let provider = world_items(&wit_of(&release_dir().join("simprocess.wasm")));
+    let provider = world_items(&wit_of(&wasm_release_dir().join("simprocess.wasm")));
     for item in [
         "export runqueue:executor/process@0.1.0",
         "export runqueue:executor/types@0.1.0",

@@ -13,17 +13,15 @@ const GRAPH: &str = r#"{"version":1,"tasks":[
   {"id":"a:do_compile","deps":["a:do_fetch"],"run":"for i in $(seq 1 30); do echo line $i; done; exit 2"},
   {"id":"a:do_install","deps":["a:do_compile"],"run":"true"}]}"#;
 
-fn build(ws: &Ws, extra: &[&str]) -> std::process::Output {
-    ws.write("g.json", GRAPH);
-    let mut args = vec!["build", "g.json", "-j", "2", "-k"];
-    args.extend_from_slice(extra);
-    ws.cli(&args)
+/// Builds `GRAPH` at -j2 with --keep-going, and `extra`.
+fn build_failing_graph(ws: &Ws, extra: &[&str]) -> std::process::Output {
+    ws.cli_build(GRAPH, &[&["-j", "2", "-k"], extra].concat())
 }
 
 #[test]
 fn a_failure_shows_its_log_path_and_last_lines_twice() {
     let ws = Ws::new();
-    let out = build(&ws, &["--tail", "3"]);
+    let out = build_failing_graph(&ws, &["--tail", "3"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     let pid = common::printed_pid(&text, "a:do_compile");
@@ -61,10 +59,10 @@ fn a_failure_shows_its_log_path_and_last_lines_twice() {
 #[test]
 fn output_to_a_pipe_has_no_escape_codes() {
     let ws = Ws::new();
-    let out = build(&ws, &[]);
+    let out = build_failing_graph(&ws, &[]);
     assert!(!stdout(&out).contains('\x1b') && !stderr(&out).contains('\x1b'));
     assert!(stdout(&out).contains("] started  a:do_fetch (pid "));
-    let quiet = build(&ws, &["--quiet"]);
+    let quiet = build_failing_graph(&ws, &["--quiet"]);
     let text = stdout(&quiet);
     assert!(
         !text.contains("started") && !text.contains("] done"),
@@ -111,7 +109,7 @@ fn a_terminal_gets_a_live_status() {
 #[test]
 fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
     let ws = Ws::new();
-    let out = build(&ws, &["--report", "r.json"]);
+    let out = build_failing_graph(&ws, &["--report", "r.json"]);
     let r: serde_json::Value = serde_json::from_str(&ws.read("r.json")).unwrap();
     assert_eq!(r["version"], 1);
     let tasks = r["tasks"].as_array().unwrap();
@@ -168,7 +166,7 @@ fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
 #[test]
 fn the_trace_has_one_complete_event_per_executed_task() {
     let ws = Ws::new();
-    build(&ws, &["--trace", "t.json"]);
+    build_failing_graph(&ws, &["--trace", "t.json"]);
     let t: serde_json::Value = serde_json::from_str(&ws.read("t.json")).unwrap();
     let events = t["traceEvents"].as_array().unwrap();
     let complete: Vec<&str> = events
@@ -195,7 +193,7 @@ fn the_trace_has_one_complete_event_per_executed_task() {
 #[test]
 fn the_chart_is_svg_with_one_bar_per_executed_task() {
     let ws = Ws::new();
-    build(&ws, &["--chart", "c.svg"]);
+    build_failing_graph(&ws, &["--chart", "c.svg"]);
     let svg = ws.read("c.svg");
     let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -229,13 +227,13 @@ fn the_chart_is_svg_with_one_bar_per_executed_task() {
 #[test]
 fn the_logs_directory_is_configurable_and_confined() {
     let ws = Ws::new();
-    let out = build(&ws, &["--logs", "build/tmp/logs"]);
+    let out = build_failing_graph(&ws, &["--logs", "build/tmp/logs"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(ws.read("build/tmp/logs/b/log.do_fetch"), "fetched\n");
     assert!(!ws.join(".runqueue/logs").exists());
 
     let ws = Ws::new();
-    let out = build(&ws, &["--logs", "../elsewhere"]);
+    let out = build_failing_graph(&ws, &["--logs", "../elsewhere"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),

@@ -21,7 +21,7 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn the_demo_builds_an_image_that_runs() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+    let demo = common::paths::repo().join("examples/demo");
     let ws = Ws::new();
     copy_tree(&demo.join("sources"), &ws.join("sources"));
     let graph = std::fs::read_to_string(demo.join("graph.json")).unwrap();
@@ -48,7 +48,7 @@ fn the_demo_builds_an_image_that_runs() {
 
 #[test]
 fn the_demo_built_twice_runs_nothing_the_second_time() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+    let demo = common::paths::repo().join("examples/demo");
     let ws = Ws::new();
     copy_tree(&demo.join("sources"), &ws.join("sources"));
     let graph = std::fs::read_to_string(demo.join("graph.json")).unwrap();

@@ -6,14 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Ws};
+use common::{process_is_running, stderr, stdout, Ws};
 
 fn start(ws: &Ws, graph: &str) -> std::process::Child {
     ws.write("g.json", graph);
-    std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+    common::runqueue_command(ws.path())
         .args(["build", "g.json", "-j", "2", "--report", "r.json"])
-        .current_dir(ws.path())
-        .env("RUNQUEUE_COMPONENT", common::component_path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -35,12 +33,6 @@ fn interrupt(child: &std::process::Child) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.split(' ').nth(2) != Some("Z"))
-        .unwrap_or(false)
 }
 
 #[test]
@@ -122,7 +114,7 @@ fn a_second_interrupt_kills_running_tasks_and_leaves_no_process() {
     );
     assert!(!ws.join("c.done").exists());
     for pid in pids {
-        assert!(!alive(pid), "process {pid} outlived the build");
+        assert!(!process_is_running(pid), "process {pid} outlived the build");
     }
     let report: serde_json::Value = serde_json::from_str(&ws.read("r.json")).unwrap();
     assert_eq!(report["totals"]["failed"], 2);
@@ -147,7 +139,7 @@ fn tasks_do_not_outlive_a_killed_host() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&p| alive(p)) {
+    while pids.iter().any(|&p| process_is_running(p)) {
         assert!(
             Instant::now() < deadline,
             "tasks outlived the host: {pids:?}"

@@ -127,10 +127,8 @@ fn huge_output_does_not_grow_memory() {
         "g.json",
         r#"{"version":1,"tasks":[{"id":"loud:do_it","run":"head -c 2147483648 /dev/zero"}]}"#,
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+    let child = common::runqueue_command(ws.path())
         .args(["build", "g.json"])
-        .current_dir(ws.path())
-        .env("RUNQUEUE_COMPONENT", common::component_path())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{graph, Ws};
-use runqueue_host::{Event, TaskState};
+use runqueue_host::TaskState;
 
 fn sleepers(n: usize, secs: &str) -> String {
     let ids: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
@@ -200,15 +200,10 @@ fn the_longest_chain_starts_first() {
     ];
     let ws = Ws::new();
     let run = ws.run(&graph(&spec), 1, false);
-    let started: Vec<String> = run
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Started(s) => Some(s.id.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(started, ["chain1", "chain2", "lone1", "lone2", "chain3"]);
+    assert_eq!(
+        run.started_ids(),
+        ["chain1", "chain2", "lone1", "lone2", "chain3"]
+    );
     assert!(run
         .report()
         .tasks

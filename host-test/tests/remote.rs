@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,11 +23,9 @@ const GRAPH: &str = r#"{"version":1,"tasks":[
   {"id":"image:do_rootfs","deps":["gen:do_compile","rand:do_compile"],
    "run":"cat out/gen.txt out/rand.bin > out/image.bin","outputs":["out/image.bin"]}]}"#;
 
-fn build(ws: &Ws, extra: &[&str]) -> std::process::Output {
-    ws.write("g.json", GRAPH);
-    let mut args = vec!["build", "g.json", "-j", "2"];
-    args.extend_from_slice(extra);
-    ws.cli(&args)
+/// Builds `GRAPH` at -j2 with `extra`.
+fn build_with_outputs(ws: &Ws, extra: &[&str]) -> std::process::Output {
+    ws.cli_build(GRAPH, &[&["-j", "2"], extra].concat())
 }
 
 fn summary_line(out: &std::process::Output) -> String {
@@ -55,7 +53,7 @@ fn two_workspaces_with_their_own_caches_share_one_server() {
     let server = Nginx::start();
     let url = server.url();
     let first = Ws::new();
-    let out = build(&first, &["--remote-cache", &url]);
+    let out = build_with_outputs(&first, &["--remote-cache", &url]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "no warnings");
     // Three entries and their blobs went up.
@@ -72,7 +70,7 @@ fn two_workspaces_with_their_own_caches_share_one_server() {
     );
 
     let second = Ws::new();
-    let out = build(&second, &["--remote-cache", &url]);
+    let out = build_with_outputs(&second, &["--remote-cache", &url]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         summary_line(&out),
@@ -86,7 +84,7 @@ fn two_workspaces_with_their_own_caches_share_one_server() {
     assert_same_outputs(&first, &second);
     // It is in the second workspace's local cache now: no server needed.
     std::fs::remove_dir_all(second.join("out")).unwrap();
-    let out = build(&second, &[]);
+    let out = build_with_outputs(&second, &[]);
     assert!(summary_line(&out).contains("3 didn't need to be rerun"));
     assert_same_outputs(&first, &second);
 }
@@ -95,7 +93,7 @@ fn two_workspaces_with_their_own_caches_share_one_server() {
 fn read_only_mode_writes_nothing_to_the_server() {
     let server = Nginx::start();
     let ws = Ws::new();
-    let out = build(
+    let out = build_with_outputs(
         &ws,
         &["--remote-cache", &server.url(), "--remote-cache-read-only"],
     );
@@ -114,7 +112,7 @@ fn a_server_answering_4xx_or_5xx_only_costs_a_warning() {
     for status in [403, 500] {
         let server = Nginx::with_location(&format!("return {status};"));
         let ws = Ws::new();
-        let out = build(&ws, &["--remote-cache", &server.url()]);
+        let out = build_with_outputs(&ws, &["--remote-cache", &server.url()]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains("3 of 3 lookups failed"), "{err}");
@@ -135,7 +133,7 @@ fn a_server_answering_4xx_or_5xx_only_costs_a_warning() {
 fn wrong_bytes_from_the_server_are_never_restored() {
     let server = Nginx::start();
     let first = Ws::new();
-    let out = build(&first, &["--remote-cache", &server.url()]);
+    let out = build_with_outputs(&first, &["--remote-cache", &server.url()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // Someone (a disk, a proxy) corrupts every blob on the server.
     for f in server.files().iter().filter(|f| f.starts_with("cas")) {
@@ -144,7 +142,7 @@ fn wrong_bytes_from_the_server_are_never_restored() {
         std::fs::write(&p, vec![b'!'; len]).unwrap();
     }
     let second = Ws::new();
-    let out = build(
+    let out = build_with_outputs(
         &second,
         &["--remote-cache", &server.url(), "--remote-cache-read-only"],
     );
@@ -168,7 +166,7 @@ fn wrong_bytes_from_the_server_are_never_restored() {
         "the corrupted bytes did not get in"
     );
     // Nothing corrupt reached the local cache: a rebuild is all hits.
-    let out = build(&second, &[]);
+    let out = build_with_outputs(&second, &[]);
     assert!(
         summary_line(&out).contains("3 didn't need to be rerun"),
         "{}",
@@ -186,10 +184,8 @@ fn a_server_stopped_mid_build_leaves_a_correct_build() {
           {"id":"a","run":"touch started; sleep 1; mkdir -p out && echo a > out/a","outputs":["out/a"]},
           {"id":"b","deps":["a"],"run":"cat out/a > out/b","outputs":["out/b"]}]}"#,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_runqueue"))
+    let child = common::runqueue_command(ws.path())
         .args(["build", "g.json", "--remote-cache", &server.url()])
-        .current_dir(ws.path())
-        .env("RUNQUEUE_COMPONENT", common::component_path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -215,7 +211,7 @@ fn a_server_that_is_down_costs_one_warning() {
     let ws = Ws::new();
     let url = format!("http://127.0.0.1:{}/cache", free_port());
     let t0 = Instant::now();
-    let out = build(&ws, &["--remote-cache", &url]);
+    let out = build_with_outputs(&ws, &["--remote-cache", &url]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     let err = stderr(&out);
@@ -296,13 +292,13 @@ fn a_silent_server_is_waited_for_in_parallel_within_bounds() {
 #[test]
 fn bad_remote_urls_and_combinations_are_bad_input() {
     let ws = Ws::new();
-    let out = build(&ws, &["--remote-cache", "ftp://example.com/x"]);
+    let out = build_with_outputs(&ws, &["--remote-cache", "ftp://example.com/x"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
         "runqueue: remote cache \"ftp://example.com/x\" is not an http:// or https:// URL with a host\n"
     );
-    let out = build(
+    let out = build_with_outputs(
         &ws,
         &["--remote-cache", "http://127.0.0.1:9/c", "--no-cache"],
     );

@@ -3,20 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-
+use common::paths::yocto_data;
 use common::{stderr, stdout, Ws};
-use runqueue_host::{Event, RunOptions, Scheduler};
-
-fn started(run: &common::Run) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Started(s) => Some(s.id.clone()),
-            _ => None,
-        })
-        .collect()
-}
+use runqueue_host::{RunOptions, Scheduler};
 
 /// At -j1, a two-task chain of quick tasks beats one slow task by count,
 /// but once history says how long each took, the slow one goes first.
@@ -29,13 +18,13 @@ fn recorded_durations_reorder_the_next_build() {
         {"id":"slow","nostamp":true,"run":"sleep 0.6"}]}"#;
     let first = ws.run_cached(graph, 1);
     assert_eq!(
-        started(&first),
+        first.started_ids(),
         ["quick1", "quick2", "slow"],
         "no history: by task count"
     );
     let second = ws.run_cached(graph, 1);
     assert_eq!(
-        started(&second),
+        second.started_ids(),
         ["slow", "quick1", "quick2"],
         "history: by duration"
     );
@@ -48,7 +37,7 @@ fn recorded_durations_reorder_the_next_build() {
             ..Default::default()
         },
     );
-    assert_eq!(started(&fifo), ["quick1", "slow", "quick2"]);
+    assert_eq!(fifo.started_ids(), ["quick1", "slow", "quick2"]);
 }
 
 /// Six fetches in a pool of depth 2 and four other tasks at -j8: the
@@ -164,15 +153,11 @@ fn simulate_prints_the_makespan_and_the_bound() {
     );
 }
 
-fn yocto() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/yocto")
-}
-
 #[test]
 fn import_dot_converts_a_real_yocto_graph_that_checks_and_simulates() {
     let ws = Ws::new();
-    let edges = yocto().join("moevm__yocto_profiling.edges.txt");
-    let durations = yocto().join("moevm__yocto_profiling.durations.tsv");
+    let edges = yocto_data().join("moevm__yocto_profiling.edges.txt");
+    let durations = yocto_data().join("moevm__yocto_profiling.durations.tsv");
     let out = ws.cli(&[
         "import-dot",
         edges.to_str().unwrap(),

@@ -5,15 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{stderr, stdout, Ws};
+use common::{process_is_running, stderr, stdout, Ws};
 use runqueue_host::{RunOptions, TaskState};
-
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split(' ').nth(2) == Some("Z"))
-            .unwrap_or(true)
-}
 
 #[test]
 fn a_timed_out_task_and_its_background_children_are_stopped() {
@@ -39,7 +32,7 @@ fn a_timed_out_task_and_its_background_children_are_stopped() {
     // SIGTERM reached the whole group; give the kernel a moment.
     let mut gone = false;
     for _ in 0..50 {
-        if !alive(bg) {
+        if !process_is_running(bg) {
             gone = true;
             break;
         }
@@ -70,7 +63,7 @@ fn a_task_ignoring_sigterm_is_killed_after_the_grace_period() {
         t.end_ms.unwrap()
     );
     let pid: i32 = ws.read("me.pid").trim().parse().unwrap();
-    assert!(!alive(pid));
+    assert!(!process_is_running(pid));
 }
 
 #[test]

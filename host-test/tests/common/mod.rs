@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 pub mod nginx;
+pub mod paths;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,14 +19,22 @@ pub fn component_path() -> PathBuf {
     if let Some(p) = std::env::var_os("RUNQUEUE_COMPONENT") {
         return PathBuf::from(p);
     }
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/runqueue.wasm");
+    let p = paths::wasm_release_dir().join("runqueue.wasm");
     assert!(
         p.is_file(),
         "{} is missing: build the component first (make build)",
         p.display()
     );
     p
+}
+
+/// The real `runqueue` binary, set to run in `dir` with the component under
+/// test; the caller adds the arguments and the stdio.
+pub fn runqueue_command(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runqueue"));
+    c.current_dir(dir)
+        .env("RUNQUEUE_COMPONENT", component_path());
+    c
 }
 
 /// The component, compiled once for the whole test process.
@@ -135,12 +144,17 @@ impl Ws {
 
     /// Runs the real `runqueue` binary with `args` in this workspace.
     pub fn cli(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_runqueue"))
+        runqueue_command(self.path())
             .args(args)
-            .current_dir(self.path())
-            .env("RUNQUEUE_COMPONENT", component_path())
             .output()
             .expect("run the runqueue binary")
+    }
+
+    /// Writes `graph` to `g.json` and runs `runqueue build g.json` with
+    /// `args` in this workspace.
+    pub fn cli_build(&self, graph: &str, args: &[&str]) -> Output {
+        self.write("g.json", graph);
+        self.cli(&[&["build", "g.json"], args].concat())
     }
 }
 
@@ -158,6 +172,17 @@ impl Run {
             .iter()
             .filter(|t| t.state == state)
             .map(|t| t.id.clone())
+            .collect()
+    }
+
+    /// Ids of the tasks in the order they started.
+    pub fn started_ids(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started(s) => Some(s.id.clone()),
+                _ => None,
+            })
             .collect()
     }
 
@@ -200,6 +225,14 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether process `pid` is still running: it exists and is not a zombie
+/// (a killed task its parent has not reaped yet).
+pub fn process_is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split(' ').nth(2) != Some("Z"))
+        .unwrap_or(false)
 }
 
 /// The pid the console printed for `id` ("started  ID (pid N, ...").
