@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{copy_hashing, hash_file, is_sha256_hex, sha256_hex, unique_suffix};
 use crate::graph::normalize;
+use crate::seams::FileModes;
 use crate::signature::SigParts;
 
 /// Bumped when the layout or entry format changes.
@@ -80,13 +81,6 @@ pub struct History {
     pub parts: SigParts,
     /// Most recent last.
     pub durations_ms: Vec<u64>,
-}
-
-/// Unix permission bits, which WASI 0.2 cannot see: the host provides them.
-pub trait FileModes {
-    /// The mode of `rel` (workspace-relative), not following symlinks.
-    fn mode(&self, rel: &str) -> Result<u32, String>;
-    fn set_mode(&self, rel: &str, mode: u32) -> Result<(), String>;
 }
 
 /// Why outputs could not be stored.

@@ -1,12 +1,29 @@
 //! Expected task durations, for scheduling: what history recorded, else a
 //! prior from the durations of tasks with the same name, else task count.
 //!
-//! Knows task ids and numbers; knows nothing of where durations come from
-//! (the cache's history, a durations file) or of the plan.
+//! Knows task ids, numbers and the cache's history of durations; knows
+//! nothing of the plan.
 
 use std::collections::HashMap;
 
-use crate::graph::Graph;
+use crate::cache::Cache;
+use crate::graph::{Graph, TaskId, TaskMap};
+
+/// `given` durations where known, else, for the tasks `wanted` selects, the
+/// mean of the durations the cache's history recorded.
+pub fn recorded_durations(
+    graph: &Graph,
+    cache: Option<&Cache>,
+    given: TaskMap<Option<u64>>,
+    wanted: impl Fn(TaskId) -> bool,
+) -> TaskMap<Option<u64>> {
+    TaskMap::from_fn(graph, |id| {
+        given[id].or_else(|| {
+            let h = cache.filter(|_| wanted(id))?.history(&graph.task(id).id)?;
+            mean(&h.durations_ms)
+        })
+    })
+}
 
 /// The task name of an id: what follows the last `:` (`do_compile` for
 /// `zlib:do_compile`), or the whole id.

@@ -28,6 +28,72 @@ impl TaskId {
     }
 }
 
+/// One value per task, indexed by [`TaskId`] (instead of a `Vec` indexed
+/// by hand with `id.index()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskMap<T>(Vec<T>);
+
+impl<T> TaskMap<T> {
+    /// `f(id)` for every task of `graph`.
+    pub fn from_fn(graph: &Graph, f: impl FnMut(TaskId) -> T) -> TaskMap<T> {
+        TaskMap(graph.ids().map(f).collect())
+    }
+
+    /// `f(id)` for every task of `graph`, or the first error.
+    pub fn try_from_fn<E>(
+        graph: &Graph,
+        f: impl FnMut(TaskId) -> Result<T, E>,
+    ) -> Result<TaskMap<T>, E> {
+        graph.ids().map(f).collect::<Result<_, _>>().map(TaskMap)
+    }
+
+    /// `value` for every task of `graph`.
+    pub fn filled(graph: &Graph, value: T) -> TaskMap<T>
+    where
+        T: Clone,
+    {
+        TaskMap(vec![value; graph.len()])
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.0.iter_mut()
+    }
+
+    /// The values in task order.
+    pub fn as_slice(&self) -> &[T] {
+        &self.0
+    }
+
+    /// The values in task order.
+    pub fn into_vec(self) -> Vec<T> {
+        self.0
+    }
+}
+
+impl<T> From<Vec<T>> for TaskMap<T> {
+    /// Values already in task order.
+    fn from(values: Vec<T>) -> TaskMap<T> {
+        TaskMap(values)
+    }
+}
+
+impl<T> std::ops::Index<TaskId> for TaskMap<T> {
+    type Output = T;
+    fn index(&self, id: TaskId) -> &T {
+        &self.0[id.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<TaskId> for TaskMap<T> {
+    fn index_mut(&mut self, id: TaskId) -> &mut T {
+        &mut self.0[id.index()]
+    }
+}
+
 /// The graph file as written, before validation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -344,105 +410,15 @@ impl Graph {
     }
 
     fn from_file(file: GraphFile) -> Result<Graph, GraphError> {
-        if file.version != FORMAT_VERSION {
-            return Err(GraphError::Version(file.version));
-        }
-        if file.tasks.len() > MAX_TASKS {
-            return Err(GraphError::TooManyTasks(file.tasks.len()));
-        }
-        check_graph_lengths(&file)?;
-        check_env_names(None, &file.env)?;
-        for (i, t) in file.tasks.iter().enumerate() {
-            check_lengths(i, t)?;
-            check_text(i, t)?;
-        }
-        let mut index: HashMap<&str, TaskId> = HashMap::with_capacity(file.tasks.len());
-        for (i, t) in file.tasks.iter().enumerate() {
-            if t.id.is_empty() {
-                return Err(GraphError::EmptyId { index: i });
-            }
-            if index.insert(t.id.as_str(), TaskId(i as u32)).is_some() {
-                return Err(GraphError::DuplicateId(t.id.clone()));
-            }
-        }
-
-        let pools: Vec<Pool> = file
-            .pools
+        check_file(&file)?;
+        let index = index_ids(&file.tasks)?;
+        let pools = pools_of(&file.pools)?;
+        let tasks = file
+            .tasks
             .iter()
-            .map(|(name, &depth)| match depth {
-                0 => Err(GraphError::EmptyPool(name.clone())),
-                depth => Ok(Pool {
-                    name: name.clone(),
-                    depth,
-                }),
-            })
-            .collect::<Result<_, _>>()?;
-        let mut tasks = Vec::with_capacity(file.tasks.len());
-        for t in &file.tasks {
-            let mut deps = Vec::with_capacity(t.deps.len());
-            for d in &t.deps {
-                if *d == t.id {
-                    return Err(GraphError::SelfDep(t.id.clone()));
-                }
-                match index.get(d.as_str()) {
-                    Some(&id) => deps.push(id),
-                    None => {
-                        return Err(GraphError::UnknownDep {
-                            task: t.id.clone(),
-                            dep: d.clone(),
-                        })
-                    }
-                }
-            }
-            deps.sort_unstable();
-            deps.dedup();
-            let action = match (&t.run, &t.argv) {
-                (Some(_), Some(_)) => return Err(GraphError::BothRunAndArgv(t.id.clone())),
-                (Some(run), None) => Action::Shell(run.clone()),
-                (None, Some(argv)) if argv.is_empty() => {
-                    return Err(GraphError::EmptyArgv(t.id.clone()))
-                }
-                (None, Some(argv)) => Action::Argv(argv.clone()),
-                (None, None) => Action::Nothing,
-            };
-            if !is_contained(&t.cwd) {
-                return Err(GraphError::PathEscapes {
-                    task: t.id.clone(),
-                    field: "cwd",
-                    path: t.cwd.clone(),
-                });
-            }
-            tasks.push(Task {
-                id: t.id.clone(),
-                action,
-                cwd: t.cwd.clone(),
-                env: t.env.clone(),
-                deps,
-                inputs: paths(&t.id, "input", &t.inputs)?,
-                outputs: paths(&t.id, "output", &t.outputs)?,
-                nostamp: t.nostamp,
-                timeout_ms: match t.timeout {
-                    None => None,
-                    Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-                        Some((secs * 1000.0).ceil() as u64)
-                    }
-                    Some(_) => return Err(GraphError::BadTimeout(t.id.clone())),
-                },
-                pool: match &t.pool {
-                    None => None,
-                    Some(name) => {
-                        Some(pools.iter().position(|p| p.name == *name).ok_or_else(|| {
-                            GraphError::UnknownPool {
-                                task: t.id.clone(),
-                                pool: name.clone(),
-                            }
-                        })?)
-                    }
-                },
-            });
-        }
+            .map(|t| task_of(t, &index, &pools))
+            .collect::<Result<Vec<_>, _>>()?;
         check_inputs_are_sources(&tasks)?;
-
         let mut dependents = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
             for d in &t.deps {
@@ -478,6 +454,137 @@ impl Graph {
     pub fn edge_count(&self) -> usize {
         self.tasks.iter().map(|t| t.deps.len()).sum()
     }
+}
+
+/// The checks that need no task index: version, size, lengths and text.
+fn check_file(file: &GraphFile) -> Result<(), GraphError> {
+    if file.version != FORMAT_VERSION {
+        return Err(GraphError::Version(file.version));
+    }
+    if file.tasks.len() > MAX_TASKS {
+        return Err(GraphError::TooManyTasks(file.tasks.len()));
+    }
+    check_graph_lengths(file)?;
+    check_env_names(None, &file.env)?;
+    for (i, t) in file.tasks.iter().enumerate() {
+        check_lengths(i, t)?;
+        check_text(i, t)?;
+    }
+    Ok(())
+}
+
+/// Each id's [`TaskId`], refusing empty and duplicate ids.
+fn index_ids(tasks: &[TaskFile]) -> Result<HashMap<&str, TaskId>, GraphError> {
+    let mut index = HashMap::with_capacity(tasks.len());
+    for (i, t) in tasks.iter().enumerate() {
+        if t.id.is_empty() {
+            return Err(GraphError::EmptyId { index: i });
+        }
+        if index.insert(t.id.as_str(), TaskId(i as u32)).is_some() {
+            return Err(GraphError::DuplicateId(t.id.clone()));
+        }
+    }
+    Ok(index)
+}
+
+/// The pools, sorted by name; a depth of 0 is refused.
+fn pools_of(pools: &BTreeMap<String, u32>) -> Result<Vec<Pool>, GraphError> {
+    pools
+        .iter()
+        .map(|(name, &depth)| match depth {
+            0 => Err(GraphError::EmptyPool(name.clone())),
+            depth => Ok(Pool {
+                name: name.clone(),
+                depth,
+            }),
+        })
+        .collect()
+}
+
+/// One task as written, validated against the ids and pools.
+fn task_of(
+    t: &TaskFile,
+    index: &HashMap<&str, TaskId>,
+    pools: &[Pool],
+) -> Result<Task, GraphError> {
+    let deps = deps_of(t, index)?;
+    let action = action_of(t)?;
+    if !is_contained(&t.cwd) {
+        return Err(GraphError::PathEscapes {
+            task: t.id.clone(),
+            field: "cwd",
+            path: t.cwd.clone(),
+        });
+    }
+    Ok(Task {
+        id: t.id.clone(),
+        action,
+        cwd: t.cwd.clone(),
+        env: t.env.clone(),
+        deps,
+        inputs: paths(&t.id, "input", &t.inputs)?,
+        outputs: paths(&t.id, "output", &t.outputs)?,
+        nostamp: t.nostamp,
+        timeout_ms: timeout_of(t)?,
+        pool: pool_of(t, pools)?,
+    })
+}
+
+/// A task's dependencies as ids, sorted, without duplicates.
+fn deps_of(t: &TaskFile, index: &HashMap<&str, TaskId>) -> Result<Vec<TaskId>, GraphError> {
+    let mut deps = Vec::with_capacity(t.deps.len());
+    for d in &t.deps {
+        if *d == t.id {
+            return Err(GraphError::SelfDep(t.id.clone()));
+        }
+        match index.get(d.as_str()) {
+            Some(&id) => deps.push(id),
+            None => {
+                return Err(GraphError::UnknownDep {
+                    task: t.id.clone(),
+                    dep: d.clone(),
+                })
+            }
+        }
+    }
+    deps.sort_unstable();
+    deps.dedup();
+    Ok(deps)
+}
+
+fn action_of(t: &TaskFile) -> Result<Action, GraphError> {
+    Ok(match (&t.run, &t.argv) {
+        (Some(_), Some(_)) => return Err(GraphError::BothRunAndArgv(t.id.clone())),
+        (Some(run), None) => Action::Shell(run.clone()),
+        (None, Some(argv)) if argv.is_empty() => return Err(GraphError::EmptyArgv(t.id.clone())),
+        (None, Some(argv)) => Action::Argv(argv.clone()),
+        (None, None) => Action::Nothing,
+    })
+}
+
+fn timeout_of(t: &TaskFile) -> Result<Option<u64>, GraphError> {
+    match t.timeout {
+        None => Ok(None),
+        Some(secs) => seconds_to_ms(secs)
+            .map(Some)
+            .ok_or_else(|| GraphError::BadTimeout(t.id.clone())),
+    }
+}
+
+/// A span of seconds as whole milliseconds (rounded up), if it is a
+/// positive number below 1e9: the rule for every timeout, in the graph and
+/// on both command lines.
+pub fn seconds_to_ms(secs: f64) -> Option<u64> {
+    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| (secs * 1000.0).ceil() as u64)
+}
+
+fn pool_of(t: &TaskFile, pools: &[Pool]) -> Result<Option<usize>, GraphError> {
+    let Some(name) = &t.pool else { return Ok(None) };
+    let found = pools.iter().position(|p| p.name == *name);
+    found.map(Some).ok_or_else(|| GraphError::UnknownPool {
+        task: t.id.clone(),
+        pool: name.clone(),
+    })
 }
 
 /// Refuses absurdly long graph-wide fields.

@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use wstd::http::{Body, Client, Request};
 
-use crate::component::exports::runqueue::executor::runner as wit_runner;
 use crate::remote::{Failure, Fut, Remote};
 
 pub struct HttpRemote {
@@ -19,14 +18,15 @@ pub struct HttpRemote {
 impl HttpRemote {
     /// A remote at `url` (`http://` or `https://`), each request limited to
     /// `timeout_ms`.
-    pub fn new(url: &str, timeout_ms: u32) -> Result<HttpRemote, wit_runner::Error> {
+    /// `Err` says why the URL cannot be used.
+    pub fn new(url: &str, timeout_ms: u32) -> Result<HttpRemote, String> {
         let base = url.trim_end_matches('/').to_string();
         let valid = (base.starts_with("http://") || base.starts_with("https://"))
             && base.parse::<wstd::http::Uri>().is_ok();
         if !valid {
-            return Err(wit_runner::Error::InvalidRequest(format!(
+            return Err(format!(
                 "remote cache {url:?} is not an http:// or https:// URL"
-            )));
+            ));
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let mut client = Client::new();
@@ -47,13 +47,13 @@ impl HttpRemote {
                 .client
                 .send(req)
                 .await
-                .map_err(|e| classify(format!("{e:#}")))?;
+                .map_err(|e| classify(&e, None))?;
             let status = resp.status().as_u16();
             let body = resp
                 .body_mut()
                 .contents()
                 .await
-                .map_err(|e| classify(format!("reading the answer: {e:#}")))?
+                .map_err(|e| classify(&e, Some("reading the answer")))?
                 .to_vec();
             Ok((status, body))
         };
@@ -68,9 +68,26 @@ impl HttpRemote {
     }
 }
 
-/// A client error as a failure: timeouts are not worth a retry.
-fn classify(why: String) -> Failure {
-    if why.to_ascii_lowercase().contains("timeout") {
+/// A client error as a failure, by its WASI error code: timeouts are not
+/// worth a retry.
+fn classify(e: &wstd::http::Error, doing: Option<&str>) -> Failure {
+    use wstd::http::error::ErrorCode;
+    let timed_out = e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ErrorCode>(),
+            Some(
+                ErrorCode::ConnectionTimeout
+                    | ErrorCode::ConnectionReadTimeout
+                    | ErrorCode::ConnectionWriteTimeout
+                    | ErrorCode::HttpResponseTimeout
+            )
+        )
+    });
+    let why = match doing {
+        None => format!("{e:#}"),
+        Some(doing) => format!("{doing}: {e:#}"),
+    };
+    if timed_out {
         Failure::Timeout(why)
     } else {
         Failure::Transport(why)

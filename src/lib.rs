@@ -13,13 +13,22 @@
 //!   ([`plan`]).
 //! - **A failed task's dependents never run**; without keep-going nothing new
 //!   starts after the first failure ([`plan::Plan::finish`]).
-//! - **Logic is plain Rust.** [`graph`], [`plan`] and [`work`] compile and
-//!   test natively; the WIT export in `component` (wasm only) is a thin shim
-//!   that converts types and calls [`work::run`].
+//! - **Logic is plain Rust.** [`api`] is runqueue as a plain-Rust API on
+//!   plain types; everything under it compiles and tests natively. The WIT
+//!   export in `component` (wasm only) only converts types and calls
+//!   [`api`]; the component's `wasi:cli/run` in `command` parses its
+//!   arguments with [`cli`] (the vocabulary the host's command line shares)
+//!   and calls [`api`] too.
+//! - **One seam per concern** ([`seams`]): processes with a clock and an
+//!   interrupt, progress, file modes; the remote cache's is
+//!   [`remote::Remote`].
 
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod cache;
+pub mod cli;
+pub mod confine;
 pub mod digest;
 pub mod estimate;
 pub mod graph;
@@ -30,10 +39,11 @@ pub mod plan;
 #[cfg(test)]
 mod plan_properties;
 pub mod remote;
+pub mod report;
+pub mod reuse;
+pub mod seams;
 pub mod signature;
 pub mod simulate;
-pub mod sstate;
-pub mod text;
 pub mod work;
 
 #[cfg(target_arch = "wasm32")]

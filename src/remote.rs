@@ -81,6 +81,21 @@ pub struct Stats {
     pub warnings: Vec<String>,
 }
 
+/// Why one entry did not come down (or go up).
+#[derive(Debug)]
+enum Missed {
+    /// Not asked: the remote had failed too often already.
+    Skipped,
+    /// Asked, and it failed; the text says how.
+    Failed(String),
+}
+
+impl From<String> for Missed {
+    fn from(why: String) -> Missed {
+        Missed::Failed(why)
+    }
+}
+
 /// How many failure reasons are shown before only counting.
 const REASONS_SHOWN: usize = 3;
 
@@ -115,11 +130,11 @@ impl<'a> Session<'a> {
         method: &str,
         path: &str,
         send: impl Fn() -> Fut<'b, Result<T, Failure>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, Missed> {
         let mut tries = 0;
         loop {
             if !self.usable() {
-                return Err("skipped: the remote failed too often".into());
+                return Err(Missed::Skipped);
             }
             let r = send().await;
             if matches!(r, Err(Failure::Transport(_))) && tries < RETRIES {
@@ -127,29 +142,30 @@ impl<'a> Session<'a> {
                 continue;
             }
             self.note(&r);
-            return r.map_err(|f| format!("{method} {path}: {f}"));
+            return r.map_err(|f| Missed::Failed(format!("{method} {path}: {f}")));
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Missed> {
         self.request("GET", path, || self.remote.get(path)).await
     }
 
-    async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
+    async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), Missed> {
         self.request("PUT", path, || self.remote.put(path, body.clone()))
             .await
     }
 
-    fn summarize(&self, what: &str, results: Vec<Result<bool, String>>) -> Stats {
+    fn summarize(&self, what: &str, results: Vec<Result<bool, Missed>>) -> Stats {
         let mut stats = Stats::default();
         let mut reasons = Vec::new();
         for r in results {
             match r {
                 Ok(true) => stats.done += 1,
                 Ok(false) => stats.missing += 1,
-                Err(why) => {
+                Err(Missed::Skipped) => stats.failed += 1,
+                Err(Missed::Failed(why)) => {
                     stats.failed += 1;
-                    if reasons.len() < REASONS_SHOWN && !why.starts_with("skipped") {
+                    if reasons.len() < REASONS_SHOWN {
                         reasons.push(why);
                     }
                 }
@@ -189,7 +205,7 @@ pub async fn pull(
         .iter()
         .filter(|sig| !matches!(cache.lookup(sig), Lookup::Hit(_)))
         .collect();
-    let results: Vec<Result<bool, String>> = stream::iter(wanted)
+    let results: Vec<Result<bool, Missed>> = stream::iter(wanted)
         .map(|sig| pull_one(&session, cache, sig))
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -198,7 +214,7 @@ pub async fn pull(
 }
 
 /// One signature: `Ok(false)` if the remote does not have it.
-async fn pull_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, String> {
+async fn pull_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, Missed> {
     let Some(bytes) = session.get(&format!("ac/{sig}")).await? else {
         return Ok(false);
     };
@@ -234,7 +250,7 @@ pub async fn push(
         remote,
         transport_failures: Cell::new(0),
     };
-    let results: Vec<Result<bool, String>> = stream::iter(sigs)
+    let results: Vec<Result<bool, Missed>> = stream::iter(sigs)
         .map(|sig| push_one(&session, cache, sig))
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -242,7 +258,7 @@ pub async fn push(
     session.summarize("uploads", results)
 }
 
-async fn push_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, String> {
+async fn push_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, Missed> {
     let Some(bytes) = cache.entry_bytes(sig) else {
         return Ok(false);
     };

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{hash_file, sha256_hex};
-use crate::graph::{Action, Graph, TaskId};
+use crate::graph::{Action, Graph, TaskId, TaskMap};
 
 /// Bumped whenever the encoding changes, so old cache entries stop matching.
 pub const SIGNATURE_VERSION: u32 = 1;
@@ -56,10 +56,13 @@ impl SigParts {
 
 /// Hashes every declared input of every task; a missing input is an error
 /// naming the task. Files shared by several tasks are read once.
-pub fn hash_inputs(graph: &Graph, root: &Path) -> Result<Vec<BTreeMap<String, String>>, String> {
+pub fn hash_inputs(
+    graph: &Graph,
+    root: &Path,
+) -> Result<TaskMap<BTreeMap<String, String>>, String> {
     let mut memo: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut out = Vec::with_capacity(graph.len());
-    for task in &graph.tasks {
+    TaskMap::try_from_fn(graph, |id| {
+        let task = graph.task(id);
         let mut files = BTreeMap::new();
         for input in &task.inputs {
             if !memo.contains_key(input) {
@@ -70,9 +73,8 @@ pub fn hash_inputs(graph: &Graph, root: &Path) -> Result<Vec<BTreeMap<String, St
             }
             files.extend(memo[input].iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        out.push(files);
-    }
-    Ok(out)
+        Ok(files)
+    })
 }
 
 /// Adds `rel` (a file, symlink, or directory walked in sorted order) to
@@ -107,29 +109,66 @@ fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Re
     Ok(())
 }
 
-/// The signature parts of every task, dependencies first. `inputs` comes
-/// from [`hash_inputs`]; `run_nonce` makes `nostamp` tasks unique to this
-/// run.
-pub fn sig_parts(
+/// A task's signature: what went into it, and its sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub parts: SigParts,
+    /// The sha256 of the canonical encoding of `parts`, in hex: the key of
+    /// the task's cache entry.
+    pub hash: String,
+}
+
+/// Every task's signature, for the workspace at `ws` as it is now: refuses
+/// task paths that lead out through a symlink, hashes the inputs (a
+/// missing one is an error naming the task), then chains dependencies.
+pub fn signatures_in(
     graph: &Graph,
-    inputs: Vec<BTreeMap<String, String>>,
+    ws: &Path,
     run_nonce: &str,
-) -> Vec<(SigParts, String)> {
-    let mut parts: Vec<Option<(SigParts, String)>> = vec![None; graph.len()];
-    let mut inputs: Vec<Option<BTreeMap<String, String>>> = inputs.into_iter().map(Some).collect();
+) -> Result<TaskMap<Signature>, String> {
+    crate::confine::check_paths(graph, ws)?;
+    Ok(signatures(graph, hash_inputs(graph, ws)?, run_nonce))
+}
+
+/// The signature of every task, dependencies first. `inputs` comes from
+/// [`hash_inputs`]; `run_nonce` makes `nostamp` tasks unique to this run.
+pub fn signatures(
+    graph: &Graph,
+    inputs: TaskMap<BTreeMap<String, String>>,
+    run_nonce: &str,
+) -> TaskMap<Signature> {
+    let mut sigs: TaskMap<Option<Signature>> = TaskMap::filled(graph, None);
+    let mut inputs = inputs;
     for &id in &graph.topo_order {
         let task = graph.task(id);
-        let mut env = graph.env.clone();
-        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let deps = task
             .deps
             .iter()
-            .map(|d| {
-                let (_, sig) = parts[d.index()].as_ref().expect("dependencies come first");
-                (graph.task(*d).id.clone(), sig.clone())
+            .map(|&d| {
+                let sig = sigs[d].as_ref().expect("dependencies come first");
+                (graph.task(d).id.clone(), sig.hash.clone())
             })
             .collect();
-        let p = SigParts {
+        let parts = SigParts {
+            deps,
+            inputs: std::mem::take(&mut inputs[id]),
+            nostamp: task.nostamp.then(|| format!("{run_nonce}:{}", id.0)),
+            ..SigParts::of_task(graph, id)
+        };
+        let hash = parts.signature();
+        sigs[id] = Some(Signature { parts, hash });
+    }
+    TaskMap::from_fn(graph, |id| sigs[id].take().expect("every task visited"))
+}
+
+impl SigParts {
+    /// What the graph alone says of task `id`: no inputs, dependencies or
+    /// nonce yet.
+    fn of_task(graph: &Graph, id: TaskId) -> SigParts {
+        let task = graph.task(id);
+        let mut env = graph.env.clone();
+        env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        SigParts {
             version: SIGNATURE_VERSION,
             action: match &task.action {
                 Action::Shell(text) => ActionParts::Run(text.clone()),
@@ -139,22 +178,11 @@ pub fn sig_parts(
             env,
             cwd: task.cwd.clone(),
             outputs: task.outputs.clone(),
-            inputs: inputs[id.index()].take().unwrap_or_default(),
-            deps,
-            nostamp: task.nostamp.then(|| format!("{run_nonce}:{}", id.0)),
-        };
-        let sig = p.signature();
-        parts[id.index()] = Some((p, sig));
+            inputs: BTreeMap::new(),
+            deps: BTreeMap::new(),
+            nostamp: None,
+        }
     }
-    parts
-        .into_iter()
-        .map(|p| p.expect("every task visited"))
-        .collect()
-}
-
-/// Convenience: parts for one task id.
-pub fn parts_of(all: &[(SigParts, String)], id: TaskId) -> &SigParts {
-    &all[id.index()].0
 }
 
 /// What differs between the last recorded parts and the current ones, one
@@ -239,10 +267,10 @@ mod tests {
         {"id":"b:do_stamp","run":"date","nostamp":true},
         {"id":"b:do_after","deps":["b:do_stamp"],"run":"true"}]}"#;
 
-    fn sigs(text: &str, root: &Path, nonce: &str) -> Vec<(SigParts, String)> {
+    fn sigs(text: &str, root: &Path, nonce: &str) -> Vec<Signature> {
         let g = Graph::parse(text).unwrap();
         let inputs = hash_inputs(&g, root).unwrap();
-        sig_parts(&g, inputs, nonce)
+        signatures(&g, inputs, nonce).into_vec()
     }
 
     fn workspace() -> tempfile::TempDir {
@@ -257,8 +285,8 @@ mod tests {
     fn the_encoding_is_canonical_json() {
         let dir = workspace();
         let s = sigs(GRAPH, dir.path(), "n1");
-        let json = serde_json::to_string(&s[1].0).unwrap();
-        let fetch_sig = &s[0].1;
+        let json = serde_json::to_string(&s[1].parts).unwrap();
+        let fetch_sig = &s[0].hash;
         assert_eq!(
             json,
             format!(
@@ -266,7 +294,7 @@ mod tests {
             )
         );
         assert_eq!(
-            s[0].0.inputs,
+            s[0].parts.inputs,
             BTreeMap::from([
                 (
                     "src/a.c".to_string(),
@@ -278,7 +306,7 @@ mod tests {
                 ),
             ])
         );
-        assert_eq!(s[1].1, sha256_hex(json.as_bytes()));
+        assert_eq!(s[1].hash, sha256_hex(json.as_bytes()));
     }
 
     #[test]
@@ -286,10 +314,10 @@ mod tests {
         let dir = workspace();
         let one = sigs(GRAPH, dir.path(), "n1");
         let two = sigs(GRAPH, dir.path(), "n2");
-        assert_eq!(one[0].1, two[0].1);
-        assert_eq!(one[1].1, two[1].1);
-        assert_ne!(one[2].1, two[2].1, "nostamp differs per run");
-        assert_ne!(one[3].1, two[3].1, "and so do its dependents");
+        assert_eq!(one[0].hash, two[0].hash);
+        assert_eq!(one[1].hash, two[1].hash);
+        assert_ne!(one[2].hash, two[2].hash, "nostamp differs per run");
+        assert_ne!(one[3].hash, two[3].hash, "and so do its dependents");
     }
 
     #[test]
@@ -298,14 +326,14 @@ mod tests {
         let before = sigs(GRAPH, dir.path(), "n");
         std::fs::write(dir.path().join("src/sub/b.c"), "int b = 1;").unwrap();
         let after = sigs(GRAPH, dir.path(), "n");
-        assert_ne!(before[0].1, after[0].1);
-        assert_ne!(before[1].1, after[1].1);
+        assert_ne!(before[0].hash, after[0].hash);
+        assert_ne!(before[1].hash, after[1].hash);
         assert_eq!(
-            differences(&before[0].0, &after[0].0),
+            differences(&before[0].parts, &after[0].parts),
             ["input file src/sub/b.c changed"]
         );
         assert_eq!(
-            differences(&before[1].0, &after[1].0),
+            differences(&before[1].parts, &after[1].parts),
             ["dependency a:do_fetch changed its signature (see `runqueue explain` for a:do_fetch)"]
         );
     }
@@ -320,7 +348,7 @@ mod tests {
         );
         let after = sigs(&changed, dir.path(), "n");
         assert_eq!(
-            differences(&before[1].0, &after[1].0),
+            differences(&before[1].parts, &after[1].parts),
             [
                 r#"script changed: run "make" -> run "make -j8""#,
                 r#"env CC changed: "gcc" -> "clang""#,

@@ -1,131 +1,30 @@
-//! Runs a plan: starts tasks through a [`Processes`] provider while slots are
-//! free, otherwise awaits the next process to end, and records what happened.
+//! Runs a plan: starts tasks through a [`Processes`] provider while slots
+//! are free, otherwise awaits the next process to end, and records what
+//! happened.
 //!
 //! Knows the plan, the graph and the report; knows nothing of WIT or of how
 //! processes are made, so the same loop runs in the component (over the
 //! host's `process` interface) and in native tests (over fakes).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-
-use futures::stream::{FuturesUnordered, StreamExt};
-
 use std::path::PathBuf;
 
-use crate::cache::{Cache, FileModes};
-use crate::estimate::{expected_durations, mean};
-use crate::graph::{Action, Graph, TaskId};
+use futures::future::{select, Either};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::cache::Cache;
+use crate::estimate::{expected_durations, recorded_durations};
+use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
 use crate::remote::{self, Remote};
-use crate::signature::{hash_inputs, sig_parts};
-use crate::sstate::{check_outputs, check_paths, setscene, store, Fate, PendingStore};
+use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
+use crate::reuse::{check_outputs, setscene, store, Fate, PendingStore};
+use crate::seams::{Child, Command, Event, FileModes, LocalFuture, Processes, Progress};
+use crate::signature::{signatures_in, Signature};
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Code(i32),
-    Signal(i32),
-}
-
-impl ExitStatus {
-    pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-}
-
-/// How a timed-out task's failure reads: "timed out after 2.5 s".
-pub fn describe_timeout(ms: u64) -> String {
-    format!("timed out after {} s", ms as f64 / 1000.0)
-}
-
-/// Describes a failed status in words: "exited with code 2", "killed by
-/// signal 9 (SIGKILL)".
-pub fn describe_status(status: ExitStatus) -> String {
-    match status {
-        ExitStatus::Code(c) => format!("exited with code {c}"),
-        ExitStatus::Signal(s) => match signal_name(s) {
-            Some(name) => format!("killed by signal {s} ({name})"),
-            None => format!("killed by signal {s}"),
-        },
-    }
-}
-
-fn signal_name(sig: i32) -> Option<&'static str> {
-    Some(match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
-    })
-}
-
-/// A process to start, with every path relative to the workspace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub program: String,
-    pub args: Vec<String>,
-    pub cwd: String,
-    pub env: Vec<(String, String)>,
-    pub log: String,
-    /// Kill it (with its process group) after this many ms; the exit is
-    /// then an error saying so.
-    pub timeout_ms: Option<u64>,
-}
-
-/// A started process's end: its exit status, or why it could not be waited
-/// for.
-pub type Exit = Pin<Box<dyn Future<Output = Result<ExitStatus, String>>>>;
-
-/// What the loop needs from its surroundings: processes, a clock, file
-/// modes (which WASI cannot see) and someone to tell.
-pub trait Processes: FileModes {
-    /// Starts `cmd`; returns its pid and a future of its end. An error is a
-    /// spawn failure, in words.
-    fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String>;
-    /// Milliseconds on a monotonic clock.
-    fn now_ms(&self) -> u64;
-    /// Resolves once the build is asked to stop (Ctrl-C); may never.
-    fn interrupted(&mut self) -> Pin<Box<dyn Future<Output = ()>>>;
-    /// Told of each event as it happens.
-    fn event(&mut self, event: Event<'_>);
-    /// A cache shared across machines, if one is configured (see
-    /// [`crate::remote`]).
-    fn remote(&self) -> Option<&dyn Remote> {
-        None
-    }
-}
-
-/// Something that happened during a run.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// Before anything starts: the number of tasks and how many the cache
-    /// covers.
-    Planned {
-        total: usize,
-        cached: usize,
-    },
-    Started {
-        task: &'a TaskRecord,
-        running: usize,
-    },
-    Finished(&'a TaskRecord),
-    /// Something went wrong that does not fail the build (a corrupt cache
-    /// entry, a cache that cannot be written).
-    Warning(&'a str),
-}
-
-/// How to run.
+/// How to run, with every default resolved.
 #[derive(Debug, Clone)]
-pub struct RunOptions {
+pub struct Config {
     pub max_parallel: usize,
     pub keep_going: bool,
     /// Environment every task starts from, below the graph's and the task's
@@ -143,52 +42,19 @@ pub struct RunOptions {
     pub policy: Policy,
     /// The timeout of tasks whose graph entry gives none.
     pub default_timeout_ms: Option<u64>,
-    /// With a remote cache ([`Processes::remote`]): requests in flight at
-    /// once, and whether to only read from it.
+    /// With a remote cache: requests in flight at once, and whether to
+    /// only read from it.
     pub remote_concurrency: usize,
     pub remote_read_only: bool,
 }
 
-/// A task's final state, as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    NotRun,
-    /// Covered by the cache: not run, outputs restored if needed.
-    Cached,
-}
-
-/// What is known about one task; complete once the run ends.
-#[derive(Debug, Clone)]
-pub struct TaskRecord {
-    pub id: String,
-    pub outcome: Option<Outcome>,
-    pub exit: Option<ExitStatus>,
-    pub message: Option<String>,
-    pub pid: Option<u32>,
-    pub start_ms: Option<u64>,
-    pub end_ms: Option<u64>,
-    pub log: Option<String>,
-    pub signature: Option<String>,
-    /// For cached tasks: whether its outputs were restored.
-    pub restored: bool,
-}
-
-/// The result of a run.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// Every task, in graph order.
-    pub tasks: Vec<TaskRecord>,
-    pub succeeded: usize,
-    pub failed: usize,
-    pub not_run: usize,
-    pub cached: usize,
-    pub peak_parallel: usize,
-    pub wall_ms: u64,
-    pub max_parallel: usize,
-    /// The longest chain by the time tasks actually took, first task first.
-    pub critical_path: Vec<TaskId>,
+/// Everything a run reaches outside itself, one seam per concern.
+pub struct Seams<'a> {
+    pub processes: &'a mut dyn Processes,
+    pub progress: &'a mut dyn Progress,
+    pub modes: &'a dyn FileModes,
+    /// A cache shared across machines, if one is configured.
+    pub remote: Option<&'a dyn Remote>,
 }
 
 /// The log file of a task: `<log_dir>/<recipe>/log.<task>` for ids of the
@@ -219,14 +85,14 @@ fn file_safe(s: &str) -> String {
 }
 
 /// The command for a task, or `None` for a task with nothing to run.
-pub fn command_for(graph: &Graph, id: TaskId, opts: &RunOptions) -> Option<Command> {
+pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command> {
     let task = graph.task(id);
     let (program, args) = match &task.action {
         Action::Nothing => return None,
         Action::Shell(text) => ("sh".to_string(), vec!["-c".to_string(), text.clone()]),
         Action::Argv(argv) => (argv[0].clone(), argv[1..].to_vec()),
     };
-    let mut env = opts.base_env.clone();
+    let mut env = config.base_env.clone();
     env.extend(graph.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     Some(Command {
@@ -234,325 +100,464 @@ pub fn command_for(graph: &Graph, id: TaskId, opts: &RunOptions) -> Option<Comma
         args,
         cwd: task.cwd.clone(),
         env: env.into_iter().collect(),
-        log: log_path(&opts.log_dir, &task.id),
-        timeout_ms: task.timeout_ms.or(opts.default_timeout_ms),
+        log: log_path(&config.log_dir, &task.id),
+        timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
     })
 }
 
 /// Runs every task of `graph` that the cache does not cover and the plan
 /// allows, and reports on all of them. Task failures are in the report;
-/// `Err` is bad input found in the workspace (a missing input file, an
-/// output path through a symlink leading out), before anything ran.
-pub async fn run<P: Processes>(
+/// `Err` is bad input found in the workspace (a missing input file, a
+/// path through a symlink leading out), before anything ran.
+pub async fn run<'a>(
     graph: &Graph,
-    opts: &RunOptions,
-    procs: &mut P,
+    config: &'a Config,
+    seams: Seams<'a>,
 ) -> Result<Report, String> {
-    let ws = &opts.workspace;
-    check_paths(graph, ws)?;
-    let sigs = sig_parts(graph, hash_inputs(graph, ws)?, &opts.run_nonce);
-    let t0 = procs.now_ms();
-    if let (Some(cache), Some(remote)) = (&opts.cache, procs.remote()) {
-        // Read-through: what the local cache lacks comes from the remote
-        // into the local cache, checked; setscene then restores locally.
-        let wanted: Vec<String> = graph
-            .ids()
-            .filter(|id| !graph.task(*id).nostamp)
-            .map(|id| sigs[id.index()].1.clone())
-            .collect();
-        let stats = remote::pull(remote, cache, &wanted, opts.remote_concurrency).await;
-        for w in &stats.warnings {
-            procs.event(Event::Warning(w));
-        }
-    }
-    let fates = match &opts.cache {
-        Some(cache) => {
-            let mut warnings = Vec::new();
-            let fates = setscene(graph, &sigs, cache, ws, &*procs, &mut |w| warnings.push(w));
-            for w in &warnings {
-                procs.event(Event::Warning(w));
-            }
-            fates
-        }
-        None => vec![Fate::Run; graph.len()],
-    };
-    // Expected durations: what history recorded for tasks that will run;
-    // covered tasks end at once and add nothing to a path.
-    let known: Vec<Option<u64>> = graph
-        .ids()
-        .map(|id| match (&opts.cache, fates[id.index()]) {
-            (Some(cache), Fate::Run) => cache
-                .history(&graph.task(id).id)
-                .and_then(|h| mean(&h.durations_ms)),
-            _ => None,
-        })
-        .collect();
-    let mut expected = expected_durations(graph, &known);
-    for (e, fate) in expected.iter_mut().zip(&fates) {
-        if *fate != Fate::Run {
-            *e = 0;
-        }
-    }
-    procs.event(Event::Planned {
-        total: graph.len(),
-        cached: fates.iter().filter(|f| **f != Fate::Run).count(),
-    });
-    let mut plan = Plan::new(
-        graph,
-        opts.policy,
-        opts.policy.priorities(graph, &expected),
-        opts.max_parallel,
-        opts.keep_going,
-    );
-    let mut records: Vec<TaskRecord> = graph
-        .ids()
-        .map(|id| TaskRecord {
-            id: graph.task(id).id.clone(),
-            outcome: None,
-            exit: None,
-            message: None,
-            pid: None,
-            start_ms: None,
-            end_ms: None,
-            log: None,
-            signature: Some(sigs[id.index()].1.clone()),
-            restored: false,
-        })
-        .collect();
-    let mut running = FuturesUnordered::new();
-    let mut stores: Vec<PendingStore> = Vec::new();
-    let mut stored: Vec<String> = Vec::new();
-    let mut interrupt = Some(procs.interrupted());
+    let mut run = Run::prepare(graph, config, seams).await?;
     loop {
-        while let Some(id) = plan.start_next() {
-            let now = procs.now_ms() - t0;
-            let rec = &mut records[id.index()];
-            rec.start_ms = Some(now);
-            if let Fate::Cached { restored } = fates[id.index()] {
-                rec.end_ms = Some(now);
-                rec.restored = restored;
-                rec.outcome = Some(Outcome::Cached);
-                rec.message = Some(
-                    if restored {
-                        "restored from the cache"
-                    } else {
-                        "covered by the cache; outputs not needed"
-                    }
-                    .to_string(),
-                );
-                plan.finish(id, true);
-                procs.event(Event::Finished(rec));
-                continue;
-            }
-            let Some(cmd) = command_for(graph, id, opts) else {
-                rec.end_ms = Some(now);
-                let ok = after_run(graph, id, opts, 0, procs, &mut stores);
-                finish(&mut plan, &mut records[id.index()], id, ok, procs);
-                continue;
-            };
-            rec.log = Some(cmd.log.clone());
-            match procs.spawn(&cmd) {
-                Ok((pid, exit)) => {
-                    rec.pid = Some(pid);
-                    procs.event(Event::Started {
-                        task: rec,
-                        running: plan.running(),
-                    });
-                    running.push(async move { (id, exit.await) });
-                }
-                Err(why) => {
-                    rec.end_ms = Some(now);
-                    rec.log = None; // no process, no log
-                    finish(
-                        &mut plan,
-                        rec,
-                        id,
-                        Err(format!("cannot start: {why}")),
-                        procs,
-                    );
-                }
-            }
-        }
-        // Slots are full (or nothing is ready): now copy what finished tasks
-        // produced into the cache, while their dependents run.
-        for job in stores.drain(..) {
-            if let Some(cache) = &opts.cache {
-                stored.push(sigs[job.id.index()].1.clone());
-                let mut warnings = Vec::new();
-                store(graph, job, &sigs, cache, &opts.workspace, &mut |w| {
-                    warnings.push(w)
-                });
-                for w in &warnings {
-                    procs.event(Event::Warning(w));
-                }
-            }
-        }
-        if plan.is_done() {
+        run.start_ready();
+        // Slots are full (or nothing is ready): now copy what finished
+        // tasks produced into the cache, while their dependents run.
+        run.store_outputs();
+        if run.plan.is_done() {
             break;
         }
-        let next = running.next();
-        let (id, exit) = match &mut interrupt {
-            Some(asked) => match futures::future::select(next, asked).await {
-                futures::future::Either::Left((done, _)) => {
-                    done.expect("the plan has running tasks, so their processes are awaited")
+        run.await_next().await;
+    }
+    run.plan.close();
+    run.push_to_remote().await;
+    run.skip_rest();
+    Ok(run.report())
+}
+
+/// A task's process on its way to an end.
+type Running = LocalFuture<(TaskId, Ended)>;
+
+/// One run in progress.
+struct Run<'a, 'g> {
+    graph: &'g Graph,
+    config: &'a Config,
+    seams: Seams<'a>,
+    sigs: TaskMap<Signature>,
+    fates: TaskMap<Fate>,
+    plan: Plan<'g>,
+    records: TaskMap<TaskRecord>,
+    running: FuturesUnordered<Running>,
+    /// Outputs of succeeded tasks waiting to be copied into the cache.
+    stores: Vec<PendingStore>,
+    /// Signatures this run stored, for the remote.
+    stored: Vec<String>,
+    /// Resolves at the first interrupt; `None` after it.
+    interrupt: Option<LocalFuture<()>>,
+    t0: u64,
+    /// Task processes running now, and the most at once.
+    processes: usize,
+    peak: usize,
+}
+
+impl<'a, 'g> Run<'a, 'g> {
+    /// Signatures, read-through from the remote, setscene, and the plan
+    /// weighted by expected durations.
+    async fn prepare(
+        graph: &'g Graph,
+        config: &'a Config,
+        mut seams: Seams<'a>,
+    ) -> Result<Run<'a, 'g>, String> {
+        let sigs = signatures_in(graph, &config.workspace, &config.run_nonce)?;
+        let t0 = seams.processes.now_ms();
+        pull_from_remote(graph, config, &sigs, &mut seams).await;
+        let fates = decide_fates(graph, config, &sigs, &mut seams);
+        let plan = plan_for(graph, config, &fates);
+        let records = TaskMap::from_fn(graph, |id| {
+            TaskRecord::new(&graph.task(id).id, &sigs[id].hash)
+        });
+        let cached = fates.iter().filter(|f| **f != Fate::Run).count();
+        seams.progress.event(Event::Planned {
+            total: graph.len(),
+            cached,
+        });
+        let interrupt = Some(seams.processes.interrupted());
+        Ok(Run {
+            graph,
+            config,
+            seams,
+            sigs,
+            fates,
+            plan,
+            records,
+            running: FuturesUnordered::new(),
+            stores: Vec::new(),
+            stored: Vec::new(),
+            interrupt,
+            t0,
+            processes: 0,
+            peak: 0,
+        })
+    }
+
+    fn now(&self) -> u64 {
+        self.seams.processes.now_ms() - self.t0
+    }
+
+    /// Starts ready tasks while slots are free: covered tasks end at once,
+    /// tasks with nothing to run too, the rest get a process.
+    fn start_ready(&mut self) {
+        while let Some(id) = self.plan.start_next() {
+            let now = self.now();
+            self.records[id].start_ms = Some(now);
+            if let Fate::Cached { restored } = self.fates[id] {
+                self.finish_cached(id, restored, now);
+                continue;
+            }
+            match command_for(self.graph, id, self.config) {
+                Some(cmd) => self.spawn(id, cmd, now),
+                None => {
+                    self.records[id].end_ms = Some(now);
+                    let ended = self.after_success(id, 0);
+                    self.finish(id, ended);
                 }
-                futures::future::Either::Right(((), _)) => {
-                    interrupt = None;
-                    plan.interrupt();
-                    let waiting: Vec<&str> = records
-                        .iter()
-                        .filter(|r| r.pid.is_some() && r.end_ms.is_none())
-                        .map(|r| r.id.as_str())
-                        .collect();
-                    let msg = format!(
-                        "interrupted: starting nothing new, waiting for {} running task(s) to finish \
-                         (interrupt again to kill them): {}",
-                        waiting.len(),
-                        waiting.join(", ")
-                    );
-                    procs.event(Event::Warning(&msg));
-                    continue;
-                }
-            },
-            None => next
-                .await
-                .expect("the plan has running tasks, so their processes are awaited"),
+            }
+        }
+    }
+
+    fn finish_cached(&mut self, id: TaskId, restored: bool, now: u64) {
+        let rec = &mut self.records[id];
+        rec.end_ms = Some(now);
+        rec.restored = restored;
+        rec.outcome = Some(Outcome::Cached);
+        rec.message = Some(
+            if restored {
+                "restored from the cache"
+            } else {
+                "covered by the cache; outputs not needed"
+            }
+            .to_string(),
+        );
+        self.plan.finish(id, true);
+        self.seams.progress.event(Event::Finished(rec));
+    }
+
+    fn spawn(&mut self, id: TaskId, cmd: Command, now: u64) {
+        self.records[id].log = Some(cmd.log.clone());
+        let child = match self.seams.processes.spawn(&cmd) {
+            Ok(child) => child,
+            Err(why) => {
+                let rec = &mut self.records[id];
+                rec.end_ms = Some(now);
+                rec.log = None; // no process, no log
+                return self.finish(id, Ended::Lost(format!("cannot start: {why}")));
+            }
         };
-        let rec = &mut records[id.index()];
-        let end = procs.now_ms() - t0;
-        rec.end_ms = Some(end);
-        let duration = end - rec.start_ms.unwrap_or(end);
-        let exit = match exit {
-            Ok(status) if status.success() => {
-                after_run(graph, id, opts, duration, procs, &mut stores)
+        self.records[id].pid = Some(child.pid());
+        self.processes += 1;
+        self.peak = self.peak.max(self.processes);
+        self.seams.progress.event(Event::Started {
+            task: &self.records[id],
+            running: self.processes,
+        });
+        let timeout = cmd
+            .timeout_ms
+            .map(|ms| (ms, self.seams.processes.sleep(ms)));
+        self.running
+            .push(Box::pin(async move { (id, end_of(child, timeout).await) }));
+    }
+
+    /// Copies what finished tasks produced into the cache.
+    fn store_outputs(&mut self) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        for job in std::mem::take(&mut self.stores) {
+            self.stored.push(self.sigs[job.id].hash.clone());
+            let mut warnings = Vec::new();
+            let ws = &self.config.workspace;
+            store(self.graph, job, &self.sigs, cache, ws, &mut |w| {
+                warnings.push(w)
+            });
+            for w in &warnings {
+                self.seams.progress.event(Event::Warning(w));
+            }
+        }
+    }
+
+    /// Waits for the next process to end (or the first interrupt) and
+    /// records it.
+    async fn await_next(&mut self) {
+        let next = self.running.next();
+        let done = match &mut self.interrupt {
+            None => next.await,
+            Some(asked) => match select(next, asked).await {
+                Either::Left((done, _)) => done,
+                Either::Right(((), _)) => return self.interrupted(),
+            },
+        };
+        let (id, ended) = done.expect("the plan has running tasks, so their processes are awaited");
+        self.processes -= 1;
+        let end = self.now();
+        self.records[id].end_ms = Some(end);
+        let ended = match ended {
+            Ended::Exited(s) if s.success() => {
+                let took = self.records[id].took_ms();
+                self.after_success(id, took)
             }
             other => other,
         };
-        finish(&mut plan, &mut records[id.index()], id, exit, procs);
+        self.finish(id, ended);
     }
-    plan.close();
-    if let (Some(cache), Some(remote)) = (&opts.cache, procs.remote()) {
-        // Write-through: what this run stored goes up, blobs first.
-        if !opts.remote_read_only && !stored.is_empty() {
-            let stats = remote::push(remote, cache, &stored, opts.remote_concurrency).await;
-            for w in &stats.warnings {
-                procs.event(Event::Warning(w));
+
+    /// The first interrupt: start nothing new, say what is still awaited.
+    fn interrupted(&mut self) {
+        self.interrupt = None;
+        self.plan.interrupt();
+        let waiting: Vec<&str> = self
+            .records
+            .iter()
+            .filter(|r| r.pid.is_some() && r.end_ms.is_none())
+            .map(|r| r.id.as_str())
+            .collect();
+        let msg = format!(
+            "interrupted: starting nothing new, waiting for {} running task(s) to finish \
+             (interrupt again to kill them): {}",
+            waiting.len(),
+            waiting.join(", ")
+        );
+        self.seams.progress.event(Event::Warning(&msg));
+    }
+
+    /// A task's command succeeded: check its declared outputs (a missing or
+    /// escaping one fails it) and queue them for the cache.
+    fn after_success(&mut self, id: TaskId, duration_ms: u64) -> Ended {
+        let ws = &self.config.workspace;
+        match check_outputs(self.graph, id, ws, duration_ms, self.seams.modes) {
+            Ok(job) => {
+                if self.config.cache.is_some() {
+                    self.stores.push(job);
+                }
+                Ended::Exited(ExitStatus::Code(0))
             }
+            Err(why) => Ended::Lost(why),
         }
     }
 
-    for id in graph.ids() {
-        let rec = &mut records[id.index()];
-        if rec.outcome.is_some() {
-            continue;
-        }
-        let TaskState::Skipped(reason) = plan.state(id) else {
-            unreachable!("a closed plan has only final states");
-        };
-        rec.outcome = Some(Outcome::NotRun);
-        rec.message = Some(match reason {
-            SkipReason::DependencyFailed(dep) => {
-                format!("not run: dependency \"{}\" failed", graph.task(dep).id)
-            }
-            SkipReason::BuildStopped => {
-                "not run: the build stopped after a failure (use -k to keep going)".to_string()
-            }
-            SkipReason::Interrupted => "not run: the build was interrupted".to_string(),
-        });
-        procs.event(Event::Finished(rec));
-    }
-    let count = |o: Outcome| records.iter().filter(|r| r.outcome == Some(o)).count();
-    let took = |id: TaskId| {
-        let r = &records[id.index()];
-        r.end_ms
-            .unwrap_or(0)
-            .saturating_sub(r.start_ms.unwrap_or(0))
-    };
-    let critical_path = longest_chain(graph, &remaining_path(graph, took));
-    Ok(Report {
-        critical_path,
-        succeeded: count(Outcome::Succeeded),
-        failed: count(Outcome::Failed),
-        not_run: count(Outcome::NotRun),
-        cached: count(Outcome::Cached),
-        peak_parallel: plan.peak_running(),
-        wall_ms: procs.now_ms() - t0,
-        max_parallel: plan.max_parallel(),
-        tasks: records,
-    })
-}
-
-/// A task's command succeeded: check its declared outputs (a missing or
-/// escaping one fails it) and queue them for the cache.
-fn after_run<P: Processes>(
-    graph: &Graph,
-    id: TaskId,
-    opts: &RunOptions,
-    duration_ms: u64,
-    procs: &mut P,
-    stores: &mut Vec<PendingStore>,
-) -> Result<ExitStatus, String> {
-    let job = check_outputs(graph, id, &opts.workspace, duration_ms, &*procs)?;
-    if opts.cache.is_some() {
-        stores.push(job);
-    }
-    Ok(ExitStatus::Code(0))
-}
-
-/// Records a task's end in the plan and its record, and tells the provider.
-fn finish<P: Processes>(
-    plan: &mut Plan<'_>,
-    rec: &mut TaskRecord,
-    id: TaskId,
-    exit: Result<ExitStatus, String>,
-    procs: &mut P,
-) {
-    let success = match exit {
-        Ok(status) => {
+    /// Records a task's end in the plan and its record, and tells.
+    fn finish(&mut self, id: TaskId, ended: Ended) {
+        let rec = &mut self.records[id];
+        if let Ended::Exited(status) = ended {
             rec.exit = Some(status);
-            if !status.success() {
-                rec.message = Some(describe_status(status));
-            }
-            status.success()
         }
-        Err(why) => {
-            rec.message = Some(why);
-            false
+        rec.message = ended.failure();
+        let success = rec.message.is_none();
+        rec.outcome = Some(if success {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        });
+        self.plan.finish(id, success);
+        self.seams.progress.event(Event::Finished(rec));
+    }
+
+    /// Write-through: what this run stored goes up, blobs first.
+    async fn push_to_remote(&mut self) {
+        let (Some(cache), Some(remote)) = (&self.config.cache, self.seams.remote) else {
+            return;
+        };
+        if self.config.remote_read_only || self.stored.is_empty() {
+            return;
+        }
+        let concurrency = self.config.remote_concurrency;
+        let stats = remote::push(remote, cache, &self.stored, concurrency).await;
+        for w in &stats.warnings {
+            self.seams.progress.event(Event::Warning(w));
+        }
+    }
+
+    /// Reports every task that never got to run, and why.
+    fn skip_rest(&mut self) {
+        for id in self.graph.ids() {
+            if self.records[id].outcome.is_some() {
+                continue;
+            }
+            let TaskState::Skipped(reason) = self.plan.state(id) else {
+                unreachable!("a closed plan has only final states");
+            };
+            let rec = &mut self.records[id];
+            rec.outcome = Some(Outcome::NotRun);
+            rec.message = Some(match reason {
+                SkipReason::DependencyFailed(dep) => {
+                    format!("not run: dependency \"{}\" failed", self.graph.task(dep).id)
+                }
+                SkipReason::BuildStopped => {
+                    "not run: the build stopped after a failure (use -k to keep going)".to_string()
+                }
+                SkipReason::Interrupted => "not run: the build was interrupted".to_string(),
+            });
+            self.seams.progress.event(Event::Finished(rec));
+        }
+    }
+
+    fn report(self) -> Report {
+        let records = &self.records;
+        let count = |o: Outcome| records.iter().filter(|r| r.outcome == Some(o)).count();
+        let took = |id: TaskId| records[id].took_ms();
+        let critical_path = longest_chain(self.graph, &remaining_path(self.graph, took))
+            .into_iter()
+            .map(|id| self.graph.task(id).id.clone())
+            .collect();
+        Report {
+            critical_path,
+            succeeded: count(Outcome::Succeeded),
+            failed: count(Outcome::Failed),
+            not_run: count(Outcome::NotRun),
+            cached: count(Outcome::Cached),
+            peak_parallel: self.peak,
+            wall_ms: self.now(),
+            max_parallel: self.plan.max_parallel(),
+            tasks: self.records.into_vec(),
+        }
+    }
+}
+
+/// How a started process ends: on its own, or stopped after `timeout`
+/// (its ms and a timer) runs out.
+async fn end_of(child: Box<dyn Child>, timeout: Option<(u64, LocalFuture<()>)>) -> Ended {
+    let timed_out = {
+        // The exit future holds the child's pollable: it goes first.
+        let exited = child.exited();
+        match timeout {
+            None => {
+                exited.await;
+                None
+            }
+            Some((ms, timer)) => match select(exited, timer).await {
+                Either::Left(_) => None,
+                Either::Right((_, exited)) => {
+                    child.kill();
+                    exited.await;
+                    Some(ms)
+                }
+            },
         }
     };
-    rec.outcome = Some(if success {
-        Outcome::Succeeded
-    } else {
-        Outcome::Failed
+    match (timed_out, child.status()) {
+        (Some(ms), _) => Ended::TimedOut(ms),
+        (None, Some(status)) => Ended::Exited(status),
+        (None, None) => Ended::Lost("the host said the process exited but has no status".into()),
+    }
+}
+
+/// Read-through: what the local cache lacks comes from the remote into the
+/// local cache, checked; setscene then restores locally.
+async fn pull_from_remote(
+    graph: &Graph,
+    config: &Config,
+    sigs: &TaskMap<Signature>,
+    seams: &mut Seams<'_>,
+) {
+    let (Some(cache), Some(remote)) = (&config.cache, seams.remote) else {
+        return;
+    };
+    let wanted: Vec<String> = graph
+        .ids()
+        .filter(|&id| !graph.task(id).nostamp)
+        .map(|id| sigs[id].hash.clone())
+        .collect();
+    let stats = remote::pull(remote, cache, &wanted, config.remote_concurrency).await;
+    for w in &stats.warnings {
+        seams.progress.event(Event::Warning(w));
+    }
+}
+
+/// Which tasks run and which the cache covers (restoring what is needed).
+fn decide_fates(
+    graph: &Graph,
+    config: &Config,
+    sigs: &TaskMap<Signature>,
+    seams: &mut Seams<'_>,
+) -> TaskMap<Fate> {
+    let Some(cache) = &config.cache else {
+        return TaskMap::filled(graph, Fate::Run);
+    };
+    let mut warnings = Vec::new();
+    let ws = &config.workspace;
+    let fates = setscene(graph, sigs, cache, ws, seams.modes, &mut |w| {
+        warnings.push(w)
     });
-    plan.finish(id, success);
-    procs.event(Event::Finished(rec));
+    for w in &warnings {
+        seams.progress.event(Event::Warning(w));
+    }
+    fates
+}
+
+/// The plan, prioritized by expected durations: what history recorded for
+/// tasks that will run; covered tasks end at once and add nothing to a path.
+fn plan_for<'g>(graph: &'g Graph, config: &Config, fates: &TaskMap<Fate>) -> Plan<'g> {
+    let runs = |id: TaskId| fates[id] == Fate::Run;
+    let given = TaskMap::filled(graph, None);
+    let known = recorded_durations(graph, config.cache.as_ref(), given, runs);
+    let mut expected = expected_durations(graph, known.as_slice());
+    for id in graph.ids().filter(|&id| !runs(id)) {
+        expected[id.index()] = 0;
+    }
+    Plan::new(
+        graph,
+        config.policy,
+        config.policy.priorities(graph, &expected),
+        config.max_parallel,
+        config.keep_going,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::executor::block_on;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::task::Poll;
 
     /// Processes that end at once: `false` exits 1, `kill-me` dies of
-    /// SIGKILL, `missing` cannot start, anything else exits 0.
+    /// SIGKILL, `missing` cannot start, `hang` runs until killed (then
+    /// SIGTERM), anything else exits 0. Timers fire at once.
     #[derive(Default)]
-    struct Instant {
+    struct Fake {
         spawned: Vec<Command>,
-        events: Vec<String>,
     }
 
-    impl FileModes for Instant {
-        fn mode(&self, _: &str) -> Result<u32, String> {
-            Ok(0o644)
+    struct FakeChild {
+        pid: u32,
+        status: ExitStatus,
+        hangs: bool,
+        killed: Rc<Cell<bool>>,
+    }
+
+    impl Child for FakeChild {
+        fn pid(&self) -> u32 {
+            self.pid
         }
-        fn set_mode(&self, _: &str, _: u32) -> Result<(), String> {
-            Ok(())
+        fn exited(&self) -> LocalFuture<()> {
+            let (hangs, killed) = (self.hangs, self.killed.clone());
+            Box::pin(futures::future::poll_fn(move |_| {
+                if hangs && !killed.get() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            }))
+        }
+        fn status(&self) -> Option<ExitStatus> {
+            Some(match self.killed.get() {
+                true => ExitStatus::Signal(15),
+                false => self.status,
+            })
+        }
+        fn kill(&self) {
+            self.killed.set(true);
         }
     }
 
-    impl Processes for Instant {
-        fn spawn(&mut self, cmd: &Command) -> Result<(u32, Exit), String> {
+    impl Processes for Fake {
+        fn spawn(&mut self, cmd: &Command) -> Result<Box<dyn Child>, String> {
             if cmd.program == "missing" {
                 return Err("program \"missing\" not found".into());
             }
@@ -562,19 +567,34 @@ mod tests {
                 "kill-me" => ExitStatus::Signal(9),
                 _ => ExitStatus::Code(0),
             };
-            Ok((
-                100 + self.spawned.len() as u32,
-                Box::pin(async move { Ok(status) }),
-            ))
+            Ok(Box::new(FakeChild {
+                pid: 100 + self.spawned.len() as u32,
+                status,
+                hangs: cmd.program == "hang",
+                killed: Rc::default(),
+            }))
         }
         fn now_ms(&self) -> u64 {
             0
         }
-        fn interrupted(&mut self) -> Pin<Box<dyn Future<Output = ()>>> {
+        fn sleep(&self, _ms: u64) -> LocalFuture<()> {
+            Box::pin(futures::future::ready(()))
+        }
+        fn interrupted(&mut self) -> LocalFuture<()> {
             Box::pin(futures::future::pending())
         }
+        fn parallelism(&self) -> u32 {
+            2
+        }
+    }
+
+    /// Every event, as a line.
+    #[derive(Default)]
+    struct Events(Vec<String>);
+
+    impl Progress for Events {
         fn event(&mut self, event: Event<'_>) {
-            self.events.push(match event {
+            self.0.push(match event {
                 Event::Started { task, running } => format!("start {} ({running})", task.id),
                 Event::Warning(w) => format!("warning {w}"),
                 Event::Planned { total, cached } => format!("planned {total} {cached}"),
@@ -588,8 +608,32 @@ mod tests {
         }
     }
 
-    fn options(max: usize, keep_going: bool) -> RunOptions {
-        RunOptions {
+    struct Modes;
+
+    impl FileModes for Modes {
+        fn mode(&self, _: &str) -> Result<u32, String> {
+            Ok(0o644)
+        }
+        fn set_mode(&self, _: &str, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Runs `g` over the fakes: the report, what was spawned, the events.
+    fn run_fake(g: &Graph, config: &Config) -> (Report, Vec<Command>, Vec<String>) {
+        let (mut procs, mut events) = (Fake::default(), Events::default());
+        let seams = Seams {
+            processes: &mut procs,
+            progress: &mut events,
+            modes: &Modes,
+            remote: None,
+        };
+        let report = block_on(run(g, config, seams)).unwrap();
+        (report, procs.spawned, events.0)
+    }
+
+    fn options(max: usize, keep_going: bool) -> Config {
+        Config {
             max_parallel: max,
             keep_going,
             base_env: BTreeMap::from([("PATH".into(), "/bin".into())]),
@@ -645,8 +689,7 @@ mod tests {
               {"id":"noexec","deps":["ok"]}]}"#,
         )
         .unwrap();
-        let mut procs = Instant::default();
-        let report = block_on(run(&g, &options(1, true), &mut procs)).unwrap();
+        let (report, spawned, _) = run_fake(&g, &options(1, true));
         let msgs: Vec<_> = report
             .tasks
             .iter()
@@ -670,7 +713,7 @@ mod tests {
             ]
         );
         assert_eq!((report.succeeded, report.failed, report.not_run), (2, 3, 1));
-        assert_eq!(procs.spawned.len(), 3, "after-bad never ran");
+        assert_eq!(spawned.len(), 3, "after-bad never ran");
         assert_eq!(report.tasks[5].pid, None, "noexec has no process");
     }
 
@@ -682,10 +725,9 @@ mod tests {
               {"id":"later","argv":["true"]}]}"#,
         )
         .unwrap();
-        let mut procs = Instant::default();
-        let report = block_on(run(&g, &options(1, false), &mut procs)).unwrap();
+        let (report, _, events) = run_fake(&g, &options(1, false));
         assert_eq!(
-            procs.events,
+            events,
             [
                 "planned 2 0",
                 "start bad (1)",
@@ -695,5 +737,50 @@ mod tests {
         );
         assert_eq!(report.failed, 1);
         assert_eq!(report.not_run, 1);
+    }
+
+    #[test]
+    fn a_task_past_its_timeout_is_killed_and_fails() {
+        let g = Graph::parse(
+            r#"{"version":1,"tasks":[
+              {"id":"slow","argv":["hang"],"timeout":0.05},
+              {"id":"after","deps":["slow"],"argv":["true"]}]}"#,
+        )
+        .unwrap();
+        let (report, spawned, _) = run_fake(&g, &options(2, true));
+        let slow = &report.tasks[0];
+        assert_eq!(slow.outcome, Some(Outcome::Failed));
+        assert_eq!(slow.message.as_deref(), Some("timed out after 0.05 s"));
+        assert_eq!(
+            slow.exit, None,
+            "a timed-out task has no exit status of its own"
+        );
+        assert_eq!(spawned.len(), 1, "its dependent never started");
+        assert_eq!(report.tasks[1].outcome, Some(Outcome::NotRun));
+    }
+
+    #[test]
+    fn cached_tasks_hold_no_slot_in_the_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("out/a"), "a").unwrap();
+        let g = Graph::parse(
+            r#"{"version":1,"tasks":[
+              {"id":"a","argv":["true"],"outputs":["out/a"]},
+              {"id":"b","argv":["true"],"nostamp":true}]}"#,
+        )
+        .unwrap();
+        let config = Config {
+            workspace: dir.path().to_path_buf(),
+            cache: Some(Cache::new(dir.path().join("cache"))),
+            ..options(2, false)
+        };
+        let (first, _, _) = run_fake(&g, &config);
+        assert_eq!((first.succeeded, first.peak_parallel), (2, 2));
+        // Now a is covered; b runs and a is decided while b's process runs.
+        let (second, spawned, events) = run_fake(&g, &config);
+        assert_eq!(second.cached, 1, "{events:?}");
+        assert_eq!(spawned.len(), 1);
+        assert_eq!(second.peak_parallel, 1, "{events:?}");
     }
 }

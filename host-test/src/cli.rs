@@ -1,30 +1,43 @@
 //! The `runqueue` command: arguments, finding the component, the files a
-//! build writes, and exit codes. Knows nothing of scheduling; that is the component's.
+//! build writes, and exit codes; one function per subcommand. The words it
+//! shares with the component's own command line (defaults, value parsing,
+//! graph reading, exit codes, messages, printed lines) are
+//! [`runqueue::cli`]'s. Knows nothing of scheduling; that is the
+//! component's.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use runqueue::cli::{
+    build_exit_code, error_exit, lines, parse_scheduler, parse_seconds, parse_seconds_or_off,
+    read_graph, read_text, DEFAULT_CACHE, DEFAULT_LOG_DIR, DEFAULT_REMOTE_TIMEOUT,
+    DEFAULT_SIMULATE_JOBS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK,
+};
+use runqueue::plan::Policy;
 
 use crate::console::{Console, Verbosity};
 use crate::outputs;
 use crate::process::Activity;
-use crate::{ImportOptions, Report, RunError, RunOptions, Runqueue, Scheduler, Workspace};
-
-/// Exit code: every task succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: at least one task failed.
-pub const EXIT_TASK_FAILED: i32 = 1;
-/// Exit code: bad input (graph, arguments, workspace); nothing ran.
-pub const EXIT_BAD_INPUT: i32 = 2;
-/// Exit code: runqueue itself broke (component missing or trapped).
-pub const EXIT_INTERNAL: i32 = 3;
-
-/// Graph files larger than this are refused before parsing.
-pub const MAX_GRAPH_BYTES: u64 = 256 << 20;
+use crate::{
+    CallError, Controls, ImportOptions, Report, RunError, RunOptions, Runqueue, Workspace,
+};
 
 /// The environment variable naming the component file.
 pub const COMPONENT_ENV: &str = "RUNQUEUE_COMPONENT";
+
+/// The build of the component with the remote cache (wasi:http), found
+/// next to the plain one.
+pub const REMOTE_COMPONENT: &str = "runqueue-remote.wasm";
+
+/// `--scheduler`: the names [`Policy`] gives, listed in `--help`.
+fn scheduler_parser() -> impl clap::builder::TypedValueParser<Value = Policy> {
+    use clap::builder::TypedValueParser;
+    let names = Policy::ALL.map(Policy::name);
+    clap::builder::PossibleValuesParser::new(names)
+        .map(|name: String| parse_scheduler(&name).expect("one of the possible values"))
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,16 +72,16 @@ enum Command {
         #[arg(short = 'k', long)]
         keep_going: bool,
         /// How ready tasks are ordered when slots are scarce.
-        #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
-        scheduler: SchedulerArg,
+        #[arg(long, default_value = "critical-path", value_parser = scheduler_parser())]
+        scheduler: Policy,
         /// Stop a task (SIGTERM to its process group, SIGKILL 2 s later)
         /// that runs longer than SECS, unless the graph gives it a timeout.
-        #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
-        timeout: Option<std::time::Duration>,
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
         /// Warn when a running task has printed nothing for SECS (and again
         /// after each further SECS); 0 turns the warning off.
-        #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_stall)]
-        stall_warning: std::time::Duration,
+        #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_seconds_or_off)]
+        stall_warning: Duration,
         /// Allow tasks to start only these programs (repeatable), as the
         /// graph names them; `sh` (which runs every `run` task) stays
         /// allowed, so this restricts `argv` tasks.
@@ -84,8 +97,8 @@ enum Command {
         #[arg(long, requires = "remote_cache")]
         remote_cache_read_only: bool,
         /// How long one remote cache request may take.
-        #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_timeout)]
-        remote_cache_timeout: std::time::Duration,
+        #[arg(long, value_name = "SECS", default_value = DEFAULT_REMOTE_TIMEOUT, value_parser = parse_seconds)]
+        remote_cache_timeout: Duration,
         #[command(flatten)]
         place: Place,
         #[command(flatten)]
@@ -120,15 +133,15 @@ enum Command {
         /// The graph file (JSON, format version 1).
         graph: PathBuf,
         /// Virtual slots.
-        #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_SIMULATE_JOBS, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         jobs: u32,
         /// Task durations: TSV lines `recipe<TAB>task<TAB>seconds`. Tasks not
         /// in it use the cache's recorded durations, then the median of their
         /// task name, then the median of all known, then equal weights.
         #[arg(long, value_name = "FILE")]
         durations: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = SchedulerArg::CriticalPath)]
-        scheduler: SchedulerArg,
+        #[arg(long, default_value = "critical-path", value_parser = scheduler_parser())]
+        scheduler: Policy,
         #[command(flatten)]
         place: Place,
     },
@@ -156,30 +169,6 @@ enum Command {
     },
 }
 
-/// The `--scheduler` values.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum SchedulerArg {
-    /// Longest remaining path weighted by expected durations (default).
-    CriticalPath,
-    /// BitBake's speed weights.
-    Speed,
-    /// In the order tasks became ready.
-    Fifo,
-    /// Batches of -j tasks joined all at once (for comparison only).
-    Waves,
-}
-
-impl From<SchedulerArg> for Scheduler {
-    fn from(s: SchedulerArg) -> Scheduler {
-        match s {
-            SchedulerArg::CriticalPath => Scheduler::CriticalPath,
-            SchedulerArg::Speed => Scheduler::Speed,
-            SchedulerArg::Fifo => Scheduler::Fifo,
-            SchedulerArg::Waves => Scheduler::Waves,
-        }
-    }
-}
-
 /// What a build shows and leaves behind.
 #[derive(clap::Args, Debug)]
 struct Show {
@@ -190,7 +179,7 @@ struct Show {
     #[arg(short, long)]
     verbose: bool,
     /// Where task logs and run scripts go, relative to the workspace.
-    #[arg(long, value_name = "DIR", default_value = ".runqueue/logs")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOG_DIR)]
     logs: String,
     /// How many last lines of a failed task's log to print.
     #[arg(long, value_name = "N", default_value_t = 25)]
@@ -214,11 +203,18 @@ struct Place {
     #[arg(long, value_name = "DIR", default_value = ".")]
     workspace: PathBuf,
     /// The artifact cache directory; a relative path is inside the workspace.
-    #[arg(long, value_name = "DIR", default_value = crate::DEFAULT_CACHE)]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_CACHE)]
     cache: PathBuf,
     /// Run every task and cache nothing.
     #[arg(long, conflicts_with = "cache")]
     no_cache: bool,
+}
+
+impl Place {
+    /// The cache directory, unless `--no-cache`.
+    fn cache(&self) -> Option<PathBuf> {
+        (!self.no_cache).then(|| self.cache.clone())
+    }
 }
 
 /// Runs the CLI with `args` (including the program name) and returns the
@@ -235,350 +231,308 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
-    // One thread: the component is single-threaded anyway, and a child's
-    // exit then wakes the component without a hop between threads.
     if let Command::Watchdog = cli.command {
         crate::process::run_watchdog(std::io::stdin().lock());
         return EXIT_OK;
     }
+    // One thread: the component is single-threaded anyway, and a child's
+    // exit then wakes the component without a hop between threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    runtime.block_on(run_cli(cli))
+    match runtime.block_on(run_cli(cli)) {
+        Ok(code) => code,
+        Err(Failure(code, msg)) => {
+            eprintln!("runqueue: {msg}");
+            code
+        }
+    }
 }
 
-async fn run_cli(cli: Cli) -> i32 {
-    let graph_path = match &cli.command {
-        Command::Build { graph, .. }
-        | Command::Check { graph }
-        | Command::Explain { graph, .. }
-        | Command::Plan { graph, .. }
-        | Command::Simulate { graph, .. } => graph.clone(),
-        Command::ImportDot { file, .. } => file.clone(),
-        Command::Watchdog => unreachable!("handled before"),
-    };
-    let graph = match read_graph(&graph_path) {
-        Ok(text) => text,
-        Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
-    };
-    let workspace = match &cli.command {
-        Command::Build { place, .. }
-        | Command::Explain { place, .. }
-        | Command::Plan { place, .. }
-        | Command::Simulate { place, .. } => match Workspace::open(&place.workspace) {
-            Ok(ws) => Some(ws),
-            Err(e) => {
-                return fail(
-                    EXIT_BAD_INPUT,
-                    &format!("workspace {}: {e}", place.workspace.display()),
-                )
-            }
-        },
-        Command::Check { .. } | Command::ImportDot { .. } | Command::Watchdog => None,
-    };
-    let remote = match &cli.command {
-        Command::Build {
-            remote_cache: Some(url),
-            remote_cache_read_only,
-            remote_cache_timeout,
-            ..
-        } => match crate::remote::RemoteCache::new(url) {
-            Ok(r) => Some(crate::remote::RemoteCache {
-                read_only: *remote_cache_read_only,
-                timeout: *remote_cache_timeout,
-                ..r
-            }),
-            Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
-        },
-        _ => None,
-    };
-    let component = match find_component(cli.component.as_deref()) {
-        // The remote cache speaks wasi:http: the build of the component
-        // that imports it lies next to the plain one.
-        Ok(path) if remote.is_some() && cli.component.is_none() => {
-            let sibling = path.with_file_name(REMOTE_COMPONENT);
-            if !sibling.is_file() {
-                return fail(
-                    EXIT_INTERNAL,
-                    &format!(
-                        "--remote-cache needs {} (make build makes it)",
-                        sibling.display()
-                    ),
-                );
-            }
-            sibling
+/// Why a command failed: its exit code and message.
+struct Failure(i32, String);
+
+fn bad_input(msg: impl Into<String>) -> Failure {
+    Failure(EXIT_BAD_INPUT, msg.into())
+}
+
+/// A component call's nested result, as a value or a [`Failure`]: running
+/// out of the memory limit is bad input (an absurd graph); any other trap
+/// is runqueue's own failure; an error from the component is worded as
+/// [`runqueue::cli::error_exit`] says.
+fn answer<T>(graph: &Path, result: Result<Result<T, RunError>, CallError>) -> Result<T, Failure> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            let (code, msg) = error_exit(&graph.display().to_string(), &crate::from_wit_error(e));
+            Err(Failure(code, msg))
         }
-        Ok(path) => path,
-        Err(msg) => return fail(EXIT_INTERNAL, &msg),
+        Err(CallError::OutOfMemory(msg)) => Err(bad_input(msg)),
+        Err(CallError::Trap(e)) => Err(Failure(EXIT_INTERNAL, format!("{e:#}"))),
+    }
+}
+
+async fn run_cli(cli: Cli) -> Result<i32, Failure> {
+    let loader = Loader {
+        component: cli.component.clone(),
+        max_memory: cli.max_memory,
     };
-    let mut rq = match Runqueue::load(&component) {
-        Ok(rq) => rq,
-        Err(e) => return fail(EXIT_INTERNAL, &format!("{e:#}")),
-    };
-    rq.set_memory_limit((cli.max_memory as usize) << 20);
     match cli.command {
         Command::Watchdog => unreachable!("handled before"),
-        Command::Check { .. } => match rq.check(&graph).await {
-            Ok(Ok(summary)) => {
-                for line in runqueue::text::check_lines(
-                    &graph_path.display().to_string(),
-                    summary.tasks,
-                    summary.edges,
-                    summary.roots,
-                    summary.finals,
-                    &summary.longest_path,
-                ) {
-                    println!("{line}");
-                }
-                EXIT_OK
-            }
-            Ok(Err(e)) => run_error(&graph_path, e),
-            Err(e) => call_failed(e),
-        },
-        Command::Explain { task, place, .. } => {
-            let ws = workspace.expect("explain has a workspace");
-            let options = RunOptions {
-                cache: Some(place.cache),
-                ..RunOptions::default()
-            };
-            print_lines(rq.explain(&graph, &task, &options, &ws).await, &graph_path)
-        }
-        Command::Plan { place, .. } => {
-            let ws = workspace.expect("plan has a workspace");
-            let options = RunOptions {
-                cache: (!place.no_cache).then_some(place.cache),
-                ..RunOptions::default()
-            };
-            print_lines(rq.plan(&graph, &options, &ws).await, &graph_path)
-        }
+        Command::Check { graph } => check(&loader, &graph).await,
+        Command::Explain { graph, task, place } => explain(&loader, &graph, &task, &place).await,
+        Command::Plan { graph, place } => plan(&loader, &graph, &place).await,
         Command::Simulate {
+            graph,
             jobs,
             durations,
             scheduler,
             place,
-            ..
         } => {
-            let ws = workspace.expect("simulate has a workspace");
-            let durations = match durations.as_deref().map(read_text).transpose() {
-                Ok(d) => d,
-                Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
-            };
-            let cache = (!place.no_cache).then_some((&ws, place.cache.as_path()));
-            match rq
-                .simulate(&graph, jobs, scheduler.into(), durations, cache)
-                .await
-            {
-                Ok(Ok(sim)) => {
-                    print_simulation(&sim, jobs, scheduler);
-                    EXIT_OK
-                }
-                Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => call_failed(e),
-            }
+            simulate(
+                &loader,
+                &graph,
+                jobs,
+                durations.as_deref(),
+                scheduler,
+                &place,
+            )
+            .await
         }
         Command::ImportDot {
+            file,
             run,
             durations,
             scale,
             output,
-            ..
         } => {
-            let durations = match durations.as_deref().map(read_text).transpose() {
-                Ok(d) => d,
-                Err(msg) => return fail(EXIT_BAD_INPUT, &msg),
-            };
+            let text = graph_text(&file)?;
             let options = ImportOptions {
                 run_template: run,
-                durations,
+                durations: durations
+                    .as_deref()
+                    .map(read_text)
+                    .transpose()
+                    .map_err(bad_input)?,
                 scale,
             };
-            match rq.import_graph(&graph, &options).await {
-                Ok(Ok(json)) => match output {
-                    Some(path) => match std::fs::write(&path, json + "\n") {
-                        Ok(()) => EXIT_OK,
-                        Err(e) => fail(
-                            EXIT_BAD_INPUT,
-                            &format!("cannot write {}: {e}", path.display()),
-                        ),
-                    },
-                    None => {
-                        println!("{json}");
-                        EXIT_OK
-                    }
-                },
-                Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => call_failed(e),
-            }
+            import_dot(&loader, &file, &text, &options, output.as_deref()).await
         }
-        Command::Build {
-            jobs,
-            keep_going,
-            scheduler,
-            timeout,
-            stall_warning,
-            allow_program,
-            place,
-            show,
-            ..
-        } => {
-            if remote.is_some() && place.no_cache {
-                return fail(
-                    EXIT_BAD_INPUT,
-                    "--remote-cache needs a local cache to read through (drop --no-cache)",
-                );
-            }
-            let ws = workspace.expect("build has a workspace");
-            let options = RunOptions {
-                max_parallel: jobs,
-                keep_going,
-                cache: (!place.no_cache).then_some(place.cache),
-                scheduler: scheduler.into(),
-                log_dir: Some(show.logs.clone()),
-                timeout,
-                interrupts: Some(interrupt_requests()),
-                watchdog: std::env::current_exe().ok(),
-                allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
-                activity: Some(Activity::default()),
-                remote_cache: remote,
-            };
-            let console = Console::new(
-                if show.quiet {
-                    Verbosity::Quiet
-                } else if show.verbose {
-                    Verbosity::Verbose
-                } else {
-                    Verbosity::Normal
-                },
-                ws.root().to_path_buf(),
-                show.tail,
-            );
-            if !stall_warning.is_zero() {
-                let activity = options.activity.clone().expect("set above");
-                console.watch_stalls(activity, stall_warning);
-            }
-            let ticker = console.start_ticker();
-            let events = console.clone();
-            let result = rq
-                .run(&graph, &options, &ws, move |e| events.event(e))
-                .await;
-            ticker.abort();
-            match result {
-                Ok(Ok(report)) => {
-                    console.summary(&report);
-                    if let Err(msg) = write_outputs(&report, &show) {
-                        return fail(EXIT_BAD_INPUT, &msg);
-                    }
-                    // Failed, or stopped before everything ran (interrupted).
-                    if report.totals.failed > 0 || report.totals.not_run > 0 {
-                        EXIT_TASK_FAILED
-                    } else {
-                        EXIT_OK
-                    }
-                }
-                Ok(Err(e)) => run_error(&graph_path, e),
-                Err(e) => call_failed(e),
-            }
-        }
+        command @ Command::Build { .. } => build(&loader, command).await,
     }
 }
 
-/// Exit code and message for an error from a component call: running out of
-/// the memory limit is bad input (an absurd graph), anything else is ours.
-/// Prints the lines a call returned (`explain`, `plan`), or its error.
-fn print_lines(result: wasmtime::Result<Result<Vec<String>, RunError>>, graph: &Path) -> i32 {
-    match result {
-        Ok(Ok(lines)) => {
-            for line in lines {
-                println!("{line}");
-            }
-            EXIT_OK
-        }
-        Ok(Err(e)) => run_error(graph, e),
-        Err(e) => call_failed(e),
+/// Finds and loads the component, once the input has been read.
+struct Loader {
+    component: Option<PathBuf>,
+    /// The memory cap, in MiB.
+    max_memory: u64,
+}
+
+impl Loader {
+    /// The component (its remote-cache build when `remote`).
+    fn load(&self, remote: bool) -> Result<Runqueue, Failure> {
+        let explicit = self.component.as_deref();
+        let path = find_component(explicit).map_err(|m| Failure(EXIT_INTERNAL, m))?;
+        // The remote cache speaks wasi:http: the build of the component
+        // that imports it lies next to the plain one.
+        let path = match remote && explicit.is_none() {
+            true => remote_sibling(&path)?,
+            false => path,
+        };
+        let mut rq = Runqueue::load(&path).map_err(|e| Failure(EXIT_INTERNAL, format!("{e:#}")))?;
+        rq.set_memory_limit((self.max_memory as usize) << 20);
+        Ok(rq)
     }
 }
 
-fn call_failed(e: wasmtime::Error) -> i32 {
-    let msg = format!("{e:#}");
-    let code = if msg.starts_with(crate::OUT_OF_MEMORY) {
-        EXIT_BAD_INPUT
-    } else {
-        EXIT_INTERNAL
-    };
-    fail(code, &msg)
-}
-
-fn fail(code: i32, msg: &str) -> i32 {
-    eprintln!("runqueue: {msg}");
-    code
-}
-
-fn run_error(graph: &Path, e: RunError) -> i32 {
-    match e {
-        RunError::InvalidGraph(msg) => fail(
-            EXIT_BAD_INPUT,
-            &format!("invalid graph {}: {msg}", graph.display()),
-        ),
-        RunError::InvalidRequest(msg) => fail(EXIT_BAD_INPUT, &msg),
-        RunError::Internal(msg) => fail(EXIT_INTERNAL, &msg),
+fn remote_sibling(plain: &Path) -> Result<PathBuf, Failure> {
+    let sibling = plain.with_file_name(REMOTE_COMPONENT);
+    if !sibling.is_file() {
+        let msg = format!(
+            "--remote-cache needs {} (make build makes it)",
+            sibling.display()
+        );
+        return Err(Failure(EXIT_INTERNAL, msg));
     }
+    Ok(sibling)
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+fn open_workspace(place: &Place) -> Result<Workspace, Failure> {
+    Workspace::open(&place.workspace)
+        .map_err(|e| bad_input(format!("workspace {}: {e}", place.workspace.display())))
 }
 
-fn print_simulation(sim: &crate::Simulation, jobs: u32, scheduler: SchedulerArg) {
-    let name = match scheduler {
-        SchedulerArg::CriticalPath => "critical-path",
-        SchedulerArg::Speed => "speed",
-        SchedulerArg::Fifo => "fifo",
-        SchedulerArg::Waves => "waves",
-    };
-    for line in runqueue::text::simulation_lines(&runqueue::text::SimulationFigures {
-        jobs,
-        scheduler: name,
-        makespan_ms: sim.makespan_ms,
-        lower_bound_ms: sim.lower_bound_ms,
-        critical_path_ms: sim.critical_path_ms,
-        work_ms: sim.work_ms,
-        peak_parallel: sim.peak_parallel,
-        critical_path: &sim.critical_path,
-    }) {
+fn graph_text(path: &Path) -> Result<String, Failure> {
+    read_graph(path).map_err(bad_input)
+}
+
+fn print_all(lines: impl IntoIterator<Item = String>) {
+    for line in lines {
         println!("{line}");
     }
 }
 
-fn read_graph(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read graph {}: {e}", path.display()))?;
-    if meta.len() > MAX_GRAPH_BYTES {
-        return Err(format!(
-            "graph {} is {} bytes; the limit is {MAX_GRAPH_BYTES}",
-            path.display(),
-            meta.len()
+async fn check(loader: &Loader, graph: &Path) -> Result<i32, Failure> {
+    let text = graph_text(graph)?;
+    let summary = answer(graph, loader.load(false)?.check(&text).await)?;
+    let shown = graph.display().to_string();
+    print_all(lines::check_lines(
+        &shown,
+        &crate::from_wit_summary(summary),
+    ));
+    Ok(EXIT_OK)
+}
+
+async fn explain(loader: &Loader, graph: &Path, task: &str, place: &Place) -> Result<i32, Failure> {
+    let text = graph_text(graph)?;
+    let ws = open_workspace(place)?;
+    let rq = loader.load(false)?;
+    let options = RunOptions {
+        cache: Some(place.cache.clone()),
+        ..RunOptions::default()
+    };
+    print_all(answer(graph, rq.explain(&text, task, &options, &ws).await)?);
+    Ok(EXIT_OK)
+}
+
+async fn plan(loader: &Loader, graph: &Path, place: &Place) -> Result<i32, Failure> {
+    let text = graph_text(graph)?;
+    let ws = open_workspace(place)?;
+    let rq = loader.load(false)?;
+    let options = RunOptions {
+        cache: place.cache(),
+        ..RunOptions::default()
+    };
+    print_all(answer(graph, rq.plan(&text, &options, &ws).await)?);
+    Ok(EXIT_OK)
+}
+
+async fn simulate(
+    loader: &Loader,
+    graph: &Path,
+    jobs: u32,
+    durations: Option<&Path>,
+    scheduler: Policy,
+    place: &Place,
+) -> Result<i32, Failure> {
+    let text = graph_text(graph)?;
+    let ws = open_workspace(place)?;
+    let rq = loader.load(false)?;
+    let durations = durations.map(read_text).transpose().map_err(bad_input)?;
+    let cache = place.cache();
+    let cache = cache.as_deref().map(|dir| (&ws, dir));
+    let wit_scheduler = crate::to_wit_scheduler(scheduler);
+    let sim = rq
+        .simulate(&text, jobs, wit_scheduler, durations, cache)
+        .await;
+    let sim = crate::from_wit_simulation(answer(graph, sim)?);
+    print_all(lines::simulation_lines(&sim, jobs, scheduler));
+    Ok(EXIT_OK)
+}
+
+async fn import_dot(
+    loader: &Loader,
+    file: &Path,
+    text: &str,
+    options: &ImportOptions,
+    output: Option<&Path>,
+) -> Result<i32, Failure> {
+    let json = answer(file, loader.load(false)?.import_graph(text, options).await)?;
+    match output {
+        Some(path) => std::fs::write(path, json + "\n")
+            .map_err(|e| bad_input(format!("cannot write {}: {e}", path.display())))?,
+        None => println!("{json}"),
+    }
+    Ok(EXIT_OK)
+}
+
+async fn build(loader: &Loader, command: Command) -> Result<i32, Failure> {
+    let Command::Build {
+        graph,
+        jobs,
+        keep_going,
+        scheduler,
+        timeout,
+        stall_warning,
+        allow_program,
+        remote_cache,
+        remote_cache_read_only,
+        remote_cache_timeout,
+        place,
+        show,
+    } = command
+    else {
+        unreachable!("called for build")
+    };
+    let text = graph_text(&graph)?;
+    let ws = open_workspace(&place)?;
+    let remote = remote_cache
+        .map(|url| crate::remote::RemoteCache::new(&url))
+        .transpose()
+        .map_err(bad_input)?
+        .map(|r| crate::remote::RemoteCache {
+            read_only: remote_cache_read_only,
+            timeout: remote_cache_timeout,
+            ..r
+        });
+    let rq = loader.load(remote.is_some())?;
+    if remote.is_some() && place.no_cache {
+        return Err(bad_input(
+            "--remote-cache needs a local cache to read through (drop --no-cache)",
         ));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read graph {}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "graph {} is not UTF-8 text (bad byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })
+    let options = RunOptions {
+        max_parallel: jobs,
+        keep_going,
+        cache: place.cache(),
+        scheduler: crate::to_wit_scheduler(scheduler),
+        log_dir: Some(show.logs.clone()),
+        timeout,
+        remote_cache: remote,
+    };
+    let controls = Controls {
+        interrupts: Some(interrupt_requests()),
+        watchdog: std::env::current_exe().ok(),
+        allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
+        activity: Some(Activity::default()),
+    };
+    let console = console_for(&show, &ws, &controls, stall_warning);
+    let ticker = console.start_ticker();
+    let events = console.clone();
+    let result = rq
+        .run_controlled(&text, &options, &controls, &ws, move |e| events.event(e))
+        .await;
+    ticker.abort();
+    let report = answer(&graph, result)?;
+    console.summary(&report);
+    write_outputs(&report, &show).map_err(bad_input)?;
+    // Failed, or stopped before everything ran (interrupted).
+    let t = &report.totals;
+    Ok(build_exit_code(t.failed == 0 && t.not_run == 0))
+}
+
+/// The console a build prints to, watching for stalled tasks.
+fn console_for(show: &Show, ws: &Workspace, controls: &Controls, stall: Duration) -> Console {
+    let verbosity = if show.quiet {
+        Verbosity::Quiet
+    } else if show.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let console = Console::new(verbosity, ws.root().to_path_buf(), show.tail);
+    if let (false, Some(activity)) = (stall.is_zero(), &controls.activity) {
+        console.watch_stalls(activity.clone(), stall);
+    }
+    console
 }
 
 /// The component: `explicit`, else `$RUNQUEUE_COMPONENT`, else
 /// `runqueue.wasm` next to this program, else where `cargo build --target
 /// wasm32-wasip2` puts it relative to this program in the same target
 /// directory (release first).
-/// The build of the component with the remote cache (wasi:http), found
-/// next to the plain one.
-pub const REMOTE_COMPONENT: &str = "runqueue-remote.wasm";
-
 pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
@@ -626,22 +580,6 @@ fn write_outputs(report: &Report, show: &Show) -> Result<(), String> {
     write(&show.chart, outputs::svg_chart(report))
 }
 
-fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
-    match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
-            Ok(std::time::Duration::from_secs_f64(secs))
-        }
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
-    }
-}
-
-fn parse_stall(s: &str) -> Result<std::time::Duration, String> {
-    if s.trim() == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    parse_timeout(s)
-}
-
 /// Counts Ctrl-C (SIGINT) and SIGTERM: the first asks the build to start
 /// nothing new and wait, the second to kill the running tasks.
 fn interrupt_requests() -> tokio::sync::watch::Receiver<u32> {
@@ -669,4 +607,32 @@ fn interrupt_requests() -> tokio::sync::watch::Receiver<u32> {
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option the component's own command line takes for a
+    /// subcommand is one this command line takes for it too.
+    #[test]
+    fn the_component_cli_is_a_subset_of_this_one() {
+        let cli = Cli::command();
+        for spec in runqueue::cli::args::SUBCOMMANDS {
+            let sub = cli
+                .find_subcommand(spec.name)
+                .unwrap_or_else(|| panic!("no subcommand {}", spec.name));
+            let positional = sub.get_positionals().count();
+            assert_eq!(positional, spec.positional.len(), "{}", spec.name);
+            for option in spec.options {
+                let long = option.trim_start_matches("--");
+                assert!(
+                    sub.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "{} {option}",
+                    spec.name
+                );
+            }
+        }
+    }
 }

@@ -101,9 +101,9 @@ pub use runner::{
 pub const CACHE_GUEST_DIR: &str = "/cache";
 
 /// The default cache directory, relative to the workspace.
-pub const DEFAULT_CACHE: &str = ".runqueue/cache";
+pub const DEFAULT_CACHE: &str = runqueue::cli::DEFAULT_CACHE;
 
-/// How to run a graph.
+/// How to run a graph: what goes to the component.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The most tasks at once; `None` is the host's CPU count.
@@ -120,19 +120,6 @@ pub struct RunOptions {
     /// Stop tasks that run longer (unless the graph gives their own
     /// `timeout`).
     pub timeout: Option<std::time::Duration>,
-    /// Interrupt requests so far (Ctrl-C): at 1 the build starts nothing
-    /// new and waits for running tasks; at 2 the host kills them.
-    pub interrupts: Option<tokio::sync::watch::Receiver<u32>>,
-    /// A program that, run with the argument `watchdog`, does what
-    /// [`process::run_watchdog`] does (the `runqueue` binary does): it kills
-    /// the run's task process groups if this host dies.
-    pub watchdog: Option<PathBuf>,
-    /// With `Some`, the only programs tasks may start, as the graph names
-    /// them (`make`, `/usr/bin/make`); the shell `sh` is always allowed.
-    pub allowed_programs: Option<Vec<String>>,
-    /// Records when each task process last printed, for a stall warning
-    /// (see [`console::Console::watch_stalls`]).
-    pub activity: Option<process::Activity>,
     /// A cache shared across machines; needs `cache` and the
     /// `runqueue-remote.wasm` build of the component.
     pub remote_cache: Option<remote::RemoteCache>,
@@ -147,12 +134,137 @@ impl Default for RunOptions {
             scheduler: Scheduler::CriticalPath,
             log_dir: None,
             timeout: None,
-            interrupts: None,
-            watchdog: None,
-            allowed_programs: None,
-            activity: None,
             remote_cache: None,
         }
+    }
+}
+
+/// How the host oversees a run's processes: what stays on this side and
+/// never reaches the component. The default oversees nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// Interrupt requests so far (Ctrl-C): at 1 the build starts nothing
+    /// new and waits for running tasks; at 2 the host kills them.
+    pub interrupts: Option<tokio::sync::watch::Receiver<u32>>,
+    /// A program that, run with the argument `watchdog`, does what
+    /// [`process::run_watchdog`] does (the `runqueue` binary does): it kills
+    /// the run's task process groups if this host dies.
+    pub watchdog: Option<PathBuf>,
+    /// With `Some`, the only programs tasks may start, as the graph names
+    /// them (`make`, `/usr/bin/make`); the shell `sh` is always allowed.
+    pub allowed_programs: Option<Vec<String>>,
+    /// Records when each task process last printed, for a stall warning
+    /// (see [`console::Console::watch_stalls`]).
+    pub activity: Option<process::Activity>,
+}
+
+/// Why a call into the component did not return.
+#[derive(Debug)]
+pub enum CallError {
+    /// The component needed more memory than its limit (an absurd graph);
+    /// the text says so and how to raise the limit.
+    OutOfMemory(String),
+    /// It trapped or could not be instantiated: runqueue's own failure.
+    Trap(wasmtime::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::OutOfMemory(msg) => write!(f, "{msg}"),
+            CallError::Trap(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// The error a memory growth past [`MemoryCap`]'s limit traps with.
+#[derive(Debug)]
+struct MemoryLimitReached;
+
+impl std::fmt::Display for MemoryLimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory limit reached")
+    }
+}
+
+impl std::error::Error for MemoryLimitReached {}
+
+/// Caps the component's memory: growth past `limit` bytes traps with
+/// [`MemoryLimitReached`], which [`Runqueue`] turns into
+/// [`CallError::OutOfMemory`].
+pub struct MemoryCap {
+    limit: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(MemoryLimitReached.into());
+        }
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+/// The component's error as the plain-Rust one both command lines word.
+pub fn from_wit_error(e: RunError) -> runqueue::api::Error {
+    match e {
+        RunError::InvalidGraph(m) => runqueue::api::Error::InvalidGraph(m),
+        RunError::InvalidRequest(m) => runqueue::api::Error::InvalidRequest(m),
+        RunError::Internal(m) => runqueue::api::Error::Internal(m),
+    }
+}
+
+/// `check`'s answer as the plain-Rust one both command lines print.
+pub fn from_wit_summary(s: Summary) -> runqueue::api::Summary {
+    runqueue::api::Summary {
+        tasks: s.tasks,
+        edges: s.edges,
+        roots: s.roots,
+        finals: s.finals,
+        longest_path: s.longest_path,
+    }
+}
+
+/// `simulate`'s answer as the plain-Rust one both command lines print.
+pub fn from_wit_simulation(s: Simulation) -> runqueue::api::Simulated {
+    runqueue::api::Simulated {
+        makespan_ms: s.makespan_ms,
+        work_ms: s.work_ms,
+        critical_path_ms: s.critical_path_ms,
+        lower_bound_ms: s.lower_bound_ms,
+        critical_path: s.critical_path,
+        peak_parallel: s.peak_parallel,
+    }
+}
+
+/// A scheduling policy as the component takes it.
+pub fn to_wit_scheduler(p: runqueue::plan::Policy) -> Scheduler {
+    use runqueue::plan::Policy;
+    match p {
+        Policy::CriticalPath => Scheduler::CriticalPath,
+        Policy::Speed => Scheduler::Speed,
+        Policy::Fifo => Scheduler::Fifo,
+        Policy::Waves => Scheduler::Waves,
     }
 }
 
@@ -243,13 +355,15 @@ fn load_cached(engine: &Engine, wasm: &[u8], dir: &Path) -> wasmtime::Result<Com
 
 /// What one instance of the component owns on the host side.
 pub struct HostState {
-    limits: wasmtime::StoreLimits,
+    limits: MemoryCap,
     wasi: WasiCtx,
     table: ResourceTable,
     /// Where processes run; `None` for calls that run nothing (`check`).
     workspace: Option<Workspace>,
     live: process::LiveGroups,
     activity: process::Activity,
+    /// Programs found on `PATH` so far.
+    programs: process::Programs,
     http: wasmtime_wasi_http::WasiHttpCtx,
     /// Lets `wasi:http` reach the remote cache's origin and nothing else.
     http_hooks: remote::OriginOnly,
@@ -296,7 +410,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 ))));
             }
         }
-        match process::spawn(ws, &cmd, &self.live, &self.activity) {
+        match process::spawn(ws, &cmd, &self.live, &self.activity, &self.programs) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -367,20 +481,21 @@ impl HostState {
     /// The host side of one instance: `workspace` preopened as `.` (task
     /// paths are relative to it), the memory cap [`DEFAULT_MEMORY_LIMIT`]
     /// (install it with `store.limiter(HostState::limiter)`), processes
-    /// spawned for real, progress events to `on_event`. For embedders that
-    /// keep their own [`Store`] and [`Linker`] (see [`add_to_linker`]);
-    /// [`Runqueue`] does all of this itself.
+    /// spawned for real with no [`Controls`], progress events to
+    /// `on_event`. For embedders that keep their own [`Store`] and
+    /// [`Linker`] (see [`add_to_linker`]); [`Runqueue`] does all of this
+    /// itself.
     pub fn new(
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
     ) -> wasmtime::Result<HostState> {
-        HostState::build(
-            Some(workspace),
-            None,
-            Box::new(on_event),
-            None,
-            DEFAULT_MEMORY_LIMIT,
-        )
+        let instance = Instance {
+            workspace: Some(workspace),
+            cache: None,
+            remote: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        };
+        HostState::build(&instance, &Controls::default(), Box::new(on_event))
     }
 
     /// The memory limiter to pass to [`Store::limiter`].
@@ -389,76 +504,91 @@ impl HostState {
     }
 
     fn build(
-        workspace: Option<&Workspace>,
-        cache: Option<&CacheMount>,
+        instance: &Instance<'_>,
+        controls: &Controls,
         on_event: Box<dyn FnMut(Event) + Send>,
-        run: Option<&RunOptions>,
-        memory_limit: usize,
     ) -> wasmtime::Result<HostState> {
-        let default = RunOptions::default();
-        let run = run.unwrap_or(&default);
-        let live = match &run.watchdog {
-            Some(program) => {
-                use wasmtime::error::Context;
-                let mut dog = std::process::Command::new(program)
-                    .arg("watchdog")
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .with_context(|| format!("cannot start the watchdog {}", program.display()))?;
-                process::LiveGroups::with_watchdog(dog.stdin.take().expect("piped"))
-            }
-            None => process::LiveGroups::default(),
-        };
-        if let Some(mut rx) = run.interrupts.clone() {
-            // The second interrupt kills every running task's group.
-            let live = live.clone();
-            tokio::spawn(async move {
-                if rx.wait_for(|n| *n >= 2).await.is_ok() {
-                    live.kill_all();
-                }
-            });
-        }
-        let allowed = run.allowed_programs.clone().map(|mut a| {
+        let live = live_groups(controls)?;
+        let allowed = controls.allowed_programs.clone().map(|mut a| {
             a.push("sh".to_string());
             a
         });
-        let mut wasi = WasiCtx::builder();
-        wasi.inherit_stderr();
-        // File system calls are short; running them on this thread instead
-        // of tokio's blocking pool makes the cache several times faster.
-        wasi.allow_blocking_current_thread(true);
-        if let Ok(path) = std::env::var("PATH") {
-            wasi.env("PATH", path);
-        }
-        if let Some(ws) = workspace {
-            wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
-            wasi.env("RUNQUEUE_WORKSPACE", ws.root().to_string_lossy());
-        }
-        if let Some(dir) = cache.and_then(|c| c.preopen.as_ref()) {
-            wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
-        }
+        let origin = instance.remote.and_then(|r| remote::origin_of(&r.url).ok());
         Ok(HostState {
-            limits: wasmtime::StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
-            wasi: wasi.build(),
+            limits: MemoryCap {
+                limit: instance.memory_limit,
+            },
+            wasi: wasi_ctx(instance)?,
             table: ResourceTable::new(),
-            workspace: workspace.cloned(),
+            workspace: instance.workspace.cloned(),
             live,
-            activity: run.activity.clone().unwrap_or_default(),
+            activity: controls.activity.clone().unwrap_or_default(),
+            programs: process::Programs::default(),
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http_hooks: remote::OriginOnly::new(
-                run.remote_cache
-                    .as_ref()
-                    .and_then(|r| remote::origin_of(&r.url).ok()),
-            ),
+            http_hooks: remote::OriginOnly::new(origin),
             allowed,
-            interrupts: run.interrupts.clone(),
+            interrupts: controls.interrupts.clone(),
             on_event,
         })
     }
+}
+
+/// What one instance sees: the workspace (preopened as `.`), the cache's
+/// mount, the remote cache it may reach, and its memory cap.
+struct Instance<'a> {
+    /// `None` for calls that run nothing (`check`).
+    workspace: Option<&'a Workspace>,
+    cache: Option<&'a CacheMount>,
+    remote: Option<&'a remote::RemoteCache>,
+    memory_limit: usize,
+}
+
+/// The process groups of a run, watched by the watchdog `controls` names;
+/// a second interrupt kills them all.
+fn live_groups(controls: &Controls) -> wasmtime::Result<process::LiveGroups> {
+    let live = match &controls.watchdog {
+        Some(program) => {
+            use wasmtime::error::Context;
+            let mut dog = std::process::Command::new(program)
+                .arg("watchdog")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start the watchdog {}", program.display()))?;
+            process::LiveGroups::with_watchdog(dog.stdin.take().expect("piped"))
+        }
+        None => process::LiveGroups::default(),
+    };
+    if let Some(mut rx) = controls.interrupts.clone() {
+        let live = live.clone();
+        tokio::spawn(async move {
+            if rx.wait_for(|n| *n >= 2).await.is_ok() {
+                live.kill_all();
+            }
+        });
+    }
+    Ok(live)
+}
+
+/// WASI for one instance: stderr, PATH, the workspace as `.`, a cache
+/// outside it as [`CACHE_GUEST_DIR`].
+fn wasi_ctx(instance: &Instance<'_>) -> wasmtime::Result<WasiCtx> {
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stderr();
+    // File system calls are short; running them on this thread instead
+    // of tokio's blocking pool makes the cache several times faster.
+    wasi.allow_blocking_current_thread(true);
+    if let Ok(path) = std::env::var("PATH") {
+        wasi.env("PATH", path);
+    }
+    if let Some(ws) = instance.workspace {
+        wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
+        wasi.env("RUNQUEUE_WORKSPACE", ws.root().to_string_lossy());
+    }
+    if let Some(dir) = instance.cache.and_then(|c| c.preopen.as_ref()) {
+        wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
+    }
+    Ok(wasi.build())
 }
 
 /// Adds everything the component imports to `linker`: WASI 0.2 (from
@@ -490,9 +620,9 @@ pub struct Runqueue {
 /// says otherwise: 2 GiB.
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
-/// The start of the error a call returns when the component needed more
-/// memory than its limit.
-pub const OUT_OF_MEMORY: &str = "the runqueue component needed more memory than its limit";
+/// The result of a call into the component: its own answer, or why it gave
+/// none.
+pub type CallResult<T> = Result<Result<T, RunError>, CallError>;
 
 impl Runqueue {
     /// Loads the component at `path` (a `.wasm` file). Compiling it takes
@@ -524,71 +654,96 @@ impl Runqueue {
     }
 
     /// Caps the memory of each instance (a graph too large for it fails
-    /// with an error starting with [`OUT_OF_MEMORY`]).
+    /// with [`CallError::OutOfMemory`]).
     pub fn set_memory_limit(&mut self, bytes: usize) {
         self.memory_limit = bytes;
     }
 
-    /// Names a memory-limit trap for what it is.
-    fn explain_trap(&self, e: wasmtime::Error) -> wasmtime::Error {
-        if format!("{e:?}").contains("forcing trap when growing memory") {
-            wasmtime::format_err!(
-                "{OUT_OF_MEMORY} ({} MiB): the graph is too large for it; raise it with --max-memory",
+    /// A trap as a [`CallError`]: reaching the memory cap is named for
+    /// what it is.
+    fn call_error(&self, e: wasmtime::Error) -> CallError {
+        if e.downcast_ref::<MemoryLimitReached>().is_some() {
+            CallError::OutOfMemory(format!(
+                "the runqueue component needed more memory than its limit ({} MiB): \
+                 the graph is too large for it; raise it with --max-memory",
                 self.memory_limit >> 20
-            )
+            ))
         } else {
-            e
+            CallError::Trap(e)
         }
     }
 
-    /// An instance of the component. `workspace` is preopened as `.` and
-    /// `cache` as [`CACHE_GUEST_DIR`]; `run` carries the settings of a run
-    /// that starts processes (interrupts, watchdog, allowed programs, output
-    /// activity).
+    /// An instance of the component, overseen by `controls`.
     async fn instantiate(
         &self,
-        workspace: Option<&Workspace>,
-        cache: Option<&CacheMount>,
+        mut instance: Instance<'_>,
+        controls: &Controls,
         on_event: Box<dyn FnMut(Event) + Send>,
-        run: Option<&RunOptions>,
-    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor)> {
-        let state = HostState::build(workspace, cache, on_event, run, self.memory_limit)?;
+    ) -> Result<(Store<HostState>, bindings::Executor), CallError> {
+        instance.memory_limit = self.memory_limit;
+        let state = HostState::build(&instance, controls, on_event).map_err(CallError::Trap)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let instance =
+        let executor =
             bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)
-                .await?;
-        Ok((store, instance))
+                .await
+                .map_err(|e| self.call_error(e))?;
+        Ok((store, executor))
+    }
+
+    /// An instance that runs nothing (`check`, `import-graph`).
+    async fn instantiate_bare(&self) -> Result<(Store<HostState>, bindings::Executor), CallError> {
+        let instance = Instance {
+            workspace: None,
+            cache: None,
+            remote: None,
+            memory_limit: self.memory_limit,
+        };
+        self.instantiate(instance, &Controls::default(), Box::new(|_| {}))
+            .await
     }
 
     /// Validates `graph` (JSON text) without running anything.
-    pub async fn check(&self, graph: &str) -> wasmtime::Result<Result<Summary, RunError>> {
-        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {}), None).await?;
-        instance
+    pub async fn check(&self, graph: &str) -> CallResult<Summary> {
+        let (mut store, executor) = self.instantiate_bare().await?;
+        let call = executor
             .runqueue_executor_runner()
-            .call_check(&mut store, graph)
-            .await
-            .map_err(|e| self.explain_trap(e))
+            .call_check(&mut store, graph);
+        call.await.map_err(|e| self.call_error(e))
     }
 
     /// Runs `graph` in `workspace`, calling `on_event` for every progress
-    /// event. Task failures are in the report; `Err` is a bad graph inside,
-    /// or a broken component outside.
+    /// event, with no [`Controls`]. Task failures are in the report; an
+    /// inner `Err` is bad input, an outer one a broken component.
     pub async fn run(
         &self,
         graph: &str,
         options: &RunOptions,
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
-    ) -> wasmtime::Result<Result<Report, RunError>> {
-        let (mut store, instance, options) = self
-            .instantiate_with(workspace, options, Box::new(on_event))
-            .await?;
-        instance
-            .runqueue_executor_runner()
-            .call_run(&mut store, graph, &options)
+    ) -> CallResult<Report> {
+        let controls = Controls::default();
+        self.run_controlled(graph, options, &controls, workspace, on_event)
             .await
-            .map_err(|e| self.explain_trap(e))
+    }
+
+    /// [`Runqueue::run`] with the host overseeing the processes as
+    /// `controls` says (interrupts, watchdog, allowed programs, activity).
+    pub async fn run_controlled(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        controls: &Controls,
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> CallResult<Report> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, controls, Box::new(on_event))
+            .await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_run(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
     }
 
     /// Explains why `task` of `graph` is or is not covered by the cache in
@@ -599,15 +754,14 @@ impl Runqueue {
         task: &str,
         options: &RunOptions,
         workspace: &Workspace,
-    ) -> wasmtime::Result<Result<Vec<String>, RunError>> {
-        let (mut store, instance, options) = self
-            .instantiate_with(workspace, options, Box::new(|_| {}))
+    ) -> CallResult<Vec<String>> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
             .await?;
-        instance
+        let call = executor
             .runqueue_executor_runner()
-            .call_explain(&mut store, graph, task, &options)
-            .await
-            .map_err(|e| self.explain_trap(e))
+            .call_explain(&mut store, graph, task, &options);
+        call.await.map_err(|e| self.call_error(e))
     }
 
     /// What running `graph` would do, without running anything: a count
@@ -617,15 +771,14 @@ impl Runqueue {
         graph: &str,
         options: &RunOptions,
         workspace: &Workspace,
-    ) -> wasmtime::Result<Result<Vec<String>, RunError>> {
-        let (mut store, instance, options) = self
-            .instantiate_with(workspace, options, Box::new(|_| {}))
+    ) -> CallResult<Vec<String>> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
             .await?;
-        instance
+        let call = executor
             .runqueue_executor_runner()
-            .call_plan(&mut store, graph, &options)
-            .await
-            .map_err(|e| self.explain_trap(e))
+            .call_plan(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
     }
 
     /// An instance for `workspace` with `options`' cache mounted, and the
@@ -634,35 +787,26 @@ impl Runqueue {
         &self,
         workspace: &Workspace,
         options: &RunOptions,
+        controls: &Controls,
         on_event: Box<dyn FnMut(Event) + Send>,
-    ) -> wasmtime::Result<(Store<HostState>, bindings::Executor, runner::Options)> {
+    ) -> Result<(Store<HostState>, bindings::Executor, runner::Options), CallError> {
         let mount = options
             .cache
             .as_deref()
             .map(|c| cache_mount(c, workspace))
-            .transpose()?;
-        let (store, instance) = self
-            .instantiate(Some(workspace), mount.as_ref(), on_event, Some(options))
-            .await?;
-        let wit = runner::Options {
-            max_parallel: options.max_parallel,
-            keep_going: options.keep_going,
-            cache_dir: mount.map(|m| m.guest_path),
-            scheduler: options.scheduler,
-            log_dir: options.log_dir.clone(),
-            timeout_ms: options.timeout.map(|t| t.as_millis().max(1) as u64),
-            remote_cache: options.remote_cache.as_ref().map(|r| runner::RemoteCache {
-                url: r.url.clone(),
-                read_only: r.read_only,
-                timeout_ms: r.timeout.as_millis().clamp(1, u32::MAX as u128) as u32,
-                concurrency: r.concurrency.max(1),
-            }),
+            .transpose()
+            .map_err(CallError::Trap)?;
+        let instance = Instance {
+            workspace: Some(workspace),
+            cache: mount.as_ref(),
+            remote: options.remote_cache.as_ref(),
+            memory_limit: self.memory_limit,
         };
-        Ok((store, instance, wit))
+        let (store, executor) = self.instantiate(instance, controls, on_event).await?;
+        let wit = wit_options(options, mount.map(|m| m.guest_path));
+        Ok((store, executor, wit))
     }
-}
 
-impl Runqueue {
     /// Simulates `graph` (see the WIT `simulate`); `cache`, when given,
     /// supplies recorded durations from `workspace`'s cache.
     pub async fn simulate(
@@ -672,13 +816,22 @@ impl Runqueue {
         scheduler: Scheduler,
         durations: Option<String>,
         cache: Option<(&Workspace, &Path)>,
-    ) -> wasmtime::Result<Result<Simulation, RunError>> {
+    ) -> CallResult<Simulation> {
         let (ws, mount) = match cache {
-            Some((ws, dir)) => (Some(ws), Some(cache_mount(dir, ws)?)),
+            Some((ws, dir)) => (
+                Some(ws),
+                Some(cache_mount(dir, ws).map_err(CallError::Trap)?),
+            ),
             None => (None, None),
         };
-        let (mut store, instance) = self
-            .instantiate(ws, mount.as_ref(), Box::new(|_| {}), None)
+        let instance = Instance {
+            workspace: ws,
+            cache: mount.as_ref(),
+            remote: None,
+            memory_limit: self.memory_limit,
+        };
+        let (mut store, executor) = self
+            .instantiate(instance, &Controls::default(), Box::new(|_| {}))
             .await?;
         let options = SimulateOptions {
             max_parallel,
@@ -686,25 +839,38 @@ impl Runqueue {
             durations,
             cache_dir: mount.map(|m| m.guest_path),
         };
-        instance
+        let call = executor
             .runqueue_executor_runner()
-            .call_simulate(&mut store, graph, &options)
-            .await
-            .map_err(|e| self.explain_trap(e))
+            .call_simulate(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
     }
 
     /// Converts `bitbake -g` output into graph JSON (see the WIT
     /// `import-graph`).
-    pub async fn import_graph(
-        &self,
-        text: &str,
-        options: &ImportOptions,
-    ) -> wasmtime::Result<Result<String, RunError>> {
-        let (mut store, instance) = self.instantiate(None, None, Box::new(|_| {}), None).await?;
-        instance
+    pub async fn import_graph(&self, text: &str, options: &ImportOptions) -> CallResult<String> {
+        let (mut store, executor) = self.instantiate_bare().await?;
+        let call = executor
             .runqueue_executor_runner()
-            .call_import_graph(&mut store, text, options)
-            .await
-            .map_err(|e| self.explain_trap(e))
+            .call_import_graph(&mut store, text, options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+}
+
+/// The options as the component takes them; `cache_dir` is where it sees
+/// the cache.
+fn wit_options(options: &RunOptions, cache_dir: Option<String>) -> runner::Options {
+    runner::Options {
+        max_parallel: options.max_parallel,
+        keep_going: options.keep_going,
+        cache_dir,
+        scheduler: options.scheduler,
+        log_dir: options.log_dir.clone(),
+        timeout_ms: options.timeout.map(runqueue::cli::millis),
+        remote_cache: options.remote_cache.as_ref().map(|r| runner::RemoteCache {
+            url: r.url.clone(),
+            read_only: r.read_only,
+            timeout_ms: runqueue::cli::millis(r.timeout).min(u32::MAX as u64) as u32,
+            concurrency: r.concurrency.max(1),
+        }),
     }
 }

@@ -178,81 +178,132 @@ fn xml_escape(s: &str) -> String {
 /// task coloured by state, the run's critical path outlined, a time axis.
 pub fn svg_chart(report: &Report) -> String {
     let (tasks, n) = slots(report);
-    let wall = report.totals.wall_ms.max(1) as f64;
-    let (left, top, row, width) = (70.0, 40.0, 26.0, 1100.0);
-    let height = top + row * n.max(1) as f64 + 70.0;
-    let x = |ms: u64| left + ms as f64 / wall * width;
+    let chart = Chart {
+        wall: report.totals.wall_ms.max(1) as f64,
+        slots: n,
+        left: 70.0,
+        top: 40.0,
+        row: 26.0,
+        width: 1100.0,
+    };
+    let mut s = String::new();
+    chart.header(&mut s, report);
+    chart.rows(&mut s);
+    chart.axis(&mut s);
     let critical: std::collections::HashSet<&str> =
         report.critical_path.iter().map(String::as_str).collect();
-    let mut s = String::new();
-    let total_w = left + width + 20.0;
-    writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" viewBox="0 0 {total_w} {height}" font-family="sans-serif" font-size="11">"#
-    )
-    .unwrap();
-    writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##).unwrap();
-    let t = &report.totals;
-    writeln!(
-        s,
-        r#"<text x="{left}" y="20" font-size="14">runqueue: {} tasks, {} succeeded, {} cached, {} failed, {} not run; wall {:.2} s; critical path outlined</text>"#,
-        t.total,
-        t.succeeded,
-        t.cached,
-        t.failed,
-        t.not_run,
-        wall / 1000.0
-    )
-    .unwrap();
-    for slot in 0..n {
-        let y = top + row * slot as f64;
-        writeln!(
-            s,
-            r##"<text x="8" y="{}" fill="#444">slot {slot}</text>"##,
-            y + 17.0
-        )
-        .unwrap();
-        writeln!(
-            s,
-            r##"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#eee"/>"##,
-            y + row,
-            left + width,
-            y + row
-        )
-        .unwrap();
-    }
-    // Time axis with about ten ticks at round numbers.
-    let axis_y = top + row * n.max(1) as f64 + 8.0;
-    let step = nice_step(wall / 10.0);
-    let mut tick = 0.0;
-    while tick <= wall {
-        let tx = left + tick / wall * width;
-        writeln!(
-            s,
-            r##"<line x1="{tx}" y1="{top}" x2="{tx}" y2="{axis_y}" stroke="#ddd"/>"##
-        )
-        .unwrap();
-        writeln!(
-            s,
-            r##"<text x="{tx}" y="{}" text-anchor="middle" fill="#444">{}</text>"##,
-            axis_y + 14.0,
-            fmt_secs(tick)
-        )
-        .unwrap();
-        tick += step;
-    }
     for (task, slot) in tasks {
+        chart.bar(&mut s, task, slot, critical.contains(task.id.as_str()));
+    }
+    chart.legend(&mut s);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The timeline's geometry, in pixels, and its time scale.
+struct Chart {
+    /// The run's wall time in ms (at least 1): the width of the plot.
+    wall: f64,
+    slots: usize,
+    left: f64,
+    top: f64,
+    row: f64,
+    width: f64,
+}
+
+impl Chart {
+    fn x(&self, ms: u64) -> f64 {
+        self.left + ms as f64 / self.wall * self.width
+    }
+
+    /// Where the time axis runs, below the last row.
+    fn axis_y(&self) -> f64 {
+        self.top + self.row * self.slots.max(1) as f64 + 8.0
+    }
+
+    /// The `<svg>` element, a white background and the title line.
+    fn header(&self, s: &mut String, report: &Report) {
+        let height = self.top + self.row * self.slots.max(1) as f64 + 70.0;
+        let total_w = self.left + self.width + 20.0;
+        writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{height}" viewBox="0 0 {total_w} {height}" font-family="sans-serif" font-size="11">"#
+        )
+        .unwrap();
+        writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##).unwrap();
+        let t = &report.totals;
+        writeln!(
+            s,
+            r#"<text x="{}" y="20" font-size="14">runqueue: {} tasks, {} succeeded, {} cached, {} failed, {} not run; wall {:.2} s; critical path outlined</text>"#,
+            self.left,
+            t.total,
+            t.succeeded,
+            t.cached,
+            t.failed,
+            t.not_run,
+            self.wall / 1000.0
+        )
+        .unwrap();
+    }
+
+    /// A label and a separating line per slot.
+    fn rows(&self, s: &mut String) {
+        let (left, row) = (self.left, self.row);
+        for slot in 0..self.slots {
+            let y = self.top + row * slot as f64;
+            writeln!(
+                s,
+                r##"<text x="8" y="{}" fill="#444">slot {slot}</text>"##,
+                y + 17.0
+            )
+            .unwrap();
+            writeln!(
+                s,
+                r##"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="#eee"/>"##,
+                y + row,
+                left + self.width,
+                y + row
+            )
+            .unwrap();
+        }
+    }
+
+    /// Time axis with about ten ticks at round numbers.
+    fn axis(&self, s: &mut String) {
+        let (top, axis_y) = (self.top, self.axis_y());
+        let step = nice_step(self.wall / 10.0);
+        let mut tick = 0.0;
+        while tick <= self.wall {
+            let tx = self.left + tick / self.wall * self.width;
+            writeln!(
+                s,
+                r##"<line x1="{tx}" y1="{top}" x2="{tx}" y2="{axis_y}" stroke="#ddd"/>"##
+            )
+            .unwrap();
+            writeln!(
+                s,
+                r##"<text x="{tx}" y="{}" text-anchor="middle" fill="#444">{}</text>"##,
+                axis_y + 14.0,
+                fmt_secs(tick)
+            )
+            .unwrap();
+            tick += step;
+        }
+    }
+
+    /// One task's bar, with a tooltip, and its id when it fits.
+    fn bar(&self, s: &mut String, task: &TaskReport, slot: usize, critical: bool) {
         let (start, end) = (task.start_ms.unwrap(), task.end_ms.unwrap());
-        let (x0, x1) = (x(start), x(end));
+        let (x0, x1) = (self.x(start), self.x(end));
         let w = (x1 - x0).max(1.0);
-        let y = top + row * slot as f64 + 3.0;
+        let y = self.top + self.row * slot as f64 + 3.0;
         let fill = match task.state {
             TaskState::Succeeded => "#4caf50",
             TaskState::Failed => "#e53935",
             TaskState::Cached => "#9e9e9e",
             TaskState::NotRun => "#ffb300",
         };
-        let stroke = if critical.contains(task.id.as_str()) {
+        let stroke = if critical {
             r##" stroke="#1a237e" stroke-width="2.5""##
         } else {
             ""
@@ -261,7 +312,7 @@ pub fn svg_chart(report: &Report) -> String {
         writeln!(
             s,
             r#"<rect class="task" x="{x0:.1}" y="{y}" width="{w:.1}" height="{}" rx="2" fill="{fill}"{stroke}><title>{id}: {} ({})</title></rect>"#,
-            row - 6.0,
+            self.row - 6.0,
             state_name(task.state),
             fmt_secs((end - start) as f64)
         )
@@ -277,42 +328,43 @@ pub fn svg_chart(report: &Report) -> String {
             .unwrap();
         }
     }
-    // Legend.
-    let ly = axis_y + 36.0;
-    let mut lx = left;
-    for (label, fill) in [
-        ("succeeded", "#4caf50"),
-        ("failed", "#e53935"),
-        ("cached", "#9e9e9e"),
-    ] {
+
+    /// What the colours and the outline mean.
+    fn legend(&self, s: &mut String) {
+        let ly = self.axis_y() + 36.0;
+        let mut lx = self.left;
+        for (label, fill) in [
+            ("succeeded", "#4caf50"),
+            ("failed", "#e53935"),
+            ("cached", "#9e9e9e"),
+        ] {
+            writeln!(
+                s,
+                r#"<rect x="{lx}" y="{}" width="14" height="10" fill="{fill}"/>"#,
+                ly - 9.0
+            )
+            .unwrap();
+            writeln!(
+                s,
+                r##"<text x="{}" y="{ly}" fill="#444">{label}</text>"##,
+                lx + 18.0
+            )
+            .unwrap();
+            lx += 100.0;
+        }
         writeln!(
             s,
-            r#"<rect x="{lx}" y="{}" width="14" height="10" fill="{fill}"/>"#,
+            r##"<rect x="{lx}" y="{}" width="14" height="10" fill="#fff" stroke="#1a237e" stroke-width="2.5"/>"##,
             ly - 9.0
         )
         .unwrap();
         writeln!(
             s,
-            r##"<text x="{}" y="{ly}" fill="#444">{label}</text>"##,
+            r##"<text x="{}" y="{ly}" fill="#444">critical path</text>"##,
             lx + 18.0
         )
         .unwrap();
-        lx += 100.0;
     }
-    writeln!(
-        s,
-        r##"<rect x="{lx}" y="{}" width="14" height="10" fill="#fff" stroke="#1a237e" stroke-width="2.5"/>"##,
-        ly - 9.0
-    )
-    .unwrap();
-    writeln!(
-        s,
-        r##"<text x="{}" y="{ly}" fill="#444">critical path</text>"##,
-        lx + 18.0
-    )
-    .unwrap();
-    s.push_str("</svg>\n");
-    s
 }
 
 fn nice_step(raw: f64) -> f64 {

@@ -1,43 +1,28 @@
-//! The lines both command lines print — the bundled host's `runqueue` and
-//! the component's own `wasi:cli/run` — so they agree by construction.
+//! The lines both command lines print (`check`, `simulate`, the build
+//! summary), so they agree by construction.
 //!
-//! Knows numbers and ids; knows nothing of WIT or of either host.
+//! Knows the API's results; knows nothing of WIT or of either host.
+
+use crate::api::{Simulated, Summary};
+use crate::plan::Policy;
 
 /// What `check` says of a valid graph.
-pub fn check_lines(
-    graph: &str,
-    tasks: u32,
-    edges: u32,
-    roots: u32,
-    finals: u32,
-    longest_path: &[String],
-) -> [String; 2] {
+pub fn check_lines(graph: &str, s: &Summary) -> [String; 2] {
     [
         format!(
-            "{graph}: OK: {tasks} tasks, {edges} dependencies, {roots} without dependencies, {finals} final"
+            "{graph}: OK: {} tasks, {} dependencies, {} without dependencies, {} final",
+            s.tasks, s.edges, s.roots, s.finals
         ),
         format!(
             "longest path ({} tasks): {}",
-            longest_path.len(),
-            longest_path.join(" -> ")
+            s.longest_path.len(),
+            s.longest_path.join(" -> ")
         ),
     ]
 }
 
-/// A simulation's figures, as `simulate` prints them.
-pub struct SimulationFigures<'a> {
-    pub jobs: u32,
-    pub scheduler: &'a str,
-    pub makespan_ms: u64,
-    pub lower_bound_ms: u64,
-    pub critical_path_ms: u64,
-    pub work_ms: u64,
-    pub peak_parallel: u32,
-    pub critical_path: &'a [String],
-}
-
-/// What `simulate` prints.
-pub fn simulation_lines(f: &SimulationFigures<'_>) -> Vec<String> {
+/// What `simulate` prints of a simulation on `jobs` slots.
+pub fn simulation_lines(f: &Simulated, jobs: u32, policy: Policy) -> Vec<String> {
     let s = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let ratio = if f.lower_bound_ms == 0 {
         1.0
@@ -46,16 +31,15 @@ pub fn simulation_lines(f: &SimulationFigures<'_>) -> Vec<String> {
     };
     vec![
         format!(
-            "simulated on {} slots with the {} scheduler",
-            f.jobs, f.scheduler
+            "simulated on {jobs} slots with the {} scheduler",
+            policy.name()
         ),
         format!("makespan     {}", s(f.makespan_ms)),
         format!(
-            "lower bound  {} = max(critical path {}, work {} / {})",
+            "lower bound  {} = max(critical path {}, work {} / {jobs})",
             s(f.lower_bound_ms),
             s(f.critical_path_ms),
             s(f.work_ms),
-            f.jobs
         ),
         format!("ratio        {ratio:.3}"),
         format!("peak         {} tasks at once", f.peak_parallel),

@@ -1,0 +1,238 @@
+//! A started task process, the `child` resource: starting it in its own
+//! process group, waiting for it, stopping its group. Knows the OS process
+//! and the resource table; leaves paths to the workspace, output to the log
+//! files, and group bookkeeping to the live groups.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::process::{ExitStatus as OsExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+
+use super::groups::signal_group;
+use super::logs::copy_lazily;
+use super::program::Programs;
+use super::{Activity, LiveGroups, LogFiles, Workspace};
+use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
+
+/// A started process: the `child` resource.
+pub struct ChildProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    status: Option<OsExitStatus>,
+    /// Copies output from a pipe into the task's log, creating it with the
+    /// first byte (see [`spawn`]).
+    copier: Option<tokio::task::JoinHandle<bool>>,
+    files: Arc<LogFiles>,
+    /// The exit has been seen and the output drained.
+    settled: bool,
+    live: LiveGroups,
+    activity: Activity,
+}
+
+/// How long a stopped task's process group has between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long an exited task's output may take to drain from its pipe. A
+/// background process that keeps the pipe open does not hold the task up
+/// longer; its output still reaches the log.
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+impl ChildProcess {
+    fn poll_status(&mut self) -> Option<OsExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Stops the process group: SIGTERM now, SIGKILL after [`KILL_GRACE`]
+    /// to whatever is left of the group (background children too).
+    fn stop_group(&mut self) {
+        if self.poll_status().is_none() {
+            signal_group(self.pid, libc::SIGTERM);
+        }
+        let pgid = self.pid;
+        tokio::spawn(async move {
+            tokio::time::sleep(KILL_GRACE).await;
+            signal_group(pgid, libc::SIGKILL);
+        });
+    }
+
+    fn kill_group(&mut self) {
+        if self.poll_status().is_none() {
+            // The process leads its own group: signal every process in it.
+            signal_group(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    /// A child the guest lets go of while it runs is killed with its group;
+    /// tokio reaps it.
+    fn drop(&mut self) {
+        self.kill_group();
+        self.live.update(self.pid, false);
+        self.activity.forget(self.pid);
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ChildProcess {
+    async fn ready(&mut self) {
+        if self.settled {
+            return;
+        }
+        if self.status.is_none() {
+            self.status = self.child.wait().await.ok();
+        }
+        if let Some(copier) = self.copier.as_mut() {
+            let wrote = tokio::time::timeout(DRAIN_GRACE, copier).await;
+            // A failed task always has a log to point at, if only empty.
+            let failed = !self.status.is_some_and(|s| s.success());
+            if failed && !matches!(wrote, Ok(Ok(true))) {
+                let _ = self.files.create();
+            }
+            self.copier = None;
+        }
+        self.settled = true;
+    }
+}
+
+fn to_wit_status(s: OsExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
+    }
+}
+
+/// Starts `cmd` in `ws`: its own process group, stdin closed, exactly the
+/// given environment, stdout and stderr through a pipe into its log.
+pub fn spawn(
+    ws: &Workspace,
+    cmd: &wit::Command,
+    live: &LiveGroups,
+    activity: &Activity,
+    programs: &Programs,
+) -> Result<ChildProcess, SpawnError> {
+    let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
+    let link = ws.log_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
+    let log_err = |e: io::Error| log_error(cmd, e);
+    remove_latest_link(&link, cmd)?;
+    let (reader, writer) = io::pipe().map_err(log_err)?;
+    let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
+    let err = out.try_clone().map_err(log_err)?;
+    let program = programs.resolve(&cmd.program, &cmd.env, &cwd)?;
+    let child = start(cmd, &program, &cwd, (out, err))?;
+    let pid = child.id().unwrap_or(0);
+    let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
+    let copier = tokio::spawn(copy_lazily(reader, files.clone(), {
+        let activity = activity.clone();
+        move || activity.touch(pid)
+    }));
+    live.update(pid, true);
+    Ok(ChildProcess {
+        child,
+        pid,
+        status: None,
+        copier: Some(copier),
+        files,
+        settled: false,
+        live: live.clone(),
+        activity: activity.clone(),
+    })
+}
+
+/// Removes the link to the task's latest log: until this run writes one,
+/// there is none. Logs are only created once the task prints something (or
+/// fails): most tasks of a big build print nothing, and creating thousands
+/// of empty files costs more than running the tasks (see the overhead
+/// benchmark).
+fn remove_latest_link(link: &Path, cmd: &wit::Command) -> Result<(), SpawnError> {
+    match fs::symlink_metadata(link) {
+        Ok(m) if m.is_dir() => Err(SpawnError::InvalidPath(format!(
+            "log \"{}\" is a directory",
+            cmd.log
+        ))),
+        Ok(_) => fs::remove_file(link).map_err(|e| log_error(cmd, e)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
+    SpawnError::Other(format!("log file \"{}\": {e}", cmd.log))
+}
+
+/// Starts `program` for `cmd` in `cwd` in its own process group, with the
+/// given stdout and stderr.
+fn start(
+    cmd: &wit::Command,
+    program: &Path,
+    cwd: &Path,
+    (out, err): (fs::File, fs::File),
+) -> Result<tokio::process::Child, SpawnError> {
+    let mut command = tokio::process::Command::new(program);
+    command.arg0(&cmd.program);
+    command
+        .args(&cmd.args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
+    // `command` holds the pipe's write end until it is dropped; it must be
+    // dropped after the spawn so the copier sees end-of-file.
+    let spawned = command.spawn();
+    drop(command);
+    spawned.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            SpawnError::NotFound(format!("program \"{}\" not found", cmd.program))
+        }
+        io::ErrorKind::PermissionDenied => {
+            SpawnError::PermissionDenied(format!("program \"{}\": permission denied", cmd.program))
+        }
+        _ => SpawnError::Other(format!("program \"{}\": {e}", cmd.program)),
+    })
+}
+
+/// The host side of the `child` resource methods, over a resource table.
+pub(crate) struct Children<'a>(pub &'a mut ResourceTable);
+
+impl Children<'_> {
+    pub fn push(&mut self, child: ChildProcess) -> wasmtime::Result<Resource<ChildProcess>> {
+        Ok(self.0.push(child)?)
+    }
+
+    pub fn subscribe(
+        &mut self,
+        c: Resource<ChildProcess>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(self.0, c)
+    }
+
+    pub fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
+        Ok(self.0.get_mut(&c)?.poll_status().map(to_wit_status))
+    }
+
+    pub fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        self.0.get_mut(&c)?.stop_group();
+        Ok(())
+    }
+
+    pub fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
+        Ok(self.0.get(&c)?.pid)
+    }
+
+    pub fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        self.0.delete(c)?;
+        Ok(())
+    }
+}

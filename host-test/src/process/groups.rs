@@ -1,0 +1,91 @@
+//! Process groups: signalling one, the live groups of a run, and the
+//! watchdog process that kills them if the host dies. Knows pgids and
+//! signals; knows nothing of how a process was started or what it runs.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::process::ChildStdin;
+use std::sync::{Arc, Mutex};
+
+/// The process groups of a run's live children: so that a second interrupt
+/// can kill them all, and so that a watchdog process, told of every group,
+/// can kill them if the host itself dies (SIGKILL included).
+#[derive(Clone, Default)]
+pub struct LiveGroups(Arc<Mutex<Live>>);
+
+#[derive(Default)]
+struct Live {
+    groups: HashSet<u32>,
+    /// `+pgid` / `-pgid` lines go here; see [`run_watchdog`].
+    watchdog: Option<ChildStdin>,
+}
+
+impl LiveGroups {
+    /// Groups reported to a watchdog reading `stdin` (see [`run_watchdog`]).
+    pub fn with_watchdog(stdin: ChildStdin) -> LiveGroups {
+        LiveGroups(Arc::new(Mutex::new(Live {
+            groups: Default::default(),
+            watchdog: Some(stdin),
+        })))
+    }
+
+    /// Adds (`add`) or removes the group `pgid`, telling the watchdog.
+    pub(super) fn update(&self, pgid: u32, add: bool) {
+        let mut live = self.0.lock().expect("not poisoned");
+        if add {
+            live.groups.insert(pgid);
+        } else if !live.groups.remove(&pgid) {
+            return;
+        }
+        if let Some(w) = &mut live.watchdog {
+            let _ = writeln!(w, "{}{pgid}", if add { '+' } else { '-' });
+        }
+    }
+
+    /// Sends SIGKILL to every live group.
+    pub fn kill_all(&self) {
+        for &pgid in &self.0.lock().expect("not poisoned").groups {
+            signal_group(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The watchdog's loop: reads `+pgid` and `-pgid` lines until its input
+/// closes (the host exited or died), then SIGKILLs every group still
+/// listed. Ignores SIGINT and SIGTERM: a terminal's Ctrl-C is the host's
+/// to handle.
+pub fn run_watchdog(input: impl BufRead) {
+    #[allow(unsafe_code)]
+    // SAFETY: setting signal dispositions in a single-threaded process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    let mut groups = HashSet::new();
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        let (sign, pgid) = line.split_at(line.len().min(1));
+        match (sign, pgid.parse::<u32>()) {
+            ("+", Ok(p)) => {
+                groups.insert(p);
+            }
+            ("-", Ok(p)) => {
+                groups.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    for pgid in groups {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// Sends `sig` to every process in the group led by `pgid`.
+pub(super) fn signal_group(pgid: u32, sig: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with a negative pid signals a process group; no
+    // memory is involved.
+    unsafe {
+        libc::kill(-(pgid as i32), sig);
+    }
+}

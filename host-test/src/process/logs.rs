@@ -1,0 +1,150 @@
+//! The files a task leaves in its log directory (its output, the command as
+//! a shell script, the link to the latest log) and the copying of its
+//! output into them. Knows files and pipes; knows nothing of how the
+//! process runs or is waited for.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::bindings::runqueue::executor::process as wit;
+
+/// The files a task leaves next to each other, BitBake style: for the log
+/// name `dir/log.do_x` given by the component, `dir/log.do_x.<pid>` (the
+/// output), `dir/run.do_x.<pid>` (the exact command, as a shell script) and
+/// the link `dir/log.do_x` to the latest log.
+pub struct LogFiles {
+    link: PathBuf,
+    log: PathBuf,
+    run: PathBuf,
+    script: String,
+}
+
+impl LogFiles {
+    pub(super) fn new(link: PathBuf, pid: u32, cmd: &wit::Command, cwd: &Path) -> LogFiles {
+        let name = link
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let stem = name.strip_prefix("log.").unwrap_or(&name);
+        LogFiles {
+            log: link.with_file_name(format!("{name}.{pid}")),
+            run: link.with_file_name(format!("run.{stem}.{pid}")),
+            link,
+            script: run_script(cmd, cwd, pid),
+        }
+    }
+
+    /// Creates the log (empty) and the run script, and points the link at
+    /// the log; returns the log, open for writing.
+    pub(super) fn create(&self) -> io::Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.log)?;
+        fs::write(&self.run, &self.script)?;
+        // Replace the link atomically: a new link under a temporary name,
+        // renamed over the old one.
+        let tmp = self.link.with_file_name(format!(
+            ".{}.tmp",
+            self.log.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(self.log.file_name().unwrap_or_default(), &tmp)?;
+        fs::rename(&tmp, &self.link)?;
+        Ok(file)
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command as a shell script that does what ran: the environment, the
+/// directory, then the task's own shell text (for `sh -c TEXT`) or the
+/// program and its arguments.
+fn run_script(cmd: &wit::Command, cwd: &Path, pid: u32) -> String {
+    let mut s = format!("#!/bin/sh\n# The command runqueue ran as pid {pid}.\n");
+    for (k, v) in &cmd.env {
+        s += &format!("export {k}={}\n", shell_quote(v));
+    }
+    s += &format!("cd {}\n", shell_quote(&cwd.to_string_lossy()));
+    match (cmd.program.as_str(), cmd.args.as_slice()) {
+        ("sh", [c, text]) if c == "-c" => {
+            s += text;
+            s.push('\n');
+        }
+        _ => {
+            let argv: Vec<String> = std::iter::once(&cmd.program)
+                .chain(&cmd.args)
+                .map(|a| shell_quote(a))
+                .collect();
+            s += &format!("exec {}\n", argv.join(" "));
+        }
+    }
+    s
+}
+
+/// Copies everything from `reader` into the task's log, creating it (and
+/// its run script and link) with the first byte, calling `printed` for
+/// every chunk; returns whether anything was written. Keeps draining if the
+/// log cannot be written, so the task never blocks on a full pipe.
+pub(super) async fn copy_lazily(
+    reader: io::PipeReader,
+    files: Arc<LogFiles>,
+    printed: impl Fn(),
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    let mut file: Option<Option<fs::File>> = None;
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => return file.is_some(),
+            Ok(n) => {
+                printed();
+                let f = file.get_or_insert_with(|| files.create().ok());
+                if let Some(f) = f {
+                    use std::io::Write;
+                    if f.write_all(&buf[..n]).is_err() {
+                        *f = fs::File::open("/dev/null").expect("/dev/null");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::Workspace;
+
+    #[test]
+    fn replaces_a_planted_link_never_follows_it() {
+        let ws_dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(ws_dir.path()).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("f"), ws_dir.path().join("log.x")).unwrap();
+        let cmd = wit::Command {
+            program: "true".into(),
+            args: vec![],
+            cwd: String::new(),
+            env: vec![],
+            log: "log.x".into(),
+        };
+        let files = LogFiles::new(ws.log_path("log.x").unwrap(), 42, &cmd, ws.root());
+        files.create().unwrap();
+        assert!(!outside.path().join("f").exists());
+        assert_eq!(
+            fs::read_link(ws_dir.path().join("log.x")).unwrap(),
+            Path::new("log.x.42")
+        );
+        assert!(ws_dir.path().join("run.x.42").is_file());
+    }
+}

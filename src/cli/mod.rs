@@ -1,0 +1,147 @@
+//! The vocabulary both command lines share — the bundled host's `runqueue`
+//! (clap) and the component's own `wasi:cli/run` ([`args`]): subcommands
+//! and the options each takes, defaults, parsing of option values, reading
+//! a graph file, exit codes and error wording, and the lines they print
+//! ([`lines`]).
+//!
+//! Knows words and numbers; knows nothing of WIT, clap or either host.
+
+pub mod args;
+pub mod lines;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::api::Error;
+use crate::graph::seconds_to_ms;
+use crate::plan::Policy;
+
+/// Exit code: every task succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: at least one task failed or did not run.
+pub const EXIT_TASK_FAILED: i32 = 1;
+/// Exit code: bad input (graph, arguments, workspace); nothing ran.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: runqueue itself broke (component missing or trapped).
+pub const EXIT_INTERNAL: i32 = 3;
+
+/// The cache directory unless `--cache` or `--no-cache` says otherwise,
+/// relative to the workspace.
+pub const DEFAULT_CACHE: &str = ".runqueue/cache";
+/// Where logs go unless `--logs` says otherwise.
+pub const DEFAULT_LOG_DIR: &str = crate::confine::DEFAULT_LOG_DIR;
+/// `simulate`'s virtual slots unless `-j` says otherwise.
+pub const DEFAULT_SIMULATE_JOBS: u32 = 8;
+/// How long one remote cache request may take unless
+/// `--remote-cache-timeout` says otherwise, in seconds.
+pub const DEFAULT_REMOTE_TIMEOUT: &str = "10";
+/// Remote cache requests in flight at once.
+pub const REMOTE_CONCURRENCY: u32 = 16;
+
+/// Graph files larger than this are refused before parsing.
+pub const MAX_GRAPH_BYTES: u64 = 256 << 20;
+
+/// The exit code of a build that ran: 0 if every task succeeded or was
+/// cached, 1 if any failed or did not run (interrupted).
+pub fn build_exit_code(all_done: bool) -> i32 {
+    if all_done {
+        EXIT_OK
+    } else {
+        EXIT_TASK_FAILED
+    }
+}
+
+/// The exit code and the message for an error from the API, reading the
+/// graph at `graph`.
+pub fn error_exit(graph: &str, e: &Error) -> (i32, String) {
+    match e {
+        Error::InvalidGraph(m) => (EXIT_BAD_INPUT, format!("invalid graph {graph}: {m}")),
+        Error::InvalidRequest(m) => (EXIT_BAD_INPUT, m.clone()),
+        Error::Internal(m) => (EXIT_INTERNAL, m.clone()),
+    }
+}
+
+/// A graph file's text: refused if it is larger than [`MAX_GRAPH_BYTES`]
+/// or not UTF-8.
+pub fn read_graph(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read graph {shown}: {e}"))?;
+    if meta.len() > MAX_GRAPH_BYTES {
+        return Err(format!(
+            "graph {shown} is {} bytes; the limit is {MAX_GRAPH_BYTES}",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read graph {shown}: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "graph {shown} is not UTF-8 text (bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Any other text file an option names (durations).
+pub fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A number of seconds (`--timeout`, `--remote-cache-timeout`): positive,
+/// below 1e9, kept to the millisecond (rounded up).
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(seconds_to_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is not a positive number of seconds"))
+}
+
+/// Like [`parse_seconds`], but `0` turns the thing off (`--stall-warning`).
+pub fn parse_seconds_or_off(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(s)
+}
+
+/// A `--scheduler` name.
+pub fn parse_scheduler(s: &str) -> Result<Policy, String> {
+    Policy::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Policy::ALL.iter().map(|p| p.name()).collect();
+        format!("unknown scheduler {s:?} (one of {})", names.join(", "))
+    })
+}
+
+/// Milliseconds of a duration for the component, at least 1.
+pub fn millis(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u64::MAX as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_follow_the_graphs_rule() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds("0.0001"), Ok(Duration::from_millis(1)));
+        for bad in ["0", "-1", "nan", "inf", "1e9", "x"] {
+            assert_eq!(
+                parse_seconds(bad),
+                Err(format!("{bad:?} is not a positive number of seconds"))
+            );
+        }
+        assert_eq!(parse_seconds_or_off("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn schedulers_are_named_once() {
+        for p in Policy::ALL {
+            assert_eq!(parse_scheduler(p.name()), Ok(p));
+        }
+        assert_eq!(
+            parse_scheduler("best"),
+            Err("unknown scheduler \"best\" (one of critical-path, speed, fifo, waves)".into())
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Keeping paths inside the workspace, as the component sees it: task
+//! paths and the log directory may not lead out through a symlink that
+//! exists now. Lexical checks (absolute, `..`) are the graph's; the host
+//! checks again, after resolving symlinks, when it starts each process.
+//!
+//! Knows paths and the file system; knows nothing of the cache or of
+//! processes.
+
+use std::fs;
+use std::path::Path;
+
+use crate::graph::{normalize, Graph};
+
+/// Where task logs go unless told otherwise, relative to the workspace.
+pub const DEFAULT_LOG_DIR: &str = ".runqueue/logs";
+
+/// The log directory `dir` (default [`DEFAULT_LOG_DIR`]), normalized;
+/// refused if it is absolute, climbs out, names the workspace itself or
+/// leads out through a symlink.
+pub fn log_dir(ws: &Path, dir: Option<&str>) -> Result<String, String> {
+    let Some(dir) = dir else {
+        return Ok(DEFAULT_LOG_DIR.to_string());
+    };
+    let dir = match normalize(dir) {
+        Some(d) if !d.is_empty() => d,
+        _ => {
+            return Err(format!(
+                "log directory \"{dir}\" leaves the workspace (use a relative path without \"..\")"
+            ))
+        }
+    };
+    match escaping_symlink(ws, &dir) {
+        Some(link) => Err(format!(
+            "log directory \"{dir}\" leads out of the workspace through symlink \"{link}\""
+        )),
+        None => Ok(dir),
+    }
+}
+
+/// Refuses task paths (cwd, inputs, outputs) that lead out of the workspace
+/// through a symlink. Looks only at what exists now; the host checks again
+/// when it starts each process.
+pub fn check_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
+    for task in &graph.tasks {
+        let fields = std::iter::once(("cwd", &task.cwd))
+            .chain(task.inputs.iter().map(|p| ("input", p)))
+            .chain(task.outputs.iter().map(|p| ("output", p)));
+        for (field, path) in fields {
+            if let Some(link) = escaping_symlink(ws, path) {
+                return Err(format!(
+                    "task \"{}\": {field} \"{path}\" leads out of the workspace through symlink \"{link}\"",
+                    task.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first existing prefix of `rel` that is a symlink leading out of
+/// `ws` (lexically, from where the link is), if any.
+pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        let parent_len = prefix.len();
+        prefix.push_str(part);
+        let meta = fs::symlink_metadata(ws.join(&prefix)).ok()?;
+        if !meta.is_symlink() {
+            continue;
+        }
+        // WASI cannot read a link to an absolute path: that escapes too.
+        let escapes = match fs::read_link(ws.join(&prefix)) {
+            Ok(target) => {
+                let target = target.to_string_lossy();
+                target.starts_with('/')
+                    || normalize(&format!("{}{target}", &prefix[..parent_len])).is_none()
+            }
+            Err(_) => true,
+        };
+        if escapes {
+            return Some(prefix);
+        }
+    }
+    None
+}

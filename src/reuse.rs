@@ -1,0 +1,245 @@
+//! Reusing earlier results (BitBake's shared state): which tasks the cache
+//! covers, what is restored before the build (setscene), what is stored
+//! after a task succeeds, why a task is not covered, and what a build
+//! would do.
+//!
+//! Knows the graph, signatures and the cache; knows nothing of processes or
+//! scheduling.
+
+use std::path::Path;
+
+use crate::cache::{collect_outputs, ActionEntry, Cache, Lookup, OutputEntry, StoreError};
+use crate::graph::{Action, Graph, TaskId, TaskMap};
+use crate::plan::Policy;
+use crate::seams::FileModes;
+use crate::signature::{differences, Signature};
+
+/// What the build does with a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Run its command.
+    Run,
+    /// Covered by the cache; `restored` says whether its outputs were put
+    /// in the workspace (only those something needs are).
+    Cached { restored: bool },
+}
+
+/// Decides each task's fate and restores what is needed, before anything
+/// runs. A task runs if its signature has no usable entry (or it is
+/// nostamp). A covered task is restored if it is final (nothing depends on
+/// it), or a task that runs depends on it, directly or through other
+/// tasks, or a restored task with nothing to run (an aggregate like
+/// `do_build`) depends on it; otherwise it is left alone. A restore that fails (missing or
+/// corrupt blob) turns the task into one that runs, which can make more of
+/// its dependencies needed: repeat until nothing changes.
+pub fn setscene(
+    graph: &Graph,
+    sigs: &TaskMap<Signature>,
+    cache: &Cache,
+    ws: &Path,
+    modes: &dyn FileModes,
+    warn: &mut dyn FnMut(String),
+) -> TaskMap<Fate> {
+    let mut entries = TaskMap::from_fn(graph, |id| usable_entry(graph, id, sigs, cache, warn));
+    let mut restored = TaskMap::filled(graph, false);
+    loop {
+        let needed = needed(graph, &entries);
+        let mut changed = false;
+        for &id in &graph.topo_order {
+            if restored[id] || !needed[id] {
+                continue;
+            }
+            let Some(entry) = &entries[id] else { continue };
+            match cache.restore(ws, entry, modes) {
+                Ok(()) => restored[id] = true,
+                Err(why) => {
+                    warn(format!(
+                        "{}: cannot restore from the cache: {why}; the task runs",
+                        graph.task(id).id
+                    ));
+                    cache.remove_entry(&sigs[id].hash);
+                    entries[id] = None;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    TaskMap::from_fn(graph, |id| match entries[id] {
+        None => Fate::Run,
+        Some(_) => Fate::Cached {
+            restored: restored[id],
+        },
+    })
+}
+
+/// The cache entry for task `id`'s signature, if there is a sound one and
+/// the task is not nostamp; a corrupt entry is removed with a warning.
+fn usable_entry(
+    graph: &Graph,
+    id: TaskId,
+    sigs: &TaskMap<Signature>,
+    cache: &Cache,
+    warn: &mut dyn FnMut(String),
+) -> Option<ActionEntry> {
+    if graph.task(id).nostamp {
+        return None;
+    }
+    match cache.lookup(&sigs[id].hash) {
+        Lookup::Hit(e) => Some(e),
+        Lookup::Miss => None,
+        Lookup::Corrupt(why) => {
+            warn(format!("{}: {why}; the task runs", graph.task(id).id));
+            cache.remove_entry(&sigs[id].hash);
+            None
+        }
+    }
+}
+
+/// Which covered tasks' outputs must be in the workspace: a task is needed
+/// if it is final, or a task that runs (no entry) depends on it directly
+/// or not, or a needed task with nothing to run depends on it.
+fn needed(graph: &Graph, entries: &TaskMap<Option<ActionEntry>>) -> TaskMap<bool> {
+    let runs = |id: TaskId| entries[id].is_none();
+    let mut feeds = TaskMap::filled(graph, false);
+    let mut needed = TaskMap::filled(graph, false);
+    for &id in graph.topo_order.iter().rev() {
+        let dependents = &graph.dependents[id.index()];
+        feeds[id] = dependents.iter().any(|&d| runs(d) || feeds[d]);
+        needed[id] = dependents.is_empty()
+            || feeds[id]
+            || dependents
+                .iter()
+                .any(|&d| needed[d] && graph.task(d).action == Action::Nothing);
+    }
+    needed
+}
+
+/// Outputs a succeeded task left behind, checked and listed, waiting to be
+/// copied into the cache.
+#[derive(Debug)]
+pub struct PendingStore {
+    pub id: TaskId,
+    pub entries: Vec<OutputEntry>,
+    pub duration_ms: u64,
+}
+
+/// After a task's process succeeded: checks its declared outputs exist and
+/// stay inside the workspace (`Err` fails the task) and lists them. The
+/// copying is left to [`store`], so that the build can start the next tasks
+/// first.
+pub fn check_outputs(
+    graph: &Graph,
+    id: TaskId,
+    ws: &Path,
+    duration_ms: u64,
+    modes: &dyn FileModes,
+) -> Result<PendingStore, String> {
+    let entries = collect_outputs(ws, &graph.task(id).outputs, modes).map_err(|e| e.to_string())?;
+    Ok(PendingStore {
+        id,
+        entries,
+        duration_ms,
+    })
+}
+
+/// Copies a checked task's outputs into the cache and records its history.
+/// Cache trouble is only a warning: the build goes on without it.
+pub fn store(
+    graph: &Graph,
+    job: PendingStore,
+    sigs: &TaskMap<Signature>,
+    cache: &Cache,
+    ws: &Path,
+    warn: &mut dyn FnMut(String),
+) {
+    let task = graph.task(job.id);
+    let sig = &sigs[job.id];
+    if !task.nostamp {
+        if let Err(e) = cache.commit(ws, &task.id, &sig.hash, job.entries, job.duration_ms) {
+            warn(format!("{}: {}", task.id, StoreError::Io(e)));
+        }
+    }
+    if let Err(e) = cache.record_history(&task.id, &sig.hash, &sig.parts, Some(job.duration_ms)) {
+        warn(format!("{}: cannot record history: {e}", task.id));
+    }
+}
+
+/// Why `id` is or is not covered by the cache, one line per reason, like
+/// `bitbake-diffsigs`.
+pub fn explain(graph: &Graph, id: TaskId, sigs: &TaskMap<Signature>, cache: &Cache) -> Vec<String> {
+    let task = graph.task(id);
+    let Signature { parts, hash: sig } = &sigs[id];
+    let mut out = vec![format!("{}: signature {sig}", task.id)];
+    if task.nostamp {
+        out.push("not cached: the task is nostamp, it runs every time".to_string());
+        return out;
+    }
+    match cache.lookup(sig) {
+        Lookup::Hit(entry) => {
+            out.push(format!(
+                "cached: the cache holds its outputs ({} paths, stored after a run of {} ms)",
+                entry.outputs.len(),
+                entry.duration_ms
+            ));
+            return out;
+        }
+        Lookup::Corrupt(why) => out.push(format!("not cached: {why}")),
+        Lookup::Miss => out.push("not cached: no entry for this signature".to_string()),
+    }
+    match cache.history(&task.id) {
+        None => out.push("no earlier run of this task is recorded".to_string()),
+        Some(h) if h.signature == *sig => out.push(
+            "the last recorded run had this same signature: its entry was removed or the task failed to store"
+                .to_string(),
+        ),
+        Some(h) => {
+            out.push(format!("differs from the last recorded run (signature {}):", h.signature));
+            out.extend(differences(&h.parts, parts).into_iter().map(|d| format!("  {d}")));
+        }
+    }
+    out
+}
+
+/// What a build would do, without doing it (`bitbake -n`): a count line,
+/// then every task in the order one slot would start them, marked `run`
+/// or `cached` (its signature has an entry in `cache`).
+pub fn plan(
+    graph: &Graph,
+    sigs: &TaskMap<Signature>,
+    cache: Option<&Cache>,
+    durations: &[u64],
+) -> Vec<String> {
+    let covered = TaskMap::from_fn(graph, |id| {
+        !graph.task(id).nostamp
+            && cache.is_some_and(|c| matches!(c.lookup(&sigs[id].hash), Lookup::Hit(_)))
+    });
+    // Covered tasks weigh nothing, as in a real run.
+    let weights: Vec<u64> = graph
+        .ids()
+        .map(|id| {
+            if covered[id] {
+                0
+            } else {
+                durations[id.index()]
+            }
+        })
+        .collect();
+    let sim = crate::simulate::simulate(graph, &weights, &weights, Policy::CriticalPath, 1);
+    let mut order: Vec<TaskId> = graph.ids().collect();
+    order.sort_by_key(|&id| (sim.starts[id.index()], covered[id], id));
+    let cached = covered.iter().filter(|&&c| c).count();
+    let mut out = vec![format!(
+        "{} tasks: {} to run, {} covered by the cache",
+        graph.len(),
+        graph.len() - cached,
+        cached
+    )];
+    out.extend(order.iter().map(|&id| {
+        let mark = if covered[id] { "cached" } else { "run" };
+        format!("{mark:<7}{}", graph.task(id).id)
+    }));
+    out
+}

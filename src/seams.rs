@@ -1,0 +1,84 @@
+//! What a run needs from its surroundings, one trait per concern:
+//! processes with a clock and an interrupt ([`Processes`], [`Child`]),
+//! someone to tell ([`Progress`]), and Unix permission bits
+//! ([`FileModes`]). The remote cache's seam is [`crate::remote::Remote`].
+//!
+//! The component implements them over its WIT imports; tests implement
+//! them with fakes. Knows nothing of graphs or scheduling.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::report::{ExitStatus, TaskRecord};
+
+/// A boxed future on the component's one thread (not `Send`).
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// A process to start, with every path relative to the workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: String,
+    pub env: Vec<(String, String)>,
+    pub log: String,
+    /// Stop it (with its process group) after this many ms.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A started process.
+pub trait Child {
+    fn pid(&self) -> u32;
+    /// Resolves once the process has exited. Drop it before the child
+    /// (WASI requires a pollable to go before its resource).
+    fn exited(&self) -> LocalFuture<()>;
+    /// How it ended, once [`Child::exited`] resolved.
+    fn status(&self) -> Option<ExitStatus>;
+    /// Stops the process and its group: TERM now, KILL a little later.
+    fn kill(&self);
+}
+
+/// Starting processes, telling time, and hearing the user ask to stop.
+pub trait Processes {
+    /// Starts `cmd`; an error is a spawn failure, in words.
+    fn spawn(&mut self, cmd: &Command) -> Result<Box<dyn Child>, String>;
+    /// Milliseconds on a monotonic clock.
+    fn now_ms(&self) -> u64;
+    /// Resolves `ms` milliseconds from now.
+    fn sleep(&self, ms: u64) -> LocalFuture<()>;
+    /// Resolves once the build is asked to stop (Ctrl-C); may never.
+    fn interrupted(&mut self) -> LocalFuture<()>;
+    /// How many processes can usefully run at once: the default limit.
+    fn parallelism(&self) -> u32;
+}
+
+/// Something that happened during a run.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Before anything starts: the number of tasks and how many the cache
+    /// covers.
+    Planned {
+        total: usize,
+        cached: usize,
+    },
+    Started {
+        task: &'a TaskRecord,
+        running: usize,
+    },
+    Finished(&'a TaskRecord),
+    /// Something went wrong that does not fail the build (a corrupt cache
+    /// entry, a cache that cannot be written).
+    Warning(&'a str),
+}
+
+/// Told of each event as it happens; must not block.
+pub trait Progress {
+    fn event(&mut self, event: Event<'_>);
+}
+
+/// Unix permission bits, which WASI 0.2 cannot see: the host provides them.
+pub trait FileModes {
+    /// The mode of `rel` (workspace-relative), not following symlinks.
+    fn mode(&self, rel: &str) -> Result<u32, String>;
+    fn set_mode(&self, rel: &str, mode: u32) -> Result<(), String>;
+}
