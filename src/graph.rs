@@ -181,7 +181,7 @@ pub struct Graph {
     pub pools: Vec<Pool>,
     pub tasks: Vec<Task>,
     /// For each task, the tasks that depend on it directly, sorted.
-    pub dependents: Vec<Vec<TaskId>>,
+    pub dependents: TaskMap<Vec<TaskId>>,
     /// All tasks, dependencies before dependents.
     pub topo_order: Vec<TaskId>,
 }
@@ -430,7 +430,7 @@ impl Graph {
             env: file.env,
             pools,
             tasks,
-            dependents,
+            dependents: TaskMap(dependents),
             topo_order,
         })
     }
@@ -820,7 +820,7 @@ mod tests {
         );
         assert_eq!(g.tasks[2].action, Action::Nothing);
         assert_eq!(g.tasks[2].deps, vec![TaskId(0), TaskId(1)]);
-        assert_eq!(g.dependents[0], vec![TaskId(1), TaskId(2)]);
+        assert_eq!(g.dependents[TaskId(0)], vec![TaskId(1), TaskId(2)]);
         assert_eq!(g.topo_order, vec![TaskId(0), TaskId(1), TaskId(2)]);
         assert_eq!(g.env["LANG"], "C");
     }

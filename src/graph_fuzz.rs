@@ -94,7 +94,7 @@ fn accepted(g: &Graph) -> Result<(), TestCaseError> {
                 position[d.index()] < position[i],
                 "dependency after dependent"
             );
-            prop_assert!(g.dependents[d.index()].iter().any(|x| x.index() == i));
+            prop_assert!(g.dependents[*d].iter().any(|x| x.index() == i));
         }
     }
     Ok(())

@@ -9,7 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::graph::{Graph, TaskId};
+use crate::graph::{Graph, TaskId, TaskMap};
 
 /// Where a task is. Every change goes through [`Plan::set`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,26 +87,25 @@ impl Policy {
 
     /// The priority of every task under this policy; `expected` are the
     /// expected durations (used by `CriticalPath` only).
-    pub fn priorities(self, graph: &Graph, expected: &[u64]) -> Vec<u64> {
+    pub fn priorities(self, graph: &Graph, expected: &[u64]) -> TaskMap<u64> {
         match self {
             Policy::CriticalPath => remaining_path(graph, |id| expected[id.index()]),
             Policy::Speed => speed_weights(graph),
-            Policy::Fifo | Policy::Waves => vec![0; graph.len()],
+            Policy::Fifo | Policy::Waves => TaskMap::filled(graph, 0),
         }
     }
 }
 
 /// BitBake's `speed` scheduler weights: final tasks 10, any other task 1 +
 /// the sum of its direct dependents' weights (saturating).
-pub fn speed_weights(graph: &Graph) -> Vec<u64> {
-    let mut w = vec![0u64; graph.len()];
+pub fn speed_weights(graph: &Graph) -> TaskMap<u64> {
+    let mut w = TaskMap::filled(graph, 0u64);
     for &id in graph.topo_order.iter().rev() {
-        let deps = &graph.dependents[id.index()];
-        w[id.index()] = if deps.is_empty() {
+        let deps = &graph.dependents[id];
+        w[id] = if deps.is_empty() {
             10
         } else {
-            deps.iter()
-                .fold(1u64, |acc, d| acc.saturating_add(w[d.index()]))
+            deps.iter().fold(1u64, |acc, &d| acc.saturating_add(w[d]))
         };
     }
     w
@@ -115,30 +114,29 @@ pub fn speed_weights(graph: &Graph) -> Vec<u64> {
 /// The longest remaining path from each task to any final task, counting the
 /// task itself: `weight(t) + max(path(d) for d depending on t)`. A ready task
 /// with a longer path starts first.
-pub fn remaining_path(graph: &Graph, weight: impl Fn(TaskId) -> u64) -> Vec<u64> {
-    let mut path = vec![0u64; graph.len()];
+pub fn remaining_path(graph: &Graph, weight: impl Fn(TaskId) -> u64) -> TaskMap<u64> {
+    let mut path = TaskMap::filled(graph, 0u64);
     for &id in graph.topo_order.iter().rev() {
-        let longest_after = graph.dependents[id.index()]
+        let longest_after = graph.dependents[id]
             .iter()
-            .map(|d| path[d.index()])
+            .map(|&d| path[d])
             .max()
             .unwrap_or(0);
-        path[id.index()] = weight(id) + longest_after;
+        path[id] = weight(id) + longest_after;
     }
     path
 }
 
 /// The chain of tasks along the longest path, first task first; ties go to
 /// the task earlier in the graph.
-pub fn longest_chain(graph: &Graph, path: &[u64]) -> Vec<TaskId> {
-    let best = |ids: &mut dyn Iterator<Item = TaskId>| {
-        ids.max_by_key(|id| (path[id.index()], Reverse(*id)))
-    };
+pub fn longest_chain(graph: &Graph, path: &TaskMap<u64>) -> Vec<TaskId> {
+    let best =
+        |ids: &mut dyn Iterator<Item = TaskId>| ids.max_by_key(|&id| (path[id], Reverse(id)));
     let mut chain = Vec::new();
     let mut at = best(&mut graph.ids().filter(|id| graph.task(*id).deps.is_empty()));
     while let Some(id) = at {
         chain.push(id);
-        at = best(&mut graph.dependents[id.index()].iter().copied());
+        at = best(&mut graph.dependents[id].iter().copied());
     }
     chain
 }
@@ -150,10 +148,10 @@ type Key = (u64, Reverse<TaskId>);
 pub struct Plan<'g> {
     graph: &'g Graph,
     policy: Policy,
-    states: Vec<TaskState>,
+    states: TaskMap<TaskState>,
     /// Dependencies of each task that have not succeeded yet.
-    unmet: Vec<u32>,
-    priority: Vec<u64>,
+    unmet: TaskMap<u32>,
+    priority: TaskMap<u64>,
     /// Ready tasks per pool; index 0 holds tasks without a pool, index
     /// `p + 1` those of `graph.pools[p]`.
     ready: Vec<BinaryHeap<Key>>,
@@ -181,16 +179,16 @@ impl<'g> Plan<'g> {
     pub fn new(
         graph: &'g Graph,
         policy: Policy,
-        priority: Vec<u64>,
+        priority: TaskMap<u64>,
         max_parallel: usize,
         keep_going: bool,
     ) -> Self {
-        assert_eq!(priority.len(), graph.len());
+        assert_eq!(priority.as_slice().len(), graph.len());
         let mut plan = Plan {
             graph,
             policy,
-            states: vec![TaskState::Waiting; graph.len()],
-            unmet: graph.tasks.iter().map(|t| t.deps.len() as u32).collect(),
+            states: TaskMap::filled(graph, TaskState::Waiting),
+            unmet: TaskMap::from_fn(graph, |id| graph.task(id).deps.len() as u32),
             priority,
             ready: vec![BinaryHeap::new(); graph.pools.len() + 1],
             ready_count: 0,
@@ -205,7 +203,7 @@ impl<'g> Plan<'g> {
             interrupted: false,
         };
         for id in graph.ids() {
-            if plan.unmet[id.index()] == 0 {
+            if plan.unmet[id] == 0 {
                 plan.set(id, TaskState::Ready);
             }
         }
@@ -219,13 +217,13 @@ impl<'g> Plan<'g> {
     /// The one place a task changes state; panics on a transition that the
     /// algorithm never makes.
     fn set(&mut self, id: TaskId, to: TaskState) {
-        let from = self.states[id.index()];
+        let from = self.states[id];
         use TaskState::*;
         let queue = self.queue_of(id);
         match (from, to) {
             (Waiting, Ready) => {
                 let key = match self.policy {
-                    Policy::CriticalPath | Policy::Speed => self.priority[id.index()],
+                    Policy::CriticalPath | Policy::Speed => self.priority[id],
                     Policy::Fifo | Policy::Waves => u64::MAX - self.readied,
                 };
                 self.readied += 1;
@@ -249,7 +247,7 @@ impl<'g> Plan<'g> {
                 self.graph.task(id).id
             ),
         }
-        self.states[id.index()] = to;
+        self.states[id] = to;
     }
 
     /// The next task to start, if a slot is free and a task is ready whose
@@ -290,9 +288,9 @@ impl<'g> Plan<'g> {
     pub fn finish(&mut self, id: TaskId, success: bool) {
         if success {
             self.set(id, TaskState::Succeeded);
-            for &d in &self.graph.dependents[id.index()] {
-                self.unmet[d.index()] -= 1;
-                if self.unmet[d.index()] == 0 && self.states[d.index()] == TaskState::Waiting {
+            for &d in &self.graph.dependents[id] {
+                self.unmet[d] -= 1;
+                if self.unmet[d] == 0 && self.states[d] == TaskState::Waiting {
                     self.set(d, TaskState::Ready);
                 }
             }
@@ -301,8 +299,8 @@ impl<'g> Plan<'g> {
         self.set(id, TaskState::Failed);
         let mut stack = vec![id];
         while let Some(at) = stack.pop() {
-            for &d in &self.graph.dependents[at.index()] {
-                if self.states[d.index()] == TaskState::Waiting {
+            for &d in &self.graph.dependents[at] {
+                if self.states[d] == TaskState::Waiting {
                     self.set(d, TaskState::Skipped(SkipReason::DependencyFailed(id)));
                     stack.push(d);
                 }
@@ -331,7 +329,7 @@ impl<'g> Plan<'g> {
         self.ready.iter_mut().for_each(BinaryHeap::clear);
         self.ready_count = 0;
         for id in self.graph.ids() {
-            if !self.states[id.index()].is_final() {
+            if !self.states[id].is_final() {
                 let reason = if self.interrupted {
                     SkipReason::Interrupted
                 } else {
@@ -343,7 +341,7 @@ impl<'g> Plan<'g> {
     }
 
     pub fn state(&self, id: TaskId) -> TaskState {
-        self.states[id.index()]
+        self.states[id]
     }
 
     pub fn running(&self) -> usize {
@@ -414,7 +412,7 @@ mod tests {
     #[test]
     fn remaining_path_counts_tasks() {
         let g = graph(DIAMOND);
-        assert_eq!(remaining_path(&g, |_| 1), vec![1, 4, 2, 3, 2, 1]);
+        assert_eq!(remaining_path(&g, |_| 1).into_vec(), vec![1, 4, 2, 3, 2, 1]);
         let chain = longest_chain(&g, &remaining_path(&g, |_| 1));
         assert_eq!(names(&g, &chain), ["a", "c", "d", "e"]);
     }
@@ -458,7 +456,7 @@ mod tests {
         let timed = start_order(with(&g, Policy::CriticalPath, &[10, 10, 50], 1));
         assert_eq!(names(&g, &timed), ["y", "x1", "x2"]);
         assert_eq!(
-            remaining_path(&g, |id| [10, 10, 50][id.index()]),
+            remaining_path(&g, |id| [10, 10, 50][id.index()]).into_vec(),
             vec![20, 10, 50]
         );
     }
@@ -467,7 +465,7 @@ mod tests {
     fn speed_weights_are_bitbakes() {
         let g = graph(DIAMOND);
         // e final: 10; b, d: 11; c: 12; a: 1 + 11 + 12 = 24; z final: 10.
-        assert_eq!(speed_weights(&g), vec![10, 24, 11, 12, 11, 10]);
+        assert_eq!(speed_weights(&g).into_vec(), vec![10, 24, 11, 12, 11, 10]);
         let order = start_order(with(&g, Policy::Speed, &[1; 6], 1));
         assert_eq!(names(&g, &order), ["a", "c", "b", "d", "z", "e"]);
     }

@@ -106,7 +106,7 @@ fn needed(graph: &Graph, entries: &TaskMap<Option<ActionEntry>>) -> TaskMap<bool
     let mut feeds = TaskMap::filled(graph, false);
     let mut needed = TaskMap::filled(graph, false);
     for &id in graph.topo_order.iter().rev() {
-        let dependents = &graph.dependents[id.index()];
+        let dependents = &graph.dependents[id];
         feeds[id] = dependents.iter().any(|&d| runs(d) || feeds[d]);
         needed[id] = dependents.is_empty()
             || feeds[id]

@@ -70,7 +70,7 @@ fn run_with_remote(
         max_parallel: Some(jobs),
         keep_going: false,
         cache: Some(runqueue_host::DEFAULT_CACHE.into()),
-        remote_cache: remote.map(|url| runqueue_host::remote::RemoteCache::new(url).unwrap()),
+        remote_cache: remote.map(|url| runqueue_host::RemoteCache::new(url).unwrap()),
         ..Default::default()
     };
     let start = Instant::now();

@@ -55,11 +55,11 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     max_memory: u64,
     #[command(subcommand)]
-    command: Command,
+    request: Request,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+enum Request {
     /// Run every task of the graph, dependencies first, in parallel.
     Build {
         /// The graph file (JSON, format version 1).
@@ -231,7 +231,7 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
             };
         }
     };
-    if let Command::Watchdog = cli.command {
+    if let Request::Watchdog = cli.request {
         crate::process::run_watchdog(std::io::stdin().lock());
         return EXIT_OK;
     }
@@ -278,12 +278,12 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
         component: cli.component.clone(),
         max_memory: cli.max_memory,
     };
-    match cli.command {
-        Command::Watchdog => unreachable!("handled before"),
-        Command::Check { graph } => check(&loader, &graph).await,
-        Command::Explain { graph, task, place } => explain(&loader, &graph, &task, &place).await,
-        Command::Plan { graph, place } => plan(&loader, &graph, &place).await,
-        Command::Simulate {
+    match cli.request {
+        Request::Watchdog => unreachable!("handled before"),
+        Request::Check { graph } => check(&loader, &graph).await,
+        Request::Explain { graph, task, place } => explain(&loader, &graph, &task, &place).await,
+        Request::Plan { graph, place } => plan(&loader, &graph, &place).await,
+        Request::Simulate {
             graph,
             jobs,
             durations,
@@ -300,7 +300,7 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             )
             .await
         }
-        Command::ImportDot {
+        Request::ImportDot {
             file,
             run,
             durations,
@@ -319,7 +319,7 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             };
             import_dot(&loader, &file, &text, &options, output.as_deref()).await
         }
-        command @ Command::Build { .. } => build(&loader, command).await,
+        request @ Request::Build { .. } => build(&loader, request).await,
     }
 }
 
@@ -448,8 +448,8 @@ async fn import_dot(
     Ok(EXIT_OK)
 }
 
-async fn build(loader: &Loader, command: Command) -> Result<i32, Failure> {
-    let Command::Build {
+async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
+    let Request::Build {
         graph,
         jobs,
         keep_going,
@@ -462,17 +462,17 @@ async fn build(loader: &Loader, command: Command) -> Result<i32, Failure> {
         remote_cache_timeout,
         place,
         show,
-    } = command
+    } = request
     else {
         unreachable!("called for build")
     };
     let text = graph_text(&graph)?;
     let ws = open_workspace(&place)?;
     let remote = remote_cache
-        .map(|url| crate::remote::RemoteCache::new(&url))
+        .map(|url| crate::RemoteCache::new(&url))
         .transpose()
         .map_err(bad_input)?
-        .map(|r| crate::remote::RemoteCache {
+        .map(|r| crate::RemoteCache {
             read_only: remote_cache_read_only,
             timeout: remote_cache_timeout,
             ..r

@@ -1,0 +1,285 @@
+//! `Runqueue`: the compiled component and a linker, with one method per
+//! export, each on a fresh instance. Knows how to call the component and
+//! how a call fails; the instance's host side is [`crate::state`]'s.
+
+use std::path::Path;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+
+use crate::compile::{compile_cache_dir, load_cached};
+use crate::options::wit_options;
+use crate::state::{cache_mount, Instance, MemoryLimitReached};
+use crate::Workspace;
+use crate::{add_to_linker, bindings, runner, Controls, Event, HostState, RunOptions};
+use crate::{ImportOptions, Report, RunError, Scheduler, SimulateOptions, Simulation, Summary};
+
+/// Why a call into the component did not return.
+#[derive(Debug)]
+pub enum CallError {
+    /// The component needed more memory than its limit (an absurd graph);
+    /// the text says so and how to raise the limit.
+    OutOfMemory(String),
+    /// It trapped or could not be instantiated: runqueue's own failure.
+    Trap(wasmtime::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::OutOfMemory(msg) => write!(f, "{msg}"),
+            CallError::Trap(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// The compiled component and a linker that provides its imports; cheap to
+/// run many times.
+pub struct Runqueue {
+    engine: Engine,
+    component: Component,
+    linker: Linker<HostState>,
+    memory_limit: usize,
+}
+
+/// The component's memory limit unless [`Runqueue::set_memory_limit`]
+/// says otherwise: 2 GiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// The result of a call into the component: its own answer, or why it gave
+/// none.
+pub type CallResult<T> = Result<Result<T, RunError>, CallError>;
+
+impl Runqueue {
+    /// Loads the component at `path` (a `.wasm` file). Compiling it takes
+    /// about a second, so the machine code is kept in a compile cache
+    /// ([`compile_cache_dir`]) keyed by the component's sha256 and the
+    /// engine's settings, and reused by later calls.
+    pub fn load(path: &Path) -> wasmtime::Result<Runqueue> {
+        use wasmtime::error::Context;
+        let engine = Engine::new(&Config::new())?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the runqueue component {}", path.display()))?;
+        let component = match compile_cache_dir() {
+            Some(dir) => load_cached(&engine, &bytes, &dir)?,
+            None => Component::new(&engine, &bytes)?,
+        };
+        Self::new(engine, component)
+    }
+
+    /// Uses an already compiled component; the engine must support async.
+    pub fn new(engine: Engine, component: Component) -> wasmtime::Result<Runqueue> {
+        let mut linker = Linker::new(&engine);
+        add_to_linker(&mut linker)?;
+        Ok(Runqueue {
+            engine,
+            component,
+            linker,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        })
+    }
+
+    /// Caps the memory of each instance (a graph too large for it fails
+    /// with [`CallError::OutOfMemory`]).
+    pub fn set_memory_limit(&mut self, bytes: usize) {
+        self.memory_limit = bytes;
+    }
+
+    /// A trap as a [`CallError`]: reaching the memory cap is named for
+    /// what it is.
+    fn call_error(&self, e: wasmtime::Error) -> CallError {
+        if e.downcast_ref::<MemoryLimitReached>().is_some() {
+            CallError::OutOfMemory(format!(
+                "the runqueue component needed more memory than its limit ({} MiB): \
+                 the graph is too large for it; raise it with --max-memory",
+                self.memory_limit >> 20
+            ))
+        } else {
+            CallError::Trap(e)
+        }
+    }
+
+    /// An instance of the component, overseen by `controls`.
+    async fn instantiate(
+        &self,
+        mut instance: Instance<'_>,
+        controls: &Controls,
+        on_event: Box<dyn FnMut(Event) + Send>,
+    ) -> Result<(Store<HostState>, bindings::Executor), CallError> {
+        instance.memory_limit = self.memory_limit;
+        let state = HostState::build(&instance, controls, on_event).map_err(CallError::Trap)?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(HostState::limiter);
+        let executor =
+            bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)
+                .await
+                .map_err(|e| self.call_error(e))?;
+        Ok((store, executor))
+    }
+
+    /// An instance that runs nothing (`check`, `import-graph`).
+    async fn instantiate_bare(&self) -> Result<(Store<HostState>, bindings::Executor), CallError> {
+        let instance = Instance {
+            workspace: None,
+            cache: None,
+            remote: None,
+            memory_limit: self.memory_limit,
+        };
+        self.instantiate(instance, &Controls::default(), Box::new(|_| {}))
+            .await
+    }
+
+    /// Validates `graph` (JSON text) without running anything.
+    pub async fn check(&self, graph: &str) -> CallResult<Summary> {
+        let (mut store, executor) = self.instantiate_bare().await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_check(&mut store, graph);
+        call.await.map_err(|e| self.call_error(e))
+    }
+
+    /// Runs `graph` in `workspace`, calling `on_event` for every progress
+    /// event, with no [`Controls`]. Task failures are in the report; an
+    /// inner `Err` is bad input, an outer one a broken component.
+    pub async fn run(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> CallResult<Report> {
+        let controls = Controls::default();
+        self.run_controlled(graph, options, &controls, workspace, on_event)
+            .await
+    }
+
+    /// [`Runqueue::run`] with the host overseeing the processes as
+    /// `controls` says (interrupts, watchdog, allowed programs, activity).
+    pub async fn run_controlled(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        controls: &Controls,
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> CallResult<Report> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, controls, Box::new(on_event))
+            .await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_run(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+
+    /// Explains why `task` of `graph` is or is not covered by the cache in
+    /// `options.cache` (which must be set). Runs nothing.
+    pub async fn explain(
+        &self,
+        graph: &str,
+        task: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+    ) -> CallResult<Vec<String>> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
+            .await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_explain(&mut store, graph, task, &options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+
+    /// What running `graph` would do, without running anything: a count
+    /// line, then every task in start order marked `run` or `cached`.
+    pub async fn plan(
+        &self,
+        graph: &str,
+        options: &RunOptions,
+        workspace: &Workspace,
+    ) -> CallResult<Vec<String>> {
+        let (mut store, executor, options) = self
+            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
+            .await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_plan(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+
+    /// An instance for `workspace` with `options`' cache mounted, and the
+    /// options as the component takes them.
+    async fn instantiate_with(
+        &self,
+        workspace: &Workspace,
+        options: &RunOptions,
+        controls: &Controls,
+        on_event: Box<dyn FnMut(Event) + Send>,
+    ) -> Result<(Store<HostState>, bindings::Executor, runner::Options), CallError> {
+        let mount = options
+            .cache
+            .as_deref()
+            .map(|c| cache_mount(c, workspace))
+            .transpose()
+            .map_err(CallError::Trap)?;
+        let instance = Instance {
+            workspace: Some(workspace),
+            cache: mount.as_ref(),
+            remote: options.remote_cache.as_ref(),
+            memory_limit: self.memory_limit,
+        };
+        let (store, executor) = self.instantiate(instance, controls, on_event).await?;
+        let wit = wit_options(options, mount.map(|m| m.guest_path));
+        Ok((store, executor, wit))
+    }
+
+    /// Simulates `graph` (see the WIT `simulate`); `cache`, when given,
+    /// supplies recorded durations from `workspace`'s cache.
+    pub async fn simulate(
+        &self,
+        graph: &str,
+        max_parallel: u32,
+        scheduler: Scheduler,
+        durations: Option<String>,
+        cache: Option<(&Workspace, &Path)>,
+    ) -> CallResult<Simulation> {
+        let (ws, mount) = match cache {
+            Some((ws, dir)) => (
+                Some(ws),
+                Some(cache_mount(dir, ws).map_err(CallError::Trap)?),
+            ),
+            None => (None, None),
+        };
+        let instance = Instance {
+            workspace: ws,
+            cache: mount.as_ref(),
+            remote: None,
+            memory_limit: self.memory_limit,
+        };
+        let (mut store, executor) = self
+            .instantiate(instance, &Controls::default(), Box::new(|_| {}))
+            .await?;
+        let options = SimulateOptions {
+            max_parallel,
+            scheduler,
+            durations,
+            cache_dir: mount.map(|m| m.guest_path),
+        };
+        let call = executor
+            .runqueue_executor_runner()
+            .call_simulate(&mut store, graph, &options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+
+    /// Converts `bitbake -g` output into graph JSON (see the WIT
+    /// `import-graph`).
+    pub async fn import_graph(&self, text: &str, options: &ImportOptions) -> CallResult<String> {
+        let (mut store, executor) = self.instantiate_bare().await?;
+        let call = executor
+            .runqueue_executor_runner()
+            .call_import_graph(&mut store, text, options);
+        call.await.map_err(|e| self.call_error(e))
+    }
+}

@@ -1,0 +1,362 @@
+//! One instance's host side: the store's state (WASI with the workspace
+//! and cache preopened, the resource table, the process groups, the memory
+//! cap) and the `process`, `types` and `progress` imports over real
+//! processes.
+//!
+//! Knows wasmtime's store and linker; knows nothing of graphs, and of the
+//! command line.
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::{
+    bindings, http_origin, process, ChildProcess, Controls, Event, ExitStatus, SpawnError,
+};
+use crate::{RemoteCache, Workspace, DEFAULT_MEMORY_LIMIT};
+
+/// Where the component sees a cache directory that lies outside the
+/// workspace.
+pub const CACHE_GUEST_DIR: &str = "/cache";
+
+/// Where the component finds the cache, and what the host must preopen for
+/// it.
+pub(crate) struct CacheMount {
+    pub(crate) guest_path: String,
+    preopen: Option<PathBuf>,
+}
+
+/// A relative cache path without `..` stays in the workspace preopen; any
+/// other is created if needed and preopened on its own.
+pub(crate) fn cache_mount(cache: &Path, ws: &Workspace) -> wasmtime::Result<CacheMount> {
+    use wasmtime::error::Context;
+    let rel = cache.to_str().filter(|s| {
+        cache.is_relative()
+            && !cache
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            && !s.is_empty()
+    });
+    if let Some(rel) = rel {
+        return Ok(CacheMount {
+            guest_path: rel.to_string(),
+            preopen: None,
+        });
+    }
+    let host = if cache.is_relative() {
+        ws.root().join(cache)
+    } else {
+        cache.to_path_buf()
+    };
+    std::fs::create_dir_all(&host)
+        .with_context(|| format!("cannot create the cache directory {}", host.display()))?;
+    let real = std::fs::canonicalize(&host)?;
+    Ok(CacheMount {
+        guest_path: CACHE_GUEST_DIR.to_string(),
+        preopen: Some(real),
+    })
+}
+
+/// The error a memory growth past [`MemoryCap`]'s limit traps with.
+#[derive(Debug)]
+pub(crate) struct MemoryLimitReached;
+
+impl std::fmt::Display for MemoryLimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory limit reached")
+    }
+}
+
+impl std::error::Error for MemoryLimitReached {}
+
+/// Caps the component's memory: growth past `limit` bytes traps with
+/// [`MemoryLimitReached`], which [`Runqueue`] turns into
+/// [`CallError::OutOfMemory`].
+pub struct MemoryCap {
+    limit: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(MemoryLimitReached.into());
+        }
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+}
+
+/// What one instance of the component owns on the host side.
+pub struct HostState {
+    limits: MemoryCap,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Where processes run; `None` for calls that run nothing (`check`).
+    workspace: Option<Workspace>,
+    live: process::LiveGroups,
+    activity: process::Activity,
+    /// Programs found on `PATH` so far.
+    programs: process::Programs,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Lets `wasi:http` reach the remote cache's origin and nothing else.
+    http_hooks: http_origin::OriginOnly,
+    /// With `Some`, only these programs (names or paths) may be spawned.
+    allowed: Option<Vec<String>>,
+    interrupts: Option<tokio::sync::watch::Receiver<u32>>,
+    on_event: Box<dyn FnMut(Event) + Send>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+impl bindings::runqueue::executor::process::Host for HostState {
+    fn spawn(
+        &mut self,
+        cmd: bindings::runqueue::executor::process::Command,
+    ) -> wasmtime::Result<Result<Resource<ChildProcess>, SpawnError>> {
+        let Some(ws) = &self.workspace else {
+            return Ok(Err(SpawnError::Other(
+                "no workspace: this call runs nothing".into(),
+            )));
+        };
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&cmd.program) {
+                return Ok(Err(SpawnError::PermissionDenied(format!(
+                    "program \"{}\" is not allowed (see --allow-program)",
+                    cmd.program
+                ))));
+            }
+        }
+        match process::spawn(ws, &cmd, &self.live, &self.activity, &self.programs) {
+            Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn interrupt(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let signal = self
+            .table
+            .push(process::Interrupt(self.interrupts.clone()))?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, signal)
+    }
+
+    fn parallelism(&mut self) -> wasmtime::Result<u32> {
+        Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+
+    fn file_mode(&mut self, path: String) -> wasmtime::Result<Result<u32, String>> {
+        Ok(self.workspace().and_then(|ws| ws.file_mode(&path)))
+    }
+
+    fn set_file_mode(&mut self, path: String, mode: u32) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .workspace()
+            .and_then(|ws| ws.set_file_mode(&path, mode)))
+    }
+}
+
+impl HostState {
+    fn workspace(&self) -> Result<&Workspace, String> {
+        self.workspace
+            .as_ref()
+            .ok_or_else(|| "no workspace: this call runs nothing".to_string())
+    }
+}
+
+impl bindings::runqueue::executor::process::HostChild for HostState {
+    fn subscribe(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Resource<DynPollable>> {
+        process::Children(&mut self.table).subscribe(c)
+    }
+
+    fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
+        process::Children(&mut self.table).try_wait(c)
+    }
+
+    fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        process::Children(&mut self.table).kill(c)
+    }
+
+    fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
+        process::Children(&mut self.table).pid(c)
+    }
+
+    fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
+        process::Children(&mut self.table).drop(c)
+    }
+}
+
+impl bindings::runqueue::executor::types::Host for HostState {}
+
+impl bindings::runqueue::executor::progress::Host for HostState {
+    fn report(&mut self, ev: Event) -> wasmtime::Result<()> {
+        (self.on_event)(ev);
+        Ok(())
+    }
+}
+
+impl HostState {
+    /// The host side of one instance: `workspace` preopened as `.` (task
+    /// paths are relative to it), the memory cap [`DEFAULT_MEMORY_LIMIT`]
+    /// (install it with `store.limiter(HostState::limiter)`), processes
+    /// spawned for real with no [`Controls`], progress events to
+    /// `on_event`. For embedders that keep their own [`Store`] and
+    /// [`Linker`] (see [`add_to_linker`]); [`Runqueue`] does all of this
+    /// itself.
+    pub fn new(
+        workspace: &Workspace,
+        on_event: impl FnMut(Event) + Send + 'static,
+    ) -> wasmtime::Result<HostState> {
+        let instance = Instance {
+            workspace: Some(workspace),
+            cache: None,
+            remote: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        };
+        HostState::build(&instance, &Controls::default(), Box::new(on_event))
+    }
+
+    /// The memory limiter to pass to [`Store::limiter`].
+    pub fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.limits
+    }
+
+    pub(crate) fn build(
+        instance: &Instance<'_>,
+        controls: &Controls,
+        on_event: Box<dyn FnMut(Event) + Send>,
+    ) -> wasmtime::Result<HostState> {
+        let live = live_groups(controls)?;
+        let allowed = controls.allowed_programs.clone().map(|mut a| {
+            a.push("sh".to_string());
+            a
+        });
+        let origin = instance
+            .remote
+            .and_then(|r| http_origin::origin_of(&r.url).ok());
+        Ok(HostState {
+            limits: MemoryCap {
+                limit: instance.memory_limit,
+            },
+            wasi: wasi_ctx(instance)?,
+            table: ResourceTable::new(),
+            workspace: instance.workspace.cloned(),
+            live,
+            activity: controls.activity.clone().unwrap_or_default(),
+            programs: process::Programs::default(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http_origin::OriginOnly::new(origin),
+            allowed,
+            interrupts: controls.interrupts.clone(),
+            on_event,
+        })
+    }
+}
+
+/// What one instance sees: the workspace (preopened as `.`), the cache's
+/// mount, the remote cache it may reach, and its memory cap.
+pub(crate) struct Instance<'a> {
+    /// `None` for calls that run nothing (`check`).
+    pub(crate) workspace: Option<&'a Workspace>,
+    pub(crate) cache: Option<&'a CacheMount>,
+    pub(crate) remote: Option<&'a RemoteCache>,
+    pub(crate) memory_limit: usize,
+}
+
+/// The process groups of a run, watched by the watchdog `controls` names;
+/// a second interrupt kills them all.
+fn live_groups(controls: &Controls) -> wasmtime::Result<process::LiveGroups> {
+    let live = match &controls.watchdog {
+        Some(program) => {
+            use wasmtime::error::Context;
+            let mut dog = std::process::Command::new(program)
+                .arg("watchdog")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start the watchdog {}", program.display()))?;
+            process::LiveGroups::with_watchdog(dog.stdin.take().expect("piped"))
+        }
+        None => process::LiveGroups::default(),
+    };
+    if let Some(mut rx) = controls.interrupts.clone() {
+        let live = live.clone();
+        tokio::spawn(async move {
+            if rx.wait_for(|n| *n >= 2).await.is_ok() {
+                live.kill_all();
+            }
+        });
+    }
+    Ok(live)
+}
+
+/// WASI for one instance: stderr, PATH, the workspace as `.`, a cache
+/// outside it as [`CACHE_GUEST_DIR`].
+fn wasi_ctx(instance: &Instance<'_>) -> wasmtime::Result<WasiCtx> {
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stderr();
+    // File system calls are short; running them on this thread instead
+    // of tokio's blocking pool makes the cache several times faster.
+    wasi.allow_blocking_current_thread(true);
+    if let Ok(path) = std::env::var("PATH") {
+        wasi.env("PATH", path);
+    }
+    if let Some(ws) = instance.workspace {
+        wasi.preopened_dir(ws.root(), ".", wasmtime_wasi::FsPerms::ReadWrite)?;
+        wasi.env("RUNQUEUE_WORKSPACE", ws.root().to_string_lossy());
+    }
+    if let Some(dir) = instance.cache.and_then(|c| c.preopen.as_ref()) {
+        wasi.preopened_dir(dir, CACHE_GUEST_DIR, wasmtime_wasi::FsPerms::ReadWrite)?;
+    }
+    Ok(wasi.build())
+}
+
+/// Adds everything the component imports to `linker`: WASI 0.2 (from
+/// wasmtime-wasi), `wasi:http` (wasmtime-wasi-http, allowed to reach the
+/// run's remote cache only; see [`crate::http_origin`]) and runqueue's `process`, `types` and `progress`,
+/// implemented by [`HostState`] with real processes. The engine needs
+/// async support; call the exports with their `_async` entry points.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    // For runqueue-remote.wasm; requests go to the remote cache only.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    use bindings::runqueue::executor::{process as p, progress, types};
+    p::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    progress::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}
