@@ -19,7 +19,7 @@ use crate::plan::{longest_chain, remaining_path, Policy};
 use crate::remote::Remote;
 use crate::report::Report;
 use crate::reuse;
-use crate::seams::{FileModes, Processes, Progress};
+use crate::seams::{FileModes, Files, Processes, Progress};
 use crate::signature::signatures_in;
 use crate::simulate::{durations_for, parse_durations};
 use crate::work::{self, Config, Seams};
@@ -138,6 +138,7 @@ pub struct Host<'a> {
     pub processes: &'a mut dyn Processes,
     pub progress: &'a mut dyn Progress,
     pub modes: &'a dyn FileModes,
+    pub files: &'a dyn Files,
     pub connect: &'a Connect,
 }
 
@@ -191,6 +192,7 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         processes: host.processes,
         progress: host.progress,
         modes: host.modes,
+        files: host.files,
         remote: remote.as_deref(),
     };
     work::run(&graph, &config, seams)

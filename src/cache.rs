@@ -6,7 +6,7 @@
 //! Layout under the cache directory:
 //! - `cas/<h0h1>/<sha256>`: a blob, named by the sha256 of its bytes;
 //! - `ac/<s0s1>/<signature>.json`: an [`ActionEntry`], written last;
-//! - `history/<sha256 of task id>.json`: a [`History`];
+//! - `journal`: the history of task runs ([`crate::journal`]);
 //! - `tmp/`: temporary files, renamed into place when complete.
 //!
 //! Knows files, blobs and entries; knows nothing of scheduling or of how
@@ -15,19 +15,20 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{copy_hashing, hash_file, is_sha256_hex, sha256_hex, unique_suffix};
+use crate::blobs::{blob_path, Blob};
+use crate::digest::{is_sha256_hex, sha256_hex, unique_suffix};
 use crate::graph::normalize;
-use crate::seams::FileModes;
-use crate::signature::SigParts;
+pub use crate::journal::History;
+use crate::journal::Journal;
+pub use crate::journal::Record;
+use crate::seams::{FileModes, Files, RestoreFile};
 
 /// Bumped when the layout or entry format changes.
 pub const CACHE_FORMAT: u32 = 1;
-
-/// How many recent durations the history keeps per task.
-pub const HISTORY_DURATIONS: usize = 10;
 
 /// What a successful task produced, stored under its signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,16 +74,6 @@ impl OutputEntry {
     }
 }
 
-/// The last recorded run of a task id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct History {
-    pub task: String,
-    pub signature: String,
-    pub parts: SigParts,
-    /// Most recent last.
-    pub durations_ms: Vec<u64>,
-}
-
 /// Why outputs could not be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -120,6 +111,8 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// The journal, read on first use and shared by the clones.
+    journal: Arc<Mutex<Option<Journal>>>,
 }
 
 fn io_err(what: &str, path: &Path, e: io::Error) -> String {
@@ -153,7 +146,10 @@ pub fn validate_entry(sig: &str, bytes: &[u8]) -> Result<ActionEntry, String> {
 
 impl Cache {
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
-        Cache { dir: dir.into() }
+        Cache {
+            dir: dir.into(),
+            journal: Arc::default(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -161,7 +157,7 @@ impl Cache {
     }
 
     fn blob_path(&self, hash: &str) -> PathBuf {
-        self.dir.join("cas").join(&hash[..2]).join(hash)
+        blob_path(&self.dir, hash)
     }
 
     fn entry_path(&self, sig: &str) -> PathBuf {
@@ -171,10 +167,10 @@ impl Cache {
             .join(format!("{sig}.json"))
     }
 
-    fn history_path(&self, task: &str) -> PathBuf {
-        self.dir
-            .join("history")
-            .join(format!("{}.json", sha256_hex(task.as_bytes())))
+    /// The journal, read once.
+    fn with_journal<T>(&self, f: impl FnOnce(&mut Journal) -> T) -> T {
+        let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        f(guard.get_or_insert_with(|| Journal::load(&self.dir.join("journal"))))
     }
 
     /// A fresh temporary path inside the cache, on the same file system as
@@ -260,7 +256,8 @@ impl Cache {
 
     /// Stores the declared `outputs` of a task that succeeded: blobs first,
     /// the action entry last. [`collect_outputs`] then [`Cache::commit`].
-    pub fn store(
+    #[allow(clippy::too_many_arguments)]
+    pub async fn store(
         &self,
         ws: &Path,
         task: &str,
@@ -268,32 +265,30 @@ impl Cache {
         outputs: &[String],
         duration_ms: u64,
         modes: &dyn FileModes,
+        files: &dyn Files,
     ) -> Result<ActionEntry, StoreError> {
         let entries = collect_outputs(ws, outputs, modes)?;
-        self.commit(ws, task, sig, entries, duration_ms)
+        let blobs = files.store(self.dir_str(), file_paths(&entries)).await;
+        let blobs = blobs.map_err(StoreError::Io)?;
+        self.commit(task, sig, with_blobs(entries, blobs), duration_ms)
             .map_err(StoreError::Io)
     }
 
-    /// Copies the files of `entries` (from [`collect_outputs`]) into the
-    /// blobs, then writes the action entry.
+    /// The cache directory as a string, for the [`Files`] seam.
+    pub fn dir_str(&self) -> &str {
+        self.dir
+            .to_str()
+            .expect("cache paths come from UTF-8 options")
+    }
+
+    /// Writes the action entry for `entries`, whose blobs are stored.
     pub fn commit(
         &self,
-        ws: &Path,
         task: &str,
         sig: &str,
-        mut entries: Vec<OutputEntry>,
+        entries: Vec<OutputEntry>,
         duration_ms: u64,
     ) -> Result<ActionEntry, String> {
-        for e in &mut entries {
-            if let OutputEntry::File {
-                path, blob, size, ..
-            } = e
-            {
-                let (hash, n) = self.store_blob(&ws.join(&*path))?;
-                *blob = hash;
-                *size = n;
-            }
-        }
         let entry = ActionEntry {
             format: CACHE_FORMAT,
             task: task.to_string(),
@@ -310,164 +305,43 @@ impl Cache {
         Ok(entry)
     }
 
-    /// Adds the file at `src` to the blobs, in one pass: copied to a
-    /// temporary file while hashed, then renamed to its hash (replacing an
-    /// identical blob is harmless). Returns its hash and size.
-    fn store_blob(&self, src: &Path) -> Result<(String, u64), String> {
-        let tmp = self.temp_path()?;
-        match copy_hashing(src, &tmp) {
-            Ok((hash, size)) => {
-                self.rename_into(&tmp, &self.blob_path(&hash))?;
-                Ok((hash, size))
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(io_err("cannot copy", src, e))
-            }
-        }
-    }
-
-    /// Puts the outputs of `entry` into the workspace. Every blob is checked
-    /// to exist before anything is touched, and verified while it is copied;
-    /// each file appears complete or not at all. A corrupt blob is deleted so
-    /// that storing again repairs it.
-    pub fn restore(
+    /// Puts the outputs of `entry` into the workspace: directories, then
+    /// the files (by `files`: every blob checked to exist first, verified
+    /// while copied, each file complete or not at all; a corrupt blob is
+    /// deleted so that storing again repairs it), then symlinks.
+    pub async fn restore(
         &self,
         ws: &Path,
         entry: &ActionEntry,
         modes: &dyn FileModes,
+        files: &dyn Files,
     ) -> Result<(), String> {
         for o in &entry.outputs {
-            if let OutputEntry::File {
-                path, blob, size, ..
-            } = o
-            {
-                let b = self.blob_path(blob);
-                match fs::metadata(&b) {
-                    Ok(m) if m.len() == *size => {}
-                    Ok(m) => {
-                        let _ = fs::remove_file(&b);
-                        return Err(format!(
-                            "blob {blob} for \"{path}\" has {} bytes, expected {size}",
-                            m.len()
-                        ));
-                    }
-                    Err(_) => return Err(format!("blob {blob} for \"{path}\" is missing")),
-                }
+            if let OutputEntry::Dir { path, mode } = o {
+                make_dir(&ws.join(path))?;
+                modes.set_mode(path, *mode)?;
             }
         }
+        files.restore(self.dir_str(), restore_files(entry)).await?;
         for o in &entry.outputs {
-            let dest = ws.join(o.path());
-            match o {
-                OutputEntry::Dir { path, mode } => {
-                    if fs::symlink_metadata(&dest).is_ok_and(|m| !m.is_dir()) {
-                        fs::remove_file(&dest).map_err(|e| io_err("cannot replace", &dest, e))?;
-                    }
-                    fs::create_dir_all(&dest).map_err(|e| io_err("cannot create", &dest, e))?;
-                    modes.set_mode(path, *mode)?;
-                }
-                OutputEntry::File {
-                    path,
-                    blob,
-                    size,
-                    mode,
-                } => {
-                    self.restore_file(ws, path, blob, *size, *mode, modes)?;
-                }
-                OutputEntry::Symlink { target, .. } => {
-                    remove_any(&dest)?;
-                    make_parent(&dest)?;
-                    symlink(target, &dest)
-                        .map_err(|e| io_err("cannot create symlink", &dest, e))?;
-                }
+            if let OutputEntry::Symlink { path, target } = o {
+                let dest = ws.join(path);
+                remove_any(&dest)?;
+                make_parent(&dest)?;
+                symlink(target, &dest).map_err(|e| io_err("cannot create symlink", &dest, e))?;
             }
         }
         Ok(())
     }
 
-    fn restore_file(
-        &self,
-        ws: &Path,
-        path: &str,
-        blob: &str,
-        size: u64,
-        mode: u32,
-        modes: &dyn FileModes,
-    ) -> Result<(), String> {
-        let dest = ws.join(path);
-        // Already in place: leave the bytes alone, fix the mode.
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
-            && hash_file(&dest).is_ok_and(|(h, _)| h == blob)
-        {
-            return modes.set_mode(path, mode);
-        }
-        make_parent(&dest)?;
-        let tmp_name = format!(".rq-restore-{}", unique_suffix());
-        let tmp = dest.with_file_name(&tmp_name);
-        let tmp_rel = match path.rsplit_once('/') {
-            Some((dir, _)) => format!("{dir}/{tmp_name}"),
-            None => tmp_name.clone(),
-        };
-        let src = self.blob_path(blob);
-        let done = copy_hashing(&src, &tmp)
-            .map_err(|e| io_err("cannot copy", &src, e))
-            .and_then(|(h, _)| {
-                if h == blob {
-                    Ok(())
-                } else {
-                    let _ = fs::remove_file(&src);
-                    Err(format!(
-                        "blob {blob} for \"{path}\" is corrupt (its bytes hash to {h})"
-                    ))
-                }
-            })
-            .and_then(|_| modes.set_mode(&tmp_rel, mode))
-            .and_then(|_| {
-                if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                    fs::remove_dir_all(&dest).map_err(|e| io_err("cannot replace", &dest, e))?;
-                }
-                fs::rename(&tmp, &dest).map_err(|e| io_err("cannot rename into", &dest, e))
-            });
-        if done.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        done
-    }
-
-    /// The last recorded run of `task`, if any (a corrupt record is none).
+    /// The last recorded run of `task`, if any.
     pub fn history(&self, task: &str) -> Option<History> {
-        let bytes = fs::read(self.history_path(task)).ok()?;
-        serde_json::from_slice::<History>(&bytes)
-            .ok()
-            .filter(|h| h.task == task)
+        self.with_journal(|j| j.history(task).cloned())
     }
 
-    /// Records a run of `task` with these parts and, if it ran, its
-    /// duration.
-    pub fn record_history(
-        &self,
-        task: &str,
-        sig: &str,
-        parts: &SigParts,
-        duration_ms: Option<u64>,
-    ) -> Result<(), String> {
-        let mut durations = self
-            .history(task)
-            .map(|h| h.durations_ms)
-            .unwrap_or_default();
-        if let Some(d) = duration_ms {
-            durations.push(d);
-            let excess = durations.len().saturating_sub(HISTORY_DURATIONS);
-            durations.drain(..excess);
-        }
-        let h = History {
-            task: task.to_string(),
-            signature: sig.to_string(),
-            parts: parts.clone(),
-            durations_ms: durations,
-        };
-        let json = serde_json::to_vec_pretty(&h).expect("history serializes");
-        self.write_atomic(&self.history_path(task), &json)
+    /// Records runs of tasks: lines appended to the journal in one write.
+    pub fn record_runs(&self, runs: Vec<Record>) -> Result<(), String> {
+        self.with_journal(|j| j.append(runs))
     }
 }
 
@@ -542,6 +416,57 @@ fn collect(
     Ok(())
 }
 
+/// The workspace paths of the files among `entries`.
+pub fn file_paths(entries: &[OutputEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| matches!(e, OutputEntry::File { .. }))
+        .map(|e| e.path().to_string())
+        .collect()
+}
+
+/// `entries` with each file's blob, from `blobs` in [`file_paths`] order.
+pub fn with_blobs(mut entries: Vec<OutputEntry>, blobs: Vec<Blob>) -> Vec<OutputEntry> {
+    let files = entries.iter_mut().filter_map(|e| match e {
+        OutputEntry::File { blob, size, .. } => Some((blob, size)),
+        _ => None,
+    });
+    for ((blob, size), b) in files.zip(blobs) {
+        *blob = b.hash;
+        *size = b.size;
+    }
+    entries
+}
+
+/// The files of `entry`, to restore.
+fn restore_files(entry: &ActionEntry) -> Vec<RestoreFile> {
+    let file = |o: &OutputEntry| match o {
+        OutputEntry::File {
+            path,
+            blob,
+            size,
+            mode,
+        } => Some(RestoreFile {
+            path: path.clone(),
+            blob: Blob {
+                hash: blob.clone(),
+                size: *size,
+            },
+            mode: *mode,
+        }),
+        _ => None,
+    };
+    entry.outputs.iter().filter_map(file).collect()
+}
+
+/// Makes directory `dest`, replacing a file or symlink in the way.
+fn make_dir(dest: &Path) -> Result<(), String> {
+    if fs::symlink_metadata(dest).is_ok_and(|m| !m.is_dir()) {
+        fs::remove_file(dest).map_err(|e| io_err("cannot replace", dest, e))?;
+    }
+    fs::create_dir_all(dest).map_err(|e| io_err("cannot create", dest, e))
+}
+
 fn make_parent(dest: &Path) -> Result<(), String> {
     let parent = dest.parent().expect("workspace paths have parents");
     fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))
@@ -569,6 +494,8 @@ fn symlink(target: &str, link: &Path) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::signature::SigParts;
+    use futures::executor::block_on;
     use std::os::unix::fs::PermissionsExt;
 
     /// Modes through the native file system, relative to a root.
@@ -584,6 +511,62 @@ pub(crate) mod tests {
             fs::set_permissions(self.0.join(rel), fs::Permissions::from_mode(mode))
                 .map_err(|e| e.to_string())
         }
+    }
+
+    /// The [`Files`] seam done at once, on this thread, over the native
+    /// file system with the workspace at `.0`.
+    pub(crate) struct NativeFiles(pub PathBuf);
+
+    impl NativeFiles {
+        fn each<T>(
+            &self,
+            paths: Vec<String>,
+            f: impl Fn(&Path) -> Result<T, String>,
+        ) -> Result<Vec<T>, String> {
+            paths.iter().map(|p| f(&self.0.join(p))).collect()
+        }
+    }
+
+    impl Files for NativeFiles {
+        fn hash(&self, paths: Vec<String>) -> crate::seams::LocalFuture<Result<Vec<Blob>, String>> {
+            let hashed = self.each(paths, crate::blobs::hash);
+            Box::pin(std::future::ready(hashed))
+        }
+        fn store(
+            &self,
+            cache: &str,
+            paths: Vec<String>,
+        ) -> crate::seams::LocalFuture<Result<Vec<Blob>, String>> {
+            let stored = self.each(paths, |p| crate::blobs::store(Path::new(cache), p));
+            Box::pin(std::future::ready(stored))
+        }
+        fn restore(
+            &self,
+            cache: &str,
+            files: Vec<RestoreFile>,
+        ) -> crate::seams::LocalFuture<Result<(), String>> {
+            let cache = Path::new(cache);
+            let set_mode = |mode: u32| {
+                move |p: &Path| {
+                    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let done = files
+                .iter()
+                .try_for_each(|f| crate::blobs::check(cache, &f.path, &f.blob))
+                .and_then(|_| {
+                    files.iter().try_for_each(|f| {
+                        let dest = self.0.join(&f.path);
+                        crate::blobs::restore(cache, &dest, &f.path, &f.blob, &set_mode(f.mode))
+                    })
+                });
+            Box::pin(std::future::ready(done))
+        }
+    }
+
+    fn files(ws: &tempfile::TempDir) -> NativeFiles {
+        NativeFiles(ws.path().to_path_buf())
     }
 
     const SIG: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -607,7 +590,8 @@ pub(crate) mod tests {
     fn stores_and_restores_files_dirs_symlinks_and_modes() {
         let (ws, _c, cache, modes) = setup();
         let outs = vec!["out".to_string(), "single".to_string()];
-        let entry = cache.store(ws.path(), "t", SIG, &outs, 42, &modes).unwrap();
+        let entry =
+            block_on(cache.store(ws.path(), "t", SIG, &outs, 42, &modes, &files(&ws))).unwrap();
         let kinds: Vec<_> = entry.outputs.iter().map(|o| o.path().to_string()).collect();
         assert_eq!(
             kinds,
@@ -628,7 +612,7 @@ pub(crate) mod tests {
 
         fs::remove_dir_all(ws.path().join("out")).unwrap();
         fs::write(ws.path().join("single"), "changed").unwrap();
-        cache.restore(ws.path(), &found, &modes).unwrap();
+        block_on(cache.restore(ws.path(), &found, &modes, &files(&ws))).unwrap();
         let root = ws.path();
         assert_eq!(fs::read_to_string(root.join("out/data")).unwrap(), "data");
         assert_eq!(fs::read_to_string(root.join("single")).unwrap(), "one file");
@@ -649,39 +633,53 @@ pub(crate) mod tests {
     #[test]
     fn a_corrupt_blob_is_detected_and_deleted() {
         let (ws, _c, cache, modes) = setup();
-        let entry = cache
-            .store(ws.path(), "t", SIG, &["single".into()], 1, &modes)
-            .unwrap();
+        let entry = block_on(cache.store(
+            ws.path(),
+            "t",
+            SIG,
+            &["single".into()],
+            1,
+            &modes,
+            &files(&ws),
+        ))
+        .unwrap();
         let OutputEntry::File { blob, .. } = &entry.outputs[0] else {
             panic!()
         };
         let blob_path = cache.blob_path(blob);
         fs::write(&blob_path, "one fil!").unwrap(); // same size, wrong bytes
         fs::remove_file(ws.path().join("single")).unwrap();
-        let err = cache.restore(ws.path(), &entry, &modes).unwrap_err();
+        let err = block_on(cache.restore(ws.path(), &entry, &modes, &files(&ws))).unwrap_err();
         assert!(err.contains("is corrupt"), "{err}");
         assert!(!ws.path().join("single").exists(), "no partial file");
         assert!(!blob_path.exists(), "the bad blob is gone");
         // Storing again repairs it.
         fs::write(ws.path().join("single"), "one file").unwrap();
-        cache
-            .store(ws.path(), "t", SIG, &["single".into()], 1, &modes)
-            .unwrap();
+        block_on(cache.store(
+            ws.path(),
+            "t",
+            SIG,
+            &["single".into()],
+            1,
+            &modes,
+            &files(&ws),
+        ))
+        .unwrap();
         assert_eq!(fs::read_to_string(&blob_path).unwrap(), "one file");
     }
 
     #[test]
     fn missing_blobs_and_truncated_entries_are_misses() {
         let (ws, _c, cache, modes) = setup();
-        let entry = cache
-            .store(ws.path(), "t", SIG, &["out".into()], 1, &modes)
-            .unwrap();
+        let entry =
+            block_on(cache.store(ws.path(), "t", SIG, &["out".into()], 1, &modes, &files(&ws)))
+                .unwrap();
         let OutputEntry::File { blob, .. } = &entry.outputs[1] else {
             panic!()
         };
         fs::remove_file(cache.blob_path(blob)).unwrap();
         fs::remove_file(ws.path().join("out/data")).unwrap();
-        let err = cache.restore(ws.path(), &entry, &modes).unwrap_err();
+        let err = block_on(cache.restore(ws.path(), &entry, &modes, &files(&ws))).unwrap_err();
         assert!(err.ends_with("for \"out/data\" is missing"), "{err}");
         let json = fs::read(cache.entry_path(SIG)).unwrap();
         fs::write(cache.entry_path(SIG), &json[..json.len() / 2]).unwrap();
@@ -694,15 +692,21 @@ pub(crate) mod tests {
     fn refuses_missing_outputs_and_escaping_symlinks() {
         let (ws, _c, cache, modes) = setup();
         assert_eq!(
-            cache
-                .store(ws.path(), "t", SIG, &["nope".into()], 1, &modes)
-                .unwrap_err(),
+            block_on(cache.store(
+                ws.path(),
+                "t",
+                SIG,
+                &["nope".into()],
+                1,
+                &modes,
+                &files(&ws)
+            ))
+            .unwrap_err(),
             StoreError::Missing("nope".into())
         );
         std::os::unix::fs::symlink("../../etc/passwd", ws.path().join("out/bad")).unwrap();
         assert_eq!(
-            cache
-                .store(ws.path(), "t", SIG, &["out".into()], 1, &modes)
+            block_on(cache.store(ws.path(), "t", SIG, &["out".into()], 1, &modes, &files(&ws)))
                 .unwrap_err(),
             StoreError::Escapes("out/bad".into())
         );
@@ -713,20 +717,24 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn history_keeps_the_last_durations() {
+    fn history_is_read_back_from_the_journal() {
         let (_ws, _c, cache, _modes) = setup();
         let parts: SigParts = serde_json::from_str(
             r#"{"version":1,"action":"none","env":{},"cwd":"","outputs":[],"inputs":{},"deps":{}}"#,
         )
         .unwrap();
-        for d in 0..12 {
-            cache
-                .record_history("a:do_x", SIG, &parts, Some(d))
-                .unwrap();
+        let run = |d| Record {
+            task: "a:do_x".into(),
+            signature: SIG.into(),
+            parts: parts.clone(),
+            duration_ms: Some(d),
+        };
+        cache.record_runs((0..12).map(run).collect()).unwrap();
+        for c in [&cache, &Cache::new(cache.dir())] {
+            let h = c.history("a:do_x").unwrap();
+            assert_eq!(h.durations_ms, (2..12).collect::<Vec<_>>());
+            assert_eq!(h.parts, parts);
+            assert!(c.history("other").is_none());
         }
-        let h = cache.history("a:do_x").unwrap();
-        assert_eq!(h.durations_ms, (2..12).collect::<Vec<_>>());
-        assert_eq!(h.parts, parts);
-        assert!(cache.history("other").is_none());
     }
 }

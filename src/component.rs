@@ -20,7 +20,7 @@ wit_bindgen::generate!({
 });
 
 use exports::runqueue::executor::runner::{self as wit, Guest};
-use runqueue::executor::{process, progress, types};
+use runqueue::executor::{files, process, progress, types};
 
 /// The workspace as the component sees it: the host preopens it as `.`.
 pub(crate) const WORKSPACE: &str = ".";
@@ -103,6 +103,7 @@ pub(crate) fn run_on_host(graph: &str, options: &api::Options) -> Result<Report,
         processes: &mut HostProcesses,
         progress: &mut HostProgress,
         modes: &HostModes,
+        files: &HostFiles,
         connect: &connect_remote,
     };
     block_on(api::run(graph, options, host))
@@ -239,6 +240,10 @@ impl seams::Child for HostChild {
         })
     }
 
+    fn ran_ms(&self) -> Option<u64> {
+        self.0.ran_ms()
+    }
+
     fn kill(&self) {
         self.0.kill();
     }
@@ -316,5 +321,62 @@ impl FileModes for HostModes {
 
     fn set_mode(&self, rel: &str, mode: u32) -> Result<(), String> {
         process::set_file_mode(rel, mode)
+    }
+}
+
+/// The host's `files` interface as [`Files`]: each call returns a job the
+/// loop awaits through its pollable, like a child.
+struct HostFiles;
+
+impl HostFiles {
+    fn awaited(job: files::Job) -> LocalFuture<Result<Vec<seams::Blob>, String>> {
+        Box::pin(async move {
+            AsyncPollable::new(job.subscribe()).wait_for().await;
+            let finished = job
+                .finish()
+                .unwrap_or_else(|| Err("the host lost a files job".into()));
+            finished.map(|blobs| blobs.into_iter().map(from_wit_blob).collect())
+        })
+    }
+}
+
+fn from_wit_blob(b: files::Blob) -> seams::Blob {
+    seams::Blob {
+        hash: b.hash,
+        size: b.size,
+    }
+}
+
+impl seams::Files for HostFiles {
+    fn hash(&self, paths: Vec<String>) -> LocalFuture<Result<Vec<seams::Blob>, String>> {
+        Self::awaited(files::hash(&paths))
+    }
+
+    fn store(
+        &self,
+        cache: &str,
+        paths: Vec<String>,
+    ) -> LocalFuture<Result<Vec<seams::Blob>, String>> {
+        Self::awaited(files::store(cache, &paths))
+    }
+
+    fn restore(
+        &self,
+        cache: &str,
+        list: Vec<seams::RestoreFile>,
+    ) -> LocalFuture<Result<(), String>> {
+        let list: Vec<files::RestoreFile> = list
+            .into_iter()
+            .map(|f| files::RestoreFile {
+                path: f.path,
+                blob: files::Blob {
+                    hash: f.blob.hash,
+                    size: f.blob.size,
+                },
+                mode: f.mode,
+            })
+            .collect();
+        let job = Self::awaited(files::restore(cache, &list));
+        Box::pin(async move { job.await.map(|_| ()) })
     }
 }

@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod blobs;
 pub mod cache;
 pub mod cli;
 pub mod confine;
@@ -35,6 +36,7 @@ pub mod graph;
 #[cfg(test)]
 mod graph_fuzz;
 pub mod import;
+pub mod journal;
 pub mod plan;
 #[cfg(test)]
 mod plan_properties;

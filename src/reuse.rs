@@ -8,10 +8,13 @@
 
 use std::path::Path;
 
-use crate::cache::{collect_outputs, ActionEntry, Cache, Lookup, OutputEntry, StoreError};
+use crate::cache::{
+    collect_outputs, file_paths, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
+};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
+use crate::journal::Record;
 use crate::plan::Policy;
-use crate::seams::FileModes;
+use crate::seams::{Blob, FileModes, Files, LocalFuture};
 use crate::signature::{differences, Signature};
 
 /// What the build does with a task.
@@ -29,28 +32,34 @@ pub enum Fate {
 /// nostamp). A covered task is restored if it is final (nothing depends on
 /// it), or a task that runs depends on it, directly or through other
 /// tasks, or a restored task with nothing to run (an aggregate like
-/// `do_build`) depends on it; otherwise it is left alone. A restore that fails (missing or
-/// corrupt blob) turns the task into one that runs, which can make more of
-/// its dependencies needed: repeat until nothing changes.
-pub fn setscene(
+/// `do_build`) depends on it; otherwise it is left alone. A restore that
+/// fails (missing or corrupt blob) turns the task into one that runs, which
+/// can make more of its dependencies needed: repeat until nothing changes.
+/// The restores of a round run at once, on the [`Files`] seam.
+pub async fn setscene(
     graph: &Graph,
     sigs: &TaskMap<Signature>,
     cache: &Cache,
-    ws: &Path,
-    modes: &dyn FileModes,
+    seams: (&Path, &dyn FileModes, &dyn Files),
     warn: &mut dyn FnMut(String),
 ) -> TaskMap<Fate> {
+    let (ws, modes, files) = seams;
     let mut entries = TaskMap::from_fn(graph, |id| usable_entry(graph, id, sigs, cache, warn));
     let mut restored = TaskMap::filled(graph, false);
     loop {
         let needed = needed(graph, &entries);
+        let due: Vec<TaskId> = graph
+            .ids()
+            .filter(|&id| !restored[id] && needed[id] && entries[id].is_some())
+            .collect();
+        let restores = due.iter().map(|&id| {
+            let entry = entries[id].as_ref().expect("due tasks have entries");
+            cache.restore(ws, entry, modes, files)
+        });
+        let results = futures::future::join_all(restores).await;
         let mut changed = false;
-        for &id in &graph.topo_order {
-            if restored[id] || !needed[id] {
-                continue;
-            }
-            let Some(entry) = &entries[id] else { continue };
-            match cache.restore(ws, entry, modes) {
+        for (id, result) in due.into_iter().zip(results) {
+            match result {
                 Ok(()) => restored[id] = true,
                 Err(why) => {
                     warn(format!(
@@ -145,25 +154,53 @@ pub fn check_outputs(
     })
 }
 
-/// Copies a checked task's outputs into the cache and records its history.
-/// Cache trouble is only a warning: the build goes on without it.
-pub fn store(
-    graph: &Graph,
+/// A checked task's files on their way into the cache's blobs.
+pub struct StoredBlobs {
+    pub job: PendingStore,
+    /// The blob of each file of `job`, or why they could not be stored.
+    pub blobs: Result<Vec<Blob>, String>,
+}
+
+/// Starts copying a checked task's files into the cache's blobs, on the
+/// [`Files`] seam: the loop awaits it like a process.
+pub fn store_blobs(
     job: PendingStore,
+    cache: &Cache,
+    files: &dyn Files,
+) -> LocalFuture<StoredBlobs> {
+    let copying = files.store(cache.dir_str(), file_paths(&job.entries));
+    Box::pin(async move {
+        let blobs = copying.await;
+        StoredBlobs { job, blobs }
+    })
+}
+
+/// Once its blobs are stored, writes the task's action entry (not for a
+/// nostamp task: it has none); the history record of its run, for the
+/// caller to append with others. Cache trouble is only a warning: the
+/// build goes on without it.
+pub fn commit(
+    graph: &Graph,
+    stored: StoredBlobs,
     sigs: &TaskMap<Signature>,
     cache: &Cache,
-    ws: &Path,
     warn: &mut dyn FnMut(String),
-) {
+) -> Record {
+    let StoredBlobs { job, blobs } = stored;
     let task = graph.task(job.id);
     let sig = &sigs[job.id];
     if !task.nostamp {
-        if let Err(e) = cache.commit(ws, &task.id, &sig.hash, job.entries, job.duration_ms) {
+        let entries = blobs.map(|b| with_blobs(job.entries, b));
+        if let Err(e) = entries.and_then(|e| cache.commit(&task.id, &sig.hash, e, job.duration_ms))
+        {
             warn(format!("{}: {}", task.id, StoreError::Io(e)));
         }
     }
-    if let Err(e) = cache.record_history(&task.id, &sig.hash, &sig.parts, Some(job.duration_ms)) {
-        warn(format!("{}: cannot record history: {e}", task.id));
+    Record {
+        task: task.id.clone(),
+        signature: sig.hash.clone(),
+        parts: sig.parts.clone(),
+        duration_ms: Some(job.duration_ms),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What a run needs from its surroundings, one trait per concern:
 //! processes with a clock and an interrupt ([`Processes`], [`Child`]),
-//! someone to tell ([`Progress`]), and Unix permission bits
-//! ([`FileModes`]). The remote cache's seam is [`crate::remote::Remote`].
+//! someone to tell ([`Progress`]), Unix permission bits ([`FileModes`]),
+//! and bulk data work off the loop ([`Files`]). The remote cache's seam is [`crate::remote::Remote`].
 //!
 //! The component implements them over its WIT imports; tests implement
 //! them with fakes. Knows nothing of graphs or scheduling.
@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub use crate::blobs::Blob;
 use crate::report::{ExitStatus, TaskRecord};
 
 /// A boxed future on the component's one thread (not `Send`).
@@ -34,6 +35,10 @@ pub trait Child {
     fn exited(&self) -> LocalFuture<()>;
     /// How it ended, once [`Child::exited`] resolved.
     fn status(&self) -> Option<ExitStatus>;
+    /// How long it ran, stamped by whoever saw it exit, once
+    /// [`Child::exited`] resolved; `None` if nobody stamped it (the run
+    /// then counts until it noticed).
+    fn ran_ms(&self) -> Option<u64>;
     /// Stops the process and its group: TERM now, KILL a little later.
     fn kill(&self);
 }
@@ -81,4 +86,25 @@ pub trait FileModes {
     /// The mode of `rel` (workspace-relative), not following symlinks.
     fn mode(&self, rel: &str) -> Result<u32, String>;
     fn set_mode(&self, rel: &str, mode: u32) -> Result<(), String>;
+}
+
+/// A file to restore from the cache's blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreFile {
+    /// Workspace-relative.
+    pub path: String,
+    pub blob: Blob,
+    pub mode: u32,
+}
+
+/// Bulk data work done away from the run loop (the host's threads, in the
+/// component), awaited like a process so that the loop never stops
+/// noticing exits. `cache` is the cache directory as this code sees it.
+pub trait Files {
+    /// The sha256 and size of each workspace file, in order.
+    fn hash(&self, paths: Vec<String>) -> LocalFuture<Result<Vec<Blob>, String>>;
+    /// Copies each workspace file into the cache's blobs; their blobs.
+    fn store(&self, cache: &str, paths: Vec<String>) -> LocalFuture<Result<Vec<Blob>, String>>;
+    /// Puts each file's blob at its path, verified, complete or not at all.
+    fn restore(&self, cache: &str, files: Vec<RestoreFile>) -> LocalFuture<Result<(), String>>;
 }

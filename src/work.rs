@@ -15,11 +15,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use crate::cache::Cache;
 use crate::estimate::{expected_durations, recorded_durations};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
+use crate::journal::Record;
 use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
 use crate::remote::{self, Remote};
 use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
-use crate::reuse::{check_outputs, setscene, store, Fate, PendingStore};
-use crate::seams::{Child, Command, Event, FileModes, LocalFuture, Processes, Progress};
+use crate::reuse::{check_outputs, commit, setscene, store_blobs, Fate, PendingStore, StoredBlobs};
+use crate::seams::{Child, Command, Event, FileModes, Files, LocalFuture, Processes, Progress};
 use crate::signature::{signatures_in, Signature};
 
 /// How to run, with every default resolved.
@@ -53,6 +54,8 @@ pub struct Seams<'a> {
     pub processes: &'a mut dyn Processes,
     pub progress: &'a mut dyn Progress,
     pub modes: &'a dyn FileModes,
+    /// Hashing, storing and restoring files, off the loop.
+    pub files: &'a dyn Files,
     /// A cache shared across machines, if one is configured.
     pub remote: Option<&'a dyn Remote>,
 }
@@ -117,22 +120,29 @@ pub async fn run<'a>(
     let mut run = Run::prepare(graph, config, seams).await?;
     loop {
         run.start_ready();
-        // Slots are full (or nothing is ready): now copy what finished
-        // tasks produced into the cache, while their dependents run.
-        run.store_outputs();
-        if run.plan.is_done() {
+        if run.plan.is_done() && run.pending.is_empty() {
             break;
         }
         run.await_next().await;
     }
+    run.record_history(0);
     run.plan.close();
     run.push_to_remote().await;
     run.skip_rest();
     Ok(run.report())
 }
 
-/// A task's process on its way to an end.
-type Running = LocalFuture<(TaskId, Ended)>;
+/// What the loop awaits: processes and cache stores, in one set, so that
+/// whichever ends first is handled first.
+enum Done {
+    /// A task's process ended, having run this long (if stamped).
+    Exited(TaskId, Ended, Option<u64>),
+    /// A succeeded task's files are in the cache's blobs (or not).
+    Stored(StoredBlobs),
+}
+
+/// History records are appended this many at a time (and at the end).
+const HISTORY_BATCH: usize = 64;
 
 /// One run in progress.
 struct Run<'a, 'g> {
@@ -143,9 +153,10 @@ struct Run<'a, 'g> {
     fates: TaskMap<Fate>,
     plan: Plan<'g>,
     records: TaskMap<TaskRecord>,
-    running: FuturesUnordered<Running>,
-    /// Outputs of succeeded tasks waiting to be copied into the cache.
-    stores: Vec<PendingStore>,
+    /// Running processes and stores in progress.
+    pending: FuturesUnordered<LocalFuture<Done>>,
+    /// Runs not yet appended to the history journal.
+    history: Vec<Record>,
     /// Signatures this run stored, for the remote.
     stored: Vec<String>,
     /// Resolves at the first interrupt; `None` after it.
@@ -167,7 +178,7 @@ impl<'a, 'g> Run<'a, 'g> {
         let sigs = signatures_in(graph, &config.workspace, &config.run_nonce)?;
         let t0 = seams.processes.now_ms();
         pull_from_remote(graph, config, &sigs, &mut seams).await;
-        let fates = decide_fates(graph, config, &sigs, &mut seams);
+        let fates = decide_fates(graph, config, &sigs, &mut seams).await;
         let plan = plan_for(graph, config, &fates);
         let records = TaskMap::from_fn(graph, |id| {
             TaskRecord::new(&graph.task(id).id, &sigs[id].hash)
@@ -186,8 +197,8 @@ impl<'a, 'g> Run<'a, 'g> {
             fates,
             plan,
             records,
-            running: FuturesUnordered::new(),
-            stores: Vec::new(),
+            pending: FuturesUnordered::new(),
+            history: Vec::new(),
             stored: Vec::new(),
             interrupt,
             t0,
@@ -259,32 +270,17 @@ impl<'a, 'g> Run<'a, 'g> {
         let timeout = cmd
             .timeout_ms
             .map(|ms| (ms, self.seams.processes.sleep(ms)));
-        self.running
-            .push(Box::pin(async move { (id, end_of(child, timeout).await) }));
+        self.pending.push(Box::pin(async move {
+            let ended = end_of(&*child, timeout).await;
+            Done::Exited(id, ended, child.ran_ms())
+        }));
     }
 
-    /// Copies what finished tasks produced into the cache.
-    fn store_outputs(&mut self) {
-        let Some(cache) = &self.config.cache else {
-            return;
-        };
-        for job in std::mem::take(&mut self.stores) {
-            self.stored.push(self.sigs[job.id].hash.clone());
-            let mut warnings = Vec::new();
-            let ws = &self.config.workspace;
-            store(self.graph, job, &self.sigs, cache, ws, &mut |w| {
-                warnings.push(w)
-            });
-            for w in &warnings {
-                self.seams.progress.event(Event::Warning(w));
-            }
-        }
-    }
-
-    /// Waits for the next process to end (or the first interrupt) and
-    /// records it.
+    /// Waits for the next process or store to end (or the first
+    /// interrupt) and records it.
     async fn await_next(&mut self) {
-        let next = self.running.next();
+        self.record_history(HISTORY_BATCH);
+        let next = self.pending.next();
         let done = match &mut self.interrupt {
             None => next.await,
             Some(asked) => match select(next, asked).await {
@@ -292,9 +288,18 @@ impl<'a, 'g> Run<'a, 'g> {
                 Either::Right(((), _)) => return self.interrupted(),
             },
         };
-        let (id, ended) = done.expect("the plan has running tasks, so their processes are awaited");
+        match done.expect("the loop awaits only while something is pending") {
+            Done::Exited(id, ended, ran_ms) => self.exited(id, ended, ran_ms),
+            Done::Stored(stored) => self.stored(stored),
+        }
+    }
+
+    fn exited(&mut self, id: TaskId, ended: Ended, ran_ms: Option<u64>) {
         self.processes -= 1;
-        let end = self.now();
+        // The exit as stamped when it happened, not when this loop noticed.
+        let now = self.now();
+        let start = self.records[id].start_ms.unwrap_or(now);
+        let end = ran_ms.map_or(now, |ran| (start + ran).min(now));
         self.records[id].end_ms = Some(end);
         let ended = match ended {
             Ended::Exited(s) if s.success() => {
@@ -304,6 +309,39 @@ impl<'a, 'g> Run<'a, 'g> {
             other => other,
         };
         self.finish(id, ended);
+    }
+
+    /// A task's blobs are stored: its action entry is written, its run
+    /// waits to be recorded.
+    fn stored(&mut self, stored: StoredBlobs) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        if !self.graph.task(stored.job.id).nostamp {
+            self.stored.push(self.sigs[stored.job.id].hash.clone());
+        }
+        let mut warnings = Vec::new();
+        let record = commit(self.graph, stored, &self.sigs, cache, &mut |w| {
+            warnings.push(w)
+        });
+        self.history.push(record);
+        for w in &warnings {
+            self.seams.progress.event(Event::Warning(w));
+        }
+    }
+
+    /// Appends the runs waiting to be recorded once there are `at_least`.
+    fn record_history(&mut self, at_least: usize) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        if self.history.is_empty() || self.history.len() < at_least {
+            return;
+        }
+        if let Err(e) = cache.record_runs(std::mem::take(&mut self.history)) {
+            let msg = format!("cannot record history: {e}");
+            self.seams.progress.event(Event::Warning(&msg));
+        }
     }
 
     /// The first interrupt: start nothing new, say what is still awaited.
@@ -331,13 +369,26 @@ impl<'a, 'g> Run<'a, 'g> {
         let ws = &self.config.workspace;
         match check_outputs(self.graph, id, ws, duration_ms, self.seams.modes) {
             Ok(job) => {
-                if self.config.cache.is_some() {
-                    self.stores.push(job);
-                }
+                self.store(job);
                 Ended::Exited(ExitStatus::Code(0))
             }
             Err(why) => Ended::Lost(why),
         }
+    }
+
+    /// Starts copying a checked task's files into the cache; a nostamp
+    /// task's are not kept, only its run is recorded.
+    fn store(&mut self, job: PendingStore) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        if self.graph.task(job.id).nostamp {
+            let blobs = Ok(Vec::new());
+            return self.stored(StoredBlobs { job, blobs });
+        }
+        let storing = store_blobs(job, cache, self.seams.files);
+        self.pending
+            .push(Box::pin(async move { Done::Stored(storing.await) }));
     }
 
     /// Records a task's end in the plan and its record, and tells.
@@ -420,7 +471,7 @@ impl<'a, 'g> Run<'a, 'g> {
 
 /// How a started process ends: on its own, or stopped after `timeout`
 /// (its ms and a timer) runs out.
-async fn end_of(child: Box<dyn Child>, timeout: Option<(u64, LocalFuture<()>)>) -> Ended {
+async fn end_of(child: &dyn Child, timeout: Option<(u64, LocalFuture<()>)>) -> Ended {
     let timed_out = {
         // The exit future holds the child's pollable: it goes first.
         let exited = child.exited();
@@ -469,7 +520,7 @@ async fn pull_from_remote(
 }
 
 /// Which tasks run and which the cache covers (restoring what is needed).
-fn decide_fates(
+async fn decide_fates(
     graph: &Graph,
     config: &Config,
     sigs: &TaskMap<Signature>,
@@ -480,9 +531,8 @@ fn decide_fates(
     };
     let mut warnings = Vec::new();
     let ws = &config.workspace;
-    let fates = setscene(graph, sigs, cache, ws, seams.modes, &mut |w| {
-        warnings.push(w)
-    });
+    let files = (ws.as_path(), seams.modes, seams.files);
+    let fates = setscene(graph, sigs, cache, files, &mut |w| warnings.push(w)).await;
     for w in &warnings {
         seams.progress.event(Event::Warning(w));
     }
@@ -522,6 +572,9 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         spawned: Vec<Command>,
+        /// The clock, and how far it moves each time it is read.
+        clock: Cell<u64>,
+        tick: u64,
     }
 
     struct FakeChild {
@@ -529,6 +582,8 @@ mod tests {
         status: ExitStatus,
         hangs: bool,
         killed: Rc<Cell<bool>>,
+        /// `sleep MS` says it ran MS.
+        ran: Option<u64>,
     }
 
     impl Child for FakeChild {
@@ -554,6 +609,9 @@ mod tests {
         fn kill(&self) {
             self.killed.set(true);
         }
+        fn ran_ms(&self) -> Option<u64> {
+            self.ran
+        }
     }
 
     impl Processes for Fake {
@@ -572,10 +630,12 @@ mod tests {
                 status,
                 hangs: cmd.program == "hang",
                 killed: Rc::default(),
+                ran: (cmd.program == "sleep").then(|| cmd.args[0].parse().unwrap()),
             }))
         }
         fn now_ms(&self) -> u64 {
-            0
+            self.clock.set(self.clock.get() + self.tick);
+            self.clock.get()
         }
         fn sleep(&self, _ms: u64) -> LocalFuture<()> {
             Box::pin(futures::future::ready(()))
@@ -621,11 +681,21 @@ mod tests {
 
     /// Runs `g` over the fakes: the report, what was spawned, the events.
     fn run_fake(g: &Graph, config: &Config) -> (Report, Vec<Command>, Vec<String>) {
-        let (mut procs, mut events) = (Fake::default(), Events::default());
+        run_fake_with(Fake::default(), g, config)
+    }
+
+    fn run_fake_with(
+        mut procs: Fake,
+        g: &Graph,
+        config: &Config,
+    ) -> (Report, Vec<Command>, Vec<String>) {
+        let mut events = Events::default();
+        let files = crate::cache::tests::NativeFiles(config.workspace.clone());
         let seams = Seams {
             processes: &mut procs,
             progress: &mut events,
             modes: &Modes,
+            files: &files,
             remote: None,
         };
         let report = block_on(run(g, config, seams)).unwrap();
@@ -757,6 +827,21 @@ mod tests {
         );
         assert_eq!(spawned.len(), 1, "its dependent never started");
         assert_eq!(report.tasks[1].outcome, Some(Outcome::NotRun));
+    }
+
+    #[test]
+    fn a_task_lasts_what_its_process_ran_not_until_the_loop_noticed() {
+        let g =
+            Graph::parse(r#"{"version":1,"tasks":[{"id":"nap","argv":["sleep","7"]}]}"#).unwrap();
+        // Every look at the clock takes a second: the loop notices late.
+        let slow_clock = Fake {
+            tick: 1000,
+            ..Fake::default()
+        };
+        let (report, _, _) = run_fake_with(slow_clock, &g, &options(1, false));
+        let nap = &report.tasks[0];
+        assert_eq!(nap.took_ms(), 7, "{nap:?}");
+        assert!(report.wall_ms >= 1000, "the run itself took longer");
     }
 
     #[test]

@@ -267,7 +267,7 @@ fn main() {
     // Warm-up runs that record durations.
     measure(&mut rq(ws, "g.json", 8, &["--cache", "warm"]));
     measure(&mut ninja(ws, 8));
-    let history = ws.join("warm/history");
+    let history = ws.join("warm/journal");
     for policy in ["critical-path", "speed", "fifo", "waves"] {
         let cache = ws.join(format!("cache-{policy}"));
         std::fs::create_dir_all(&cache).unwrap();

@@ -236,7 +236,8 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
         return EXIT_OK;
     }
     // One thread: the component is single-threaded anyway, and a child's
-    // exit then wakes the component without a hop between threads.
+    // exit then wakes the component without a hop between threads. Exits
+    // are stamped by reaper threads, files jobs run on the blocking pool.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

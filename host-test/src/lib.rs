@@ -62,6 +62,7 @@ pub mod cli;
 mod compile;
 mod component;
 pub mod console;
+mod files;
 pub mod http_origin;
 mod options;
 pub mod outputs;
@@ -88,6 +89,7 @@ pub mod bindings {
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "runqueue:executor/process.child": crate::process::ChildProcess,
+            "runqueue:executor/files.job": crate::files::FilesJob,
         },
     });
 }

@@ -12,6 +12,7 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::files::{self, FilesJob};
 use crate::{
     bindings, http_origin, process, ChildProcess, Controls, Event, ExitStatus, SpawnError,
 };
@@ -23,9 +24,18 @@ pub const CACHE_GUEST_DIR: &str = "/cache";
 
 /// Where the component finds the cache, and what the host must preopen for
 /// it.
+#[derive(Clone)]
 pub(crate) struct CacheMount {
     pub(crate) guest_path: String,
     preopen: Option<PathBuf>,
+}
+
+impl CacheMount {
+    /// The cache's own directory on the host, when it is preopened apart
+    /// from the workspace; `None` when it lies inside the workspace.
+    pub(crate) fn host_dir(&self) -> Option<&Path> {
+        self.preopen.as_deref()
+    }
 }
 
 /// A relative cache path without `..` stays in the workspace preopen; any
@@ -112,6 +122,8 @@ pub struct HostState {
     table: ResourceTable,
     /// Where processes run; `None` for calls that run nothing (`check`).
     workspace: Option<Workspace>,
+    /// The cache this instance may store into and restore from.
+    cache: Option<CacheMount>,
     live: process::LiveGroups,
     activity: process::Activity,
     /// Programs found on `PATH` so far.
@@ -207,6 +219,10 @@ impl bindings::runqueue::executor::process::HostChild for HostState {
         process::Children(&mut self.table).try_wait(c)
     }
 
+    fn ran_ms(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
+        process::Children(&mut self.table).ran_ms(c)
+    }
+
     fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
         process::Children(&mut self.table).kill(c)
     }
@@ -221,6 +237,54 @@ impl bindings::runqueue::executor::process::HostChild for HostState {
 }
 
 impl bindings::runqueue::executor::types::Host for HostState {}
+
+impl HostState {
+    fn places(&self) -> files::Places<'_> {
+        files::Places {
+            ws: self.workspace.as_ref(),
+            cache: self.cache.as_ref(),
+        }
+    }
+}
+
+impl bindings::runqueue::executor::files::Host for HostState {
+    fn hash(&mut self, paths: Vec<String>) -> wasmtime::Result<Resource<FilesJob>> {
+        let job = self.places().hash(&paths);
+        files::Jobs(&mut self.table).push(job)
+    }
+
+    fn store(&mut self, cache: String, paths: Vec<String>) -> wasmtime::Result<Resource<FilesJob>> {
+        let job = self.places().store(&cache, &paths);
+        files::Jobs(&mut self.table).push(job)
+    }
+
+    fn restore(
+        &mut self,
+        cache: String,
+        list: Vec<bindings::runqueue::executor::files::RestoreFile>,
+    ) -> wasmtime::Result<Resource<FilesJob>> {
+        let job = self.places().restore(&cache, list);
+        files::Jobs(&mut self.table).push(job)
+    }
+}
+
+impl bindings::runqueue::executor::files::HostJob for HostState {
+    fn subscribe(&mut self, j: Resource<FilesJob>) -> wasmtime::Result<Resource<DynPollable>> {
+        files::Jobs(&mut self.table).subscribe(j)
+    }
+
+    fn finish(
+        &mut self,
+        j: Resource<FilesJob>,
+    ) -> wasmtime::Result<Option<Result<Vec<bindings::runqueue::executor::files::Blob>, String>>>
+    {
+        files::Jobs(&mut self.table).finish(j)
+    }
+
+    fn drop(&mut self, j: Resource<FilesJob>) -> wasmtime::Result<()> {
+        files::Jobs(&mut self.table).drop(j)
+    }
+}
 
 impl bindings::runqueue::executor::progress::Host for HostState {
     fn report(&mut self, ev: Event) -> wasmtime::Result<()> {
@@ -275,6 +339,7 @@ impl HostState {
             wasi: wasi_ctx(instance)?,
             table: ResourceTable::new(),
             workspace: instance.workspace.cloned(),
+            cache: instance.cache.cloned(),
             live,
             activity: controls.activity.clone().unwrap_or_default(),
             programs: process::Programs::default(),
@@ -354,8 +419,9 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     // For runqueue-remote.wasm; requests go to the remote cache only.
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    use bindings::runqueue::executor::{process as p, progress, types};
+    use bindings::runqueue::executor::{files as f, process as p, progress, types};
     p::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    f::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     progress::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())

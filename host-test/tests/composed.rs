@@ -305,6 +305,7 @@ fn the_components_import_and_export_exactly_what_they_should() {
     let mut want = sorted(WASI_IMPORTS);
     want.extend(sorted(&[
         "import runqueue:executor/process@0.1.0",
+        "import runqueue:executor/files@0.1.0",
         "import runqueue:executor/types@0.1.0",
         "import runqueue:executor/progress@0.1.0",
         "export runqueue:executor/runner@0.1.0",
@@ -317,6 +318,7 @@ fn the_components_import_and_export_exactly_what_they_should() {
     let provider = world_items(&wit_of(&wasm_release_dir().join("simprocess.wasm")));
     for item in [
         "export runqueue:executor/process@0.1.0",
+        "export runqueue:executor/files@0.1.0",
         "export runqueue:executor/types@0.1.0",
         "export runqueue:executor/progress@0.1.0",
     ] {

@@ -239,3 +239,24 @@ fn tasks_get_exactly_the_given_environment_and_directory() {
     assert!(pwd.trim_end().ends_with("/work/deep/dir"), "{pwd}");
     assert_eq!(run.task("e").log.as_deref(), Some(".runqueue/logs/log.e"));
 }
+
+/// The host stamps a process's exit when it happens: a task that ended
+/// while the component was busy (here: blocked in a progress callback for
+/// 1.5 s) is recorded with the time it really ran, not until the component
+/// noticed.
+#[test]
+fn durations_are_stamped_at_the_exit_not_when_the_component_notices() {
+    let ws = Ws::new();
+    let g = graph(&[("nap", &[], "sleep 0.3"), ("busy", &[], "sleep 2")]);
+    let run = ws.run_observed(&g, Default::default(), |e| {
+        if matches!(e, runqueue_host::Event::Started(s) if s.id == "busy") {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    });
+    let nap = &run.report().tasks[0];
+    let took = nap.end_ms.unwrap() - nap.start_ms.unwrap();
+    assert!(
+        (250..900).contains(&took),
+        "nap ran 0.3 s but is recorded as {took} ms"
+    );
+}

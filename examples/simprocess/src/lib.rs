@@ -9,6 +9,11 @@
 //! `wasi:clocks` timer: the pollables runqueue awaits come from WASI itself,
 //! through another component. Progress events become the same lines the
 //! bundled host prints when its output is not a terminal.
+//!
+//! Its `files` (storing into and restoring from the cache's blobs) is
+//! runqueue's own `src/blobs.rs` over `wasi:filesystem`, done at once: a
+//! WASI-only provider has no other thread to do it on, so its jobs are
+//! finished when they are returned.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -24,6 +29,14 @@ wit_bindgen::generate!({
     with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
 });
 
+#[path = "../../../src/blobs.rs"]
+#[allow(dead_code)]
+mod blobs;
+#[path = "../../../src/digest.rs"]
+#[allow(dead_code)]
+mod digest;
+
+use exports::runqueue::executor::files;
 use exports::runqueue::executor::process::{self as wit, Command, ExitStatus, SpawnError};
 use exports::runqueue::executor::progress::{self, Event};
 use exports::runqueue::executor::types::TaskState;
@@ -46,12 +59,14 @@ export!(Provider);
 /// Simulated process ids start here, far from real ones.
 static NEXT_PID: AtomicU32 = AtomicU32::new(100_000);
 
-/// A simulated process: it ends at `deadline` (monotonic ns).
+/// A simulated process: it started at `start` and ends at `deadline`
+/// (monotonic ns), or when killed (`killed_at`).
 pub struct Child {
     pid: u32,
+    start: u64,
     deadline: u64,
     code: i32,
-    killed: Cell<bool>,
+    killed_at: Cell<Option<u64>>,
 }
 
 /// The shell text of a command, or its program and arguments.
@@ -89,7 +104,7 @@ fn simulate(text: &str) -> (f64, i32) {
 
 impl wit::GuestChild for Child {
     fn subscribe(&self) -> Pollable {
-        if self.killed.get() {
+        if self.killed_at.get().is_some() {
             monotonic_clock::subscribe_duration(0)
         } else {
             monotonic_clock::subscribe_instant(self.deadline)
@@ -97,7 +112,7 @@ impl wit::GuestChild for Child {
     }
 
     fn try_wait(&self) -> Option<ExitStatus> {
-        if self.killed.get() {
+        if self.killed_at.get().is_some() {
             Some(ExitStatus::Signal(15))
         } else if monotonic_clock::now() >= self.deadline {
             Some(ExitStatus::Code(self.code))
@@ -106,9 +121,15 @@ impl wit::GuestChild for Child {
         }
     }
 
+    fn ran_ms(&self) -> Option<u64> {
+        self.try_wait()?;
+        let end = self.killed_at.get().unwrap_or(self.deadline);
+        Some((end - self.start) / 1_000_000)
+    }
+
     fn kill(&self) {
         if self.try_wait().is_none() {
-            self.killed.set(true);
+            self.killed_at.set(Some(monotonic_clock::now()));
         }
     }
 
@@ -137,12 +158,13 @@ impl wit::Guest for Provider {
             format!("simulated: {text}\nsimulated: {secs} s, exit code {code}\n"),
         )
         .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
-        let deadline = monotonic_clock::now().saturating_add((secs * 1e9) as u64);
+        let start = monotonic_clock::now();
         Ok(wit::Child::new(Child {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
-            deadline,
+            start,
+            deadline: start.saturating_add((secs * 1e9) as u64),
             code,
-            killed: Cell::new(false),
+            killed_at: Cell::new(None),
         }))
     }
 
@@ -165,6 +187,66 @@ impl wit::Guest for Provider {
 
     fn set_file_mode(_path: String, _mode: u32) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// A files job, finished when made.
+pub struct Job(std::cell::RefCell<Option<Result<Vec<files::Blob>, String>>>);
+
+impl files::GuestJob for Job {
+    fn subscribe(&self) -> Pollable {
+        monotonic_clock::subscribe_duration(0)
+    }
+
+    fn finish(&self) -> Option<Result<Vec<files::Blob>, String>> {
+        self.0.borrow_mut().take()
+    }
+}
+
+fn job(outcome: Result<Vec<blobs::Blob>, String>) -> files::Job {
+    let to_wit = |b: blobs::Blob| files::Blob {
+        hash: b.hash,
+        size: b.size,
+    };
+    let outcome = outcome.map(|v| v.into_iter().map(to_wit).collect());
+    files::Job::new(Job(std::cell::RefCell::new(Some(outcome))))
+}
+
+fn blob(b: &files::Blob) -> blobs::Blob {
+    blobs::Blob {
+        hash: b.hash.clone(),
+        size: b.size,
+    }
+}
+
+impl files::Guest for Provider {
+    type Job = Job;
+
+    fn hash(paths: Vec<String>) -> files::Job {
+        job(paths.iter().map(|p| blobs::hash(p.as_ref())).collect())
+    }
+
+    fn store(cache: String, paths: Vec<String>) -> files::Job {
+        let cache = std::path::Path::new(&cache);
+        job(paths
+            .iter()
+            .map(|p| blobs::store(cache, p.as_ref()))
+            .collect())
+    }
+
+    fn restore(cache: String, list: Vec<files::RestoreFile>) -> files::Job {
+        let cache = std::path::Path::new(&cache);
+        // WASI cannot set permission bits: files keep the default.
+        let keep = |_: &std::path::Path| Ok(());
+        let done = list
+            .iter()
+            .try_for_each(|f| blobs::check(cache, &f.path, &blob(&f.blob)))
+            .and_then(|_| {
+                list.iter().try_for_each(|f| {
+                    blobs::restore(cache, f.path.as_ref(), &f.path, &blob(&f.blob), &keep)
+                })
+            });
+        job(done.map(|()| Vec::new()))
     }
 }
 

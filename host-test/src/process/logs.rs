@@ -138,7 +138,7 @@ mod tests {
             env: vec![],
             log: "log.x".into(),
         };
-        let files = LogFiles::new(ws.log_path("log.x").unwrap(), 42, &cmd, ws.root());
+        let files = LogFiles::new(ws.file_path("log.x").unwrap(), 42, &cmd, ws.root());
         files.create().unwrap();
         assert!(!outside.path().join("f").exists());
         assert_eq!(

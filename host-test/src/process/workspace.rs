@@ -78,7 +78,7 @@ impl Workspace {
 
     /// The path of the file `rel` inside the workspace, with its parent
     /// directories created and checked; the file itself is not touched.
-    pub fn log_path(&self, rel: &str) -> Result<PathBuf, String> {
+    pub fn file_path(&self, rel: &str) -> Result<PathBuf, String> {
         let parts = normalize(rel)?;
         let Some((name, dirs)) = parts.split_last() else {
             return Err(format!("\"{rel}\" names no file"));
@@ -186,7 +186,7 @@ mod tests {
             !outside.path().join("sub").exists(),
             "nothing created outside"
         );
-        assert!(ws.log_path("out/log").is_err());
+        assert!(ws.file_path("out/log").is_err());
         // Inside is fine and created on demand.
         let made = ws.ensure_dir("work/a/b").unwrap();
         assert!(made.is_dir() && made.starts_with(ws.root()));

@@ -120,6 +120,17 @@ impl Ws {
     /// Runs `graph` through the library API and returns the result, the
     /// events and the wall time of the run alone.
     pub fn run_with(&self, graph: &str, opts: RunOptions) -> Run {
+        self.run_observed(graph, opts, |_| {})
+    }
+
+    /// As [`Ws::run_with`], with `observe` called on each event as it
+    /// comes (from the component's thread: it blocks the component).
+    pub fn run_observed(
+        &self,
+        graph: &str,
+        opts: RunOptions,
+        observe: impl Fn(&Event) + Send + 'static,
+    ) -> Run {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +142,10 @@ impl Ws {
         let ws = Workspace::open(self.path()).unwrap();
         let start = Instant::now();
         let result = rt
-            .block_on(rq.run(graph, &opts, &ws, move |e| sink.lock().unwrap().push(e)))
+            .block_on(rq.run(graph, &opts, &ws, move |e| {
+                observe(&e);
+                sink.lock().unwrap().push(e)
+            }))
             .expect("the component does not trap");
         let wall = start.elapsed();
         let events = std::mem::take(&mut *events.lock().unwrap());

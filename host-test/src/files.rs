@@ -1,0 +1,190 @@
+//! The `files` interface: hashing, storing and restoring files on the
+//! host's threads, natively (sha256 with the CPU's SHA extensions where it
+//! has them), while the component goes on noticing exits. Each call checks
+//! its paths against the workspace and the cache it was given at the
+//! moment of use, then hands the work to tokio's blocking pool; the
+//! component awaits the job's pollable like a child's.
+
+use std::path::{Path, PathBuf};
+
+use runqueue::blobs::{self, Blob};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+
+use crate::bindings::runqueue::executor::files as wit;
+use crate::process::Workspace;
+use crate::state::CacheMount;
+
+type Outcome = Result<Vec<Blob>, String>;
+
+/// A `job` resource: the work on the blocking pool, then its outcome until
+/// the component takes it.
+pub enum FilesJob {
+    Running(tokio::task::JoinHandle<Outcome>),
+    Finished(Option<Outcome>),
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for FilesJob {
+    async fn ready(&mut self) {
+        if let FilesJob::Running(handle) = self {
+            let outcome = handle
+                .await
+                .unwrap_or_else(|e| Err(format!("a files job broke: {e}")));
+            *self = FilesJob::Finished(Some(outcome));
+        }
+    }
+}
+
+/// Where a call's files are: the workspace and the cache mount, if any.
+pub(crate) struct Places<'a> {
+    pub ws: Option<&'a Workspace>,
+    pub cache: Option<&'a CacheMount>,
+}
+
+impl Places<'_> {
+    fn workspace(&self) -> Result<&Workspace, String> {
+        self.ws
+            .ok_or_else(|| "no workspace: this call touches no files".to_string())
+    }
+
+    /// The host directory of the cache the component calls `guest`.
+    fn cache(&self, guest: &str) -> Result<PathBuf, String> {
+        let mount = self
+            .cache
+            .filter(|m| m.guest_path == guest)
+            .ok_or_else(|| format!("\"{guest}\" is not this run's cache"))?;
+        let Some(dir) = mount.host_dir() else {
+            let dir = self.workspace()?.resolve_no_follow(guest)?;
+            if dir.is_symlink() {
+                return Err(format!("the cache \"{guest}\" is a symlink"));
+            }
+            return Ok(dir);
+        };
+        Ok(dir.to_path_buf())
+    }
+
+    /// Host directories as the component calls them, for messages.
+    fn names(&self) -> Vec<(String, String)> {
+        let mut names = Vec::new();
+        if let Some(dir) = self.cache.and_then(CacheMount::host_dir) {
+            names.push((
+                dir.display().to_string(),
+                crate::CACHE_GUEST_DIR.to_string(),
+            ));
+        }
+        if let Some(ws) = self.ws {
+            names.push((format!("{}/", ws.root().display()), String::new()));
+        }
+        names
+    }
+
+    /// Resolves each workspace path with `resolve`.
+    fn each(
+        &self,
+        paths: &[String],
+        resolve: impl Fn(&Workspace, &str) -> Result<PathBuf, String>,
+    ) -> Result<Vec<PathBuf>, String> {
+        let ws = self.workspace()?;
+        paths.iter().map(|p| resolve(ws, p)).collect()
+    }
+
+    pub fn hash(&self, paths: &[String]) -> FilesJob {
+        let sources = self.each(paths, Workspace::resolve_no_follow);
+        start(self.names(), move || {
+            sources?.iter().map(|p| blobs::hash(p)).collect()
+        })
+    }
+
+    pub fn store(&self, cache: &str, paths: &[String]) -> FilesJob {
+        let places = self
+            .cache(cache)
+            .and_then(|c| Ok((c, self.each(paths, Workspace::resolve_no_follow)?)));
+        start(self.names(), move || {
+            let (cache, sources) = places?;
+            sources.iter().map(|p| blobs::store(&cache, p)).collect()
+        })
+    }
+
+    pub fn restore(&self, cache: &str, files: Vec<wit::RestoreFile>) -> FilesJob {
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let places = self
+            .cache(cache)
+            .and_then(|c| Ok((c, self.each(&paths, Workspace::file_path)?)));
+        start(self.names(), move || {
+            let (cache, dests) = places?;
+            restore_all(&cache, &files, &dests).map(|()| Vec::new())
+        })
+    }
+}
+
+/// Every blob is checked to exist before anything is touched; then each
+/// file is restored, verified, with its mode.
+fn restore_all(cache: &Path, files: &[wit::RestoreFile], dests: &[PathBuf]) -> Result<(), String> {
+    let blob = |f: &wit::RestoreFile| Blob {
+        hash: f.blob.hash.clone(),
+        size: f.blob.size,
+    };
+    for f in files {
+        blobs::check(cache, &f.path, &blob(f))?;
+    }
+    for (f, dest) in files.iter().zip(dests) {
+        let set_mode = |p: &Path| set_mode(p, f.mode);
+        blobs::restore(cache, dest, &f.path, &blob(f), &set_mode)?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs `work` on tokio's blocking pool; its error names host
+/// directories by their `names` in the component.
+fn start(
+    names: Vec<(String, String)>,
+    work: impl FnOnce() -> Outcome + Send + 'static,
+) -> FilesJob {
+    FilesJob::Running(tokio::task::spawn_blocking(move || {
+        work().map_err(|msg| {
+            let rename = |msg: String, (host, guest): &(String, String)| msg.replace(host, guest);
+            names.iter().fold(msg, rename)
+        })
+    }))
+}
+
+/// The host side of the `job` resource methods, over a resource table.
+pub(crate) struct Jobs<'a>(pub &'a mut ResourceTable);
+
+impl Jobs<'_> {
+    pub fn push(&mut self, job: FilesJob) -> wasmtime::Result<Resource<FilesJob>> {
+        Ok(self.0.push(job)?)
+    }
+
+    pub fn subscribe(&mut self, j: Resource<FilesJob>) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(self.0, j)
+    }
+
+    pub fn finish(
+        &mut self,
+        j: Resource<FilesJob>,
+    ) -> wasmtime::Result<Option<Result<Vec<wit::Blob>, String>>> {
+        let FilesJob::Finished(outcome) = self.0.get_mut(&j)? else {
+            return Ok(None);
+        };
+        let to_wit = |b: Blob| wit::Blob {
+            hash: b.hash,
+            size: b.size,
+        };
+        Ok(outcome
+            .take()
+            .map(|o| o.map(|blobs| blobs.into_iter().map(to_wit).collect())))
+    }
+
+    pub fn drop(&mut self, j: Resource<FilesJob>) -> wasmtime::Result<()> {
+        self.0.delete(j)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! The history journal: one append-only file per cache, one line per task
+//! run (like Ninja's `.ninja_log`), read once per build and compacted now
+//! and then. Replaces a file read and written per task.
+//!
+//! Each line is a JSON [`Record`]. A line that does not parse (the torn
+//! last line of a build killed mid-write) is ignored; an append first ends
+//! such a line, so nothing after it is lost. Each append is one `write` of
+//! whole lines to a file opened for appending, so concurrent builds sharing
+//! a cache interleave whole records.
+//!
+//! Knows files and records; knows nothing of graphs or scheduling.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{io_text, unique_suffix};
+use crate::signature::SigParts;
+
+/// How many recent durations the history keeps per task.
+pub const HISTORY_DURATIONS: usize = 10;
+
+/// A journal is rewritten with one line per task once it holds more than
+/// this many lines per task (and at least [`COMPACT_MIN_LINES`]).
+const COMPACT_RATIO: usize = 4;
+const COMPACT_MIN_LINES: usize = 1000;
+
+/// One run of a task, as a journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub task: String,
+    pub signature: String,
+    pub parts: SigParts,
+    /// How long it ran; `None` when it did not run (recorded for its parts).
+    pub duration_ms: Option<u64>,
+}
+
+/// The last recorded run of a task id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub task: String,
+    pub signature: String,
+    pub parts: SigParts,
+    /// Most recent last.
+    pub durations_ms: Vec<u64>,
+}
+
+impl History {
+    fn add(&mut self, r: Record) {
+        self.signature = r.signature;
+        self.parts = r.parts;
+        if let Some(d) = r.duration_ms {
+            self.durations_ms.push(d);
+            let excess = self.durations_ms.len().saturating_sub(HISTORY_DURATIONS);
+            self.durations_ms.drain(..excess);
+        }
+    }
+
+    /// The lines that give this history when read back.
+    fn as_records(&self) -> impl Iterator<Item = Record> + '_ {
+        let durations = self.durations_ms.iter().map(|&d| Some(d));
+        let runs: Vec<Option<u64>> = if self.durations_ms.is_empty() {
+            vec![None]
+        } else {
+            durations.collect()
+        };
+        runs.into_iter().map(|duration_ms| Record {
+            task: self.task.clone(),
+            signature: self.signature.clone(),
+            parts: self.parts.clone(),
+            duration_ms,
+        })
+    }
+}
+
+/// The journal file of a cache and what it says, per task id.
+#[derive(Debug, Default)]
+pub struct Journal {
+    path: PathBuf,
+    by_task: HashMap<String, History>,
+    lines: usize,
+}
+
+impl Journal {
+    /// Reads the journal at `path` (none yet is empty), compacting it when
+    /// it has grown long; a compaction that fails only leaves it long.
+    pub fn load(path: &Path) -> Journal {
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            ..Journal::default()
+        };
+        if let Ok(text) = fs::read(path) {
+            journal.read(&text);
+        }
+        if journal.lines > COMPACT_MIN_LINES.max(COMPACT_RATIO * journal.by_task.len()) {
+            let _ = journal.compact();
+        }
+        journal
+    }
+
+    fn read(&mut self, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            self.lines += 1;
+            if let Ok(r) = serde_json::from_slice::<Record>(line) {
+                self.remember(r);
+            }
+        }
+    }
+
+    fn remember(&mut self, r: Record) {
+        let h = self
+            .by_task
+            .entry(r.task.clone())
+            .or_insert_with(|| History {
+                task: r.task.clone(),
+                signature: String::new(),
+                parts: r.parts.clone(),
+                durations_ms: Vec::new(),
+            });
+        h.add(r);
+    }
+
+    pub fn history(&self, task: &str) -> Option<&History> {
+        self.by_task.get(task)
+    }
+
+    /// Appends `records` in one write, ending a torn last line first.
+    pub fn append(&mut self, records: Vec<Record>) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut text = Vec::new();
+        for r in &records {
+            serde_json::to_writer(&mut text, r).expect("records serialize");
+            text.push(b'\n');
+        }
+        self.append_bytes(text)
+            .map_err(|e| self.error("append to", &e))?;
+        self.lines += records.len();
+        records.into_iter().for_each(|r| self.remember(r));
+        Ok(())
+    }
+
+    fn append_bytes(&self, mut text: Vec<u8>) -> io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        if ends_torn(&mut file)? {
+            text.insert(0, b'\n');
+        }
+        file.write_all(&text)
+    }
+
+    /// Rewrites the journal with one history per task: temporary file, then
+    /// rename.
+    fn compact(&mut self) -> Result<(), String> {
+        let mut text = Vec::new();
+        let mut lines = 0;
+        for r in self.by_task.values().flat_map(History::as_records) {
+            serde_json::to_writer(&mut text, &r).expect("records serialize");
+            text.push(b'\n');
+            lines += 1;
+        }
+        let tmp = self
+            .path
+            .with_file_name(format!("journal.{}", unique_suffix()));
+        let written = fs::write(&tmp, &text).and_then(|_| fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.error("compact", &e));
+        }
+        self.lines = lines;
+        Ok(())
+    }
+
+    fn error(&self, what: &str, e: &io::Error) -> String {
+        format!("cannot {what} {}: {}", self.path.display(), io_text(e))
+    }
+}
+
+/// Whether the file's last byte is not a line end (a torn record).
+fn ends_torn(file: &mut fs::File) -> io::Result<bool> {
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> SigParts {
+        serde_json::from_str(
+            r#"{"version":1,"action":"none","env":{},"cwd":"","outputs":[],"inputs":{},"deps":{}}"#,
+        )
+        .unwrap()
+    }
+
+    fn run(task: &str, sig: &str, ms: u64) -> Record {
+        Record {
+            task: task.into(),
+            signature: sig.into(),
+            parts: parts(),
+            duration_ms: Some(ms),
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_durations_and_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut j = Journal::load(&path);
+        for d in 0..12 {
+            j.append(vec![run("a:do_x", &format!("s{d}"), d)]).unwrap();
+        }
+        for j in [&j, &Journal::load(&path)] {
+            let h = j.history("a:do_x").unwrap();
+            assert_eq!(h.durations_ms, (2..12).collect::<Vec<_>>());
+            assert_eq!(h.signature, "s11");
+            assert!(j.history("other").is_none());
+        }
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_and_nothing_else_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut j = Journal::load(&path);
+        j.append(vec![run("a", "s", 1), run("b", "s", 2)]).unwrap();
+        // Killed mid-write: half a record, no line end.
+        let line = serde_json::to_string(&run("c", "s", 3)).unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
+        let mut j = Journal::load(&path);
+        assert!(j.history("c").is_none());
+        assert_eq!(j.history("b").unwrap().durations_ms, [2]);
+        // The next build's records survive the torn line.
+        j.append(vec![run("d", "s", 4)]).unwrap();
+        let j = Journal::load(&path);
+        assert_eq!(j.history("a").unwrap().durations_ms, [1]);
+        assert_eq!(j.history("d").unwrap().durations_ms, [4]);
+    }
+
+    #[test]
+    fn a_long_journal_is_compacted_to_what_it_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut j = Journal::load(&path);
+        for d in 0..(COMPACT_MIN_LINES as u64 + 10) {
+            j.append(vec![run(&format!("t{}", d % 3), "s", d)]).unwrap();
+        }
+        let before: Vec<_> = (0..3)
+            .map(|i| j.history(&format!("t{i}")).cloned())
+            .collect();
+        let compacted = Journal::load(&path);
+        let lines = fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 3 * HISTORY_DURATIONS);
+        let after: Vec<_> = (0..3)
+            .map(|i| compacted.history(&format!("t{i}")).cloned())
+            .collect();
+        assert_eq!(before, after);
+    }
+}
