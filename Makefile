@@ -77,6 +77,7 @@ bench: build
 		"$$(date -u +%Y-%m-%dT%H:%MZ)" "$$(nproc)" "$$(ninja --version | sed 's/^/ninja /')" "$$(make --version | head -1)" > $(REPORT)
 	$(CARGO) bench -p runqueue-host --bench schedule -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench cache -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench data -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{hash_file, sha256_hex};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
+use crate::seams::Files;
 
 /// Bumped whenever the encoding changes, so old cache entries stop matching.
 pub const SIGNATURE_VERSION: u32 = 1;
@@ -54,32 +55,104 @@ impl SigParts {
     }
 }
 
-/// Hashes every declared input of every task; a missing input is an error
-/// naming the task. Files shared by several tasks are read once.
+/// What a walked input path is: a file to hash, or a symlink (recorded by
+/// its target, never followed).
+enum Found {
+    File,
+    Link(String),
+}
+
+/// Every path below each distinct declared input, sorted; a missing
+/// input is an error naming the task. Only looks; hashing comes after.
+type Walked = BTreeMap<String, Vec<(String, Found)>>;
+
+fn walk_inputs(graph: &Graph, root: &Path) -> Result<Walked, String> {
+    let mut walked = Walked::new();
+    for task in &graph.tasks {
+        for input in &task.inputs {
+            if walked.contains_key(input) {
+                continue;
+            }
+            let mut found = Vec::new();
+            walk(root, input, &mut found)
+                .map_err(|e| format!("task \"{}\": input \"{input}\": {e}", task.id))?;
+            walked.insert(input.clone(), found);
+        }
+    }
+    Ok(walked)
+}
+
+/// The files among `walked`, each once.
+fn files_of(walked: &Walked) -> Vec<String> {
+    let mut files: Vec<String> = walked
+        .values()
+        .flatten()
+        .filter(|(_, f)| matches!(f, Found::File))
+        .map(|(rel, _)| rel.clone())
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Each task's inputs as `path -> sha256:<hash> | symlink:<target>`,
+/// from `walked` and the `hashes` of its files.
+fn assemble(
+    graph: &Graph,
+    walked: &Walked,
+    hashes: &BTreeMap<String, String>,
+) -> TaskMap<BTreeMap<String, String>> {
+    let value = |rel: &str, found: &Found| match found {
+        Found::File => format!("sha256:{}", hashes[rel]),
+        Found::Link(target) => format!("symlink:{target}"),
+    };
+    TaskMap::from_fn(graph, |id| {
+        let inputs = graph.task(id).inputs.iter().flat_map(|i| &walked[i]);
+        inputs
+            .map(|(rel, f)| (rel.clone(), value(rel, f)))
+            .collect()
+    })
+}
+
+/// Hashes every declared input of every task, here and now; a missing
+/// input is an error naming the task. Files shared by several tasks are
+/// read once.
 pub fn hash_inputs(
     graph: &Graph,
     root: &Path,
 ) -> Result<TaskMap<BTreeMap<String, String>>, String> {
-    let mut memo: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    TaskMap::try_from_fn(graph, |id| {
-        let task = graph.task(id);
-        let mut files = BTreeMap::new();
-        for input in &task.inputs {
-            if !memo.contains_key(input) {
-                let mut found = BTreeMap::new();
-                hash_path(root, input, &mut found)
-                    .map_err(|e| format!("task \"{}\": input \"{input}\": {e}", task.id))?;
-                memo.insert(input.clone(), found);
-            }
-            files.extend(memo[input].iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        Ok(files)
-    })
+    let walked = walk_inputs(graph, root)?;
+    let hashes = files_of(&walked)
+        .into_iter()
+        .map(|rel| {
+            let (hash, _) =
+                hash_file(&root.join(&rel)).map_err(|e| format!("input \"{rel}\": {e}"))?;
+            Ok((rel, hash))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(assemble(graph, &walked, &hashes))
+}
+
+/// As [`hash_inputs`], with the hashing done by `files`, away from this
+/// thread and several files at once.
+pub async fn hash_inputs_by(
+    graph: &Graph,
+    root: &Path,
+    files: &dyn Files,
+) -> Result<TaskMap<BTreeMap<String, String>>, String> {
+    let walked = walk_inputs(graph, root)?;
+    let paths = files_of(&walked);
+    let blobs = files.hash(paths.clone()).await?;
+    let hashes = paths
+        .into_iter()
+        .zip(blobs.into_iter().map(|b| b.hash))
+        .collect();
+    Ok(assemble(graph, &walked, &hashes))
 }
 
 /// Adds `rel` (a file, symlink, or directory walked in sorted order) to
 /// `found`.
-fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Result<(), String> {
+fn walk(root: &Path, rel: &str, found: &mut Vec<(String, Found)>) -> Result<(), String> {
     let path = root.join(rel);
     let meta = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "does not exist".to_string(),
@@ -87,10 +160,10 @@ fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Re
     })?;
     if meta.is_symlink() {
         let target = fs::read_link(&path).map_err(|e| e.to_string())?;
-        found.insert(
+        found.push((
             rel.to_string(),
-            format!("symlink:{}", target.to_string_lossy()),
-        );
+            Found::Link(target.to_string_lossy().into_owned()),
+        ));
     } else if meta.is_dir() {
         let mut names: Vec<String> = fs::read_dir(&path)
             .and_then(|it| {
@@ -100,11 +173,10 @@ fn hash_path(root: &Path, rel: &str, found: &mut BTreeMap<String, String>) -> Re
             .map_err(|e| crate::digest::io_text(&e))?;
         names.sort();
         for name in names {
-            hash_path(root, &format!("{rel}/{name}"), found)?;
+            walk(root, &format!("{rel}/{name}"), found)?;
         }
     } else {
-        let (hash, _) = hash_file(&path).map_err(|e| e.to_string())?;
-        found.insert(rel.to_string(), format!("sha256:{hash}"));
+        found.push((rel.to_string(), Found::File));
     }
     Ok(())
 }
@@ -128,6 +200,18 @@ pub fn signatures_in(
 ) -> Result<TaskMap<Signature>, String> {
     crate::confine::check_paths(graph, ws)?;
     Ok(signatures(graph, hash_inputs(graph, ws)?, run_nonce))
+}
+
+/// As [`signatures_in`], with the inputs hashed by `files`.
+pub async fn signatures_by(
+    graph: &Graph,
+    ws: &Path,
+    run_nonce: &str,
+    files: &dyn Files,
+) -> Result<TaskMap<Signature>, String> {
+    crate::confine::check_paths(graph, ws)?;
+    let inputs = hash_inputs_by(graph, ws, files).await?;
+    Ok(signatures(graph, inputs, run_nonce))
 }
 
 /// The signature of every task, dependencies first. `inputs` comes from
@@ -355,6 +439,19 @@ mod tests {
                 "env V added",
             ]
         );
+    }
+
+    #[test]
+    fn inputs_hashed_by_the_files_seam_are_the_same() {
+        let dir = workspace();
+        std::os::unix::fs::symlink("a.c", dir.path().join("src/link")).unwrap();
+        let g = Graph::parse(GRAPH).unwrap();
+        let files = crate::cache::tests::NativeFiles(dir.path().to_path_buf());
+        let by_files = futures::executor::block_on(hash_inputs_by(&g, dir.path(), &files));
+        let here = hash_inputs(&g, dir.path()).unwrap();
+        assert_eq!(by_files.unwrap(), here);
+        assert_eq!(here[TaskId(0)].len(), 3, "{:?}", here[TaskId(0)]);
+        assert_eq!(here[TaskId(0)]["src/link"], "symlink:a.c");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, OutputEntry};
 use crate::estimate::{expected_durations, recorded_durations};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
@@ -21,7 +21,7 @@ use crate::remote::{self, Remote};
 use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
 use crate::reuse::{check_outputs, commit, setscene, store_blobs, Fate, PendingStore, StoredBlobs};
 use crate::seams::{Child, Command, Event, FileModes, Files, LocalFuture, Processes, Progress};
-use crate::signature::{signatures_in, Signature};
+use crate::signature::{signatures_by, Signature};
 
 /// How to run, with every default resolved.
 #[derive(Debug, Clone)]
@@ -175,7 +175,8 @@ impl<'a, 'g> Run<'a, 'g> {
         config: &'a Config,
         mut seams: Seams<'a>,
     ) -> Result<Run<'a, 'g>, String> {
-        let sigs = signatures_in(graph, &config.workspace, &config.run_nonce)?;
+        let (ws, nonce) = (&config.workspace, &config.run_nonce);
+        let sigs = signatures_by(graph, ws, nonce, seams.files).await?;
         let t0 = seams.processes.now_ms();
         pull_from_remote(graph, config, &sigs, &mut seams).await;
         let fates = decide_fates(graph, config, &sigs, &mut seams).await;
@@ -376,13 +377,18 @@ impl<'a, 'g> Run<'a, 'g> {
         }
     }
 
-    /// Starts copying a checked task's files into the cache; a nostamp
-    /// task's are not kept, only its run is recorded.
+    /// Starts copying a checked task's files into the cache's blobs on the
+    /// host; with no files to copy, or for a nostamp task (whose outputs
+    /// are not kept), goes straight to the entry and history.
     fn store(&mut self, job: PendingStore) {
         let Some(cache) = &self.config.cache else {
             return;
         };
-        if self.graph.task(job.id).nostamp {
+        let no_files = !job
+            .entries
+            .iter()
+            .any(|e| matches!(e, OutputEntry::File { .. }));
+        if no_files || self.graph.task(job.id).nostamp {
             let blobs = Ok(Vec::new());
             return self.stored(StoredBlobs { job, blobs });
         }

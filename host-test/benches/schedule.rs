@@ -9,148 +9,18 @@
 
 mod common;
 
-use std::collections::HashMap;
+use common::runners::{
+    load, make, measure, ninja, reset, rq, runqueue_bin, secs, write_make, write_ninja,
+};
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use runqueue::estimate::expected_durations;
 use runqueue::graph::Graph;
-use runqueue::import::{self, ImportOptions};
 use runqueue::plan::Policy;
-use runqueue::simulate::{durations_for, parse_durations, simulate};
-
-fn runqueue_bin() -> PathBuf {
-    common::repo().join("target/release/runqueue")
-}
-
-/// A graph from a Yocto edge list, with the moevm durations (by recipe and
-/// task, else the median of the task name).
-fn load(
-    name: &str,
-    durations: &HashMap<(String, String), u64>,
-    run: Option<&str>,
-    scale: f64,
-) -> (String, Graph, Vec<u64>) {
-    let text =
-        std::fs::read_to_string(common::yocto_data().join(format!("{name}.edges.txt"))).unwrap();
-    let tasks = import::parse(&text).unwrap();
-    let json = import::to_graph(
-        &tasks,
-        &ImportOptions {
-            run_template: run.map(str::to_string),
-            durations_ms: durations.clone(),
-            scale,
-        },
-    );
-    let graph = Graph::parse(&json).unwrap();
-    let d = expected_durations(&graph, &durations_for(&graph, durations));
-    (json, graph, d)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-/// Runs a command, returning its wall time and peak memory (KiB).
-fn measure(cmd: &mut Command) -> (Duration, u64) {
-    let start = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: wait4 on our own child, with valid pointers to locals.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = start.elapsed();
-    assert_eq!(rc, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed with status {status}"
-    );
-    std::mem::forget(child);
-    (wall, usage.ru_maxrss as u64)
-}
-
-fn write_ninja(dir: &Path, graph: &Graph) {
-    let mut s = String::from("rule r\n  command = $cmd\n\n");
-    for (i, t) in graph.tasks.iter().enumerate() {
-        let deps: Vec<String> = t.deps.iter().map(|d| format!("s/{}", d.0)).collect();
-        let cmd = match &t.action {
-            runqueue::graph::Action::Shell(c) => c.clone(),
-            _ => "true".into(),
-        };
-        let implicit = if deps.is_empty() {
-            String::new()
-        } else {
-            format!(" | {}", deps.join(" "))
-        };
-        // The same command as runqueue runs, nothing added: the stamp files
-        // are never created, so every run is a full build.
-        writeln!(
-            s,
-            "build s/{i}: r{implicit}\n  cmd = {}",
-            cmd.replace('$', "$$")
-        )
-        .unwrap();
-    }
-    let all: Vec<String> = (0..graph.len()).map(|i| format!("s/{i}")).collect();
-    writeln!(s, "build all: phony {}\ndefault all", all.join(" ")).unwrap();
-    std::fs::write(dir.join("build.ninja"), s).unwrap();
-    std::fs::create_dir_all(dir.join("s")).unwrap();
-}
-
-fn write_make(dir: &Path, graph: &Graph) {
-    let all: Vec<String> = (0..graph.len()).map(|i| format!("s/{i}")).collect();
-    let mut s = format!(".PHONY: all\nall: {}\n\n", all.join(" "));
-    for (i, t) in graph.tasks.iter().enumerate() {
-        let deps: Vec<String> = t.deps.iter().map(|d| format!("s/{}", d.0)).collect();
-        let cmd = match &t.action {
-            runqueue::graph::Action::Shell(c) => c.clone(),
-            _ => "true".into(),
-        };
-        writeln!(
-            s,
-            "s/{i}: {}\n\t@{}",
-            deps.join(" "),
-            cmd.replace('$', "$$")
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("Makefile"), s).unwrap();
-    std::fs::create_dir_all(dir.join("s")).unwrap();
-}
-
-fn reset(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir.join("s"));
-    std::fs::create_dir_all(dir.join("s")).unwrap();
-}
-
-fn rq(ws: &Path, graph: &str, jobs: u32, extra: &[&str]) -> Command {
-    let mut c = Command::new(runqueue_bin());
-    c.arg("build")
-        .arg(ws.join(graph))
-        .args(["-j", &jobs.to_string(), "--workspace"])
-        .arg(ws)
-        .args(extra);
-    c
-}
-
-fn ninja(ws: &Path, jobs: u32) -> Command {
-    let mut c = Command::new("ninja");
-    c.args(["-j", &jobs.to_string(), "-C"]).arg(ws);
-    c
-}
-
-fn make(ws: &Path, jobs: u32) -> Command {
-    let mut c = Command::new("make");
-    c.args(["-s", "-j", &jobs.to_string(), "-C"]).arg(ws);
-    c
-}
+use runqueue::simulate::{parse_durations, simulate};
 
 fn main() {
     let report = common::report_path();

@@ -54,14 +54,20 @@ impl Places<'_> {
             .cache
             .filter(|m| m.guest_path == guest)
             .ok_or_else(|| format!("\"{guest}\" is not this run's cache"))?;
-        let Some(dir) = mount.host_dir() else {
-            let dir = self.workspace()?.resolve_no_follow(guest)?;
-            if dir.is_symlink() {
-                return Err(format!("the cache \"{guest}\" is a symlink"));
-            }
-            return Ok(dir);
-        };
-        Ok(dir.to_path_buf())
+        if let Some(dir) = mount.host_dir() {
+            return Ok(dir.to_path_buf());
+        }
+        // Inside the workspace: its parent made and checked, the cache
+        // itself made by the first store.
+        let (parent, name) = guest
+            .trim_end_matches('/')
+            .rsplit_once('/')
+            .unwrap_or(("", guest));
+        let dir = self.workspace()?.ensure_dir(parent)?.join(name);
+        if dir.is_symlink() {
+            return Err(format!("the cache \"{guest}\" is a symlink"));
+        }
+        Ok(dir)
     }
 
     /// Host directories as the component calls them, for messages.
@@ -91,9 +97,7 @@ impl Places<'_> {
 
     pub fn hash(&self, paths: &[String]) -> FilesJob {
         let sources = self.each(paths, Workspace::resolve_no_follow);
-        start(self.names(), move || {
-            sources?.iter().map(|p| blobs::hash(p)).collect()
-        })
+        start(self.names(), move || par_map(&sources?, |p| blobs::hash(p)))
     }
 
     pub fn store(&self, cache: &str, paths: &[String]) -> FilesJob {
@@ -102,7 +106,7 @@ impl Places<'_> {
             .and_then(|c| Ok((c, self.each(paths, Workspace::resolve_no_follow)?)));
         start(self.names(), move || {
             let (cache, sources) = places?;
-            sources.iter().map(|p| blobs::store(&cache, p)).collect()
+            par_map(&sources, |p| blobs::store(&cache, p))
         })
     }
 
@@ -128,17 +132,50 @@ fn restore_all(cache: &Path, files: &[wit::RestoreFile], dests: &[PathBuf]) -> R
     for f in files {
         blobs::check(cache, &f.path, &blob(f))?;
     }
-    for (f, dest) in files.iter().zip(dests) {
+    let pairs: Vec<_> = files.iter().zip(dests).collect();
+    par_map(&pairs, |(f, dest)| {
         let set_mode = |p: &Path| set_mode(p, f.mode);
-        blobs::restore(cache, dest, &f.path, &blob(f), &set_mode)?;
-    }
-    Ok(())
+        blobs::restore(cache, dest, &f.path, &blob(f), &set_mode)
+    })
+    .map(|_| ())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `f` of each item, in order, on up to one thread per CPU: several files
+/// at once. The first error (in item order) wins.
+fn par_map<I: Sync, T: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> Result<T, String> + Sync,
+) -> Result<Vec<T>, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break done };
+            done.push((i, f(item)));
+        }
+    };
+    let mut results: Vec<(usize, Result<T, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("files workers do not panic"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Runs `work` on tokio's blocking pool; its error names host

@@ -549,3 +549,71 @@ fn an_unusable_cache_only_warns() {
     assert!(stdout(&out)
         .contains("Attempted 4 tasks of which 0 didn't need to be rerun and all succeeded."));
 }
+
+/// Four builds at once into one shared cache, each writing the same 8 MB
+/// output and a different one, blobs stored by the host several at a time:
+/// every entry is whole, every blob holds the bytes its name promises, the
+/// journal has every run, and a fifth workspace restores from it.
+#[test]
+fn concurrent_builds_sharing_one_cache_agree_blob_by_blob() {
+    let shared = tempfile::tempdir().unwrap();
+    let cache = shared.path().join("cache");
+    let graph = |n: usize| {
+        format!(
+            r#"{{"version":1,"tasks":[
+              {{"id":"same","outputs":["same.bin"],"run":"head -c 8000000 /dev/zero | tr '\\0' s > same.bin"}},
+              {{"id":"own","outputs":["own.txt"],"run":"echo {n} > own.txt"}}]}}"#
+        )
+    };
+    let builds: Vec<_> = (0..4)
+        .map(|n| {
+            let ws = Ws::new();
+            ws.write("g.json", &graph(n));
+            let child = common::runqueue_command(ws.path())
+                .args(["build", "g.json", "--cache"])
+                .arg(&cache)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (ws, child)
+        })
+        .collect();
+    for (_ws, child) in builds {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "no warnings");
+    }
+    assert_cache_consistent(&cache);
+    let journal = std::fs::read_to_string(cache.join("journal")).unwrap();
+    assert_eq!(journal.lines().count(), 8, "every run recorded:\n{journal}");
+    let fresh = Ws::new();
+    fresh.write("g.json", &graph(2));
+    let out = common::runqueue_command(fresh.path())
+        .args(["build", "g.json", "--cache"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("of which 2 didn't need to be rerun"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fresh.read("own.txt"), "2\n");
+    assert_eq!(
+        std::fs::metadata(fresh.join("same.bin")).unwrap().len(),
+        8_000_000
+    );
+}
+
+/// The default cache's parent `.runqueue` is made by the first store even
+/// when nothing else (the logs live elsewhere) made it first.
+#[test]
+fn the_first_store_makes_the_default_cache() {
+    let ws = workspace();
+    ws.write("g.json", GRAPH);
+    let out = ws.cli(&["build", "g.json", "--logs", "logs"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no warnings");
+    assert_cache_consistent(&ws.join(runqueue_host::DEFAULT_CACHE));
+}

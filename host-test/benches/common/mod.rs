@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../tests/common/paths.rs"]
 mod paths;
+pub mod runners;
 pub use paths::*;
 
 /// The report file: the first argument that is not an option (`cargo
