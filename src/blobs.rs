@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{copy_hashing, hash_file, io_text, is_sha256_hex, unique_suffix};
+use crate::digest::{copy_hashing, hash_file, io_text, is_sha256_hex, sha256_hex, unique_suffix};
 
 /// A file's content: its sha256 (hex) and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,12 @@ pub struct Blob {
 
 /// Where blob `hash` lives in the cache at `cache`.
 pub fn blob_path(cache: &Path, hash: &str) -> PathBuf {
-    cache.join("cas").join(&hash[..2]).join(hash)
+    cache.join(blob_rel(hash))
+}
+
+/// Where blob `hash` lives, relative to the cache.
+fn blob_rel(hash: &str) -> String {
+    format!("cas/{}/{hash}", &hash[..2])
 }
 
 fn io_err(what: &str, path: &Path, e: io::Error) -> String {
@@ -35,10 +40,36 @@ pub fn hash(path: &Path) -> Result<Blob, String> {
     Ok(Blob { hash, size })
 }
 
-/// Adds the file at `src` to the blobs of `cache` in one pass: copied to a
-/// temporary file while hashed, then renamed to its hash (replacing an
-/// identical blob is harmless).
+/// Files up to this size are read whole, and not written again when
+/// their blob is already there (stamps, small headers: often the same
+/// bytes in many tasks).
+const SMALL: u64 = 64 * 1024;
+
+/// Adds the file at `src` to the blobs of `cache`: a small file is read
+/// and hashed, and written (temporary file, rename) only if its blob is
+/// missing; a larger one is copied to a temporary file while hashed, in
+/// one pass, then renamed to its hash (replacing an identical blob is
+/// harmless).
 pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
+    let size = fs::metadata(src)
+        .map_err(|e| io_err("cannot read", src, e))?
+        .len();
+    if size > SMALL {
+        return store_large(cache, src);
+    }
+    let bytes = fs::read(src).map_err(|e| io_err("cannot read", src, e))?;
+    let blob = Blob {
+        hash: sha256_hex(&bytes),
+        size: bytes.len() as u64,
+    };
+    let there = fs::metadata(blob_path(cache, &blob.hash)).is_ok_and(|m| m.len() == blob.size);
+    if !there {
+        put(cache, &blob_rel(&blob.hash), &bytes)?;
+    }
+    Ok(blob)
+}
+
+fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {
     let tmp_dir = cache.join("tmp");
     fs::create_dir_all(&tmp_dir).map_err(|e| io_err("cannot create", &tmp_dir, e))?;
     let tmp = tmp_dir.join(unique_suffix());
@@ -52,6 +83,21 @@ pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
         let _ = fs::remove_file(&tmp);
     }
     stored
+}
+
+/// Writes `bytes` at `rel` under `cache` through a temporary file and a
+/// rename.
+pub fn put(cache: &Path, rel: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp_dir = cache.join("tmp");
+    fs::create_dir_all(&tmp_dir).map_err(|e| io_err("cannot create", &tmp_dir, e))?;
+    let tmp = tmp_dir.join(unique_suffix());
+    let written = fs::write(&tmp, bytes)
+        .map_err(|e| io_err("cannot write", &tmp, e))
+        .and_then(|_| rename_into(&tmp, &cache.join(rel)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn rename_into(tmp: &Path, dest: &Path) -> Result<(), String> {
@@ -128,4 +174,47 @@ fn replace(tmp: &Path, dest: &Path) -> Result<(), String> {
         fs::remove_dir_all(dest).map_err(|e| io_err("cannot replace", dest, e))?;
     }
     fs::rename(tmp, dest).map_err(|e| io_err("cannot rename into", dest, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_small_blob_already_there_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, a, b) = (
+            dir.path().join("c"),
+            dir.path().join("a"),
+            dir.path().join("b"),
+        );
+        fs::write(&a, "stamp").unwrap();
+        fs::write(&b, "stamp").unwrap();
+        let first = store(&cache, &a).unwrap();
+        let inode = fs::metadata(blob_path(&cache, &first.hash)).unwrap().ino();
+        assert_eq!(store(&cache, &b).unwrap(), first);
+        let path = blob_path(&cache, &first.hash);
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "not rewritten");
+        assert_eq!(fs::read_to_string(path).unwrap(), "stamp");
+    }
+
+    #[test]
+    fn a_large_file_is_copied_while_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, src) = (dir.path().join("c"), dir.path().join("big"));
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&src, &bytes).unwrap();
+        let blob = store(&cache, &src).unwrap();
+        assert_eq!(
+            blob,
+            Blob {
+                hash: sha256_hex(&bytes),
+                size: 200_000
+            }
+        );
+        assert_eq!(fs::read(blob_path(&cache, &blob.hash)).unwrap(), bytes);
+        let leftovers = fs::read_dir(cache.join("tmp")).unwrap().count();
+        assert_eq!(leftovers, 0, "no temporary files left");
+    }
 }

@@ -161,10 +161,7 @@ impl Cache {
     }
 
     fn entry_path(&self, sig: &str) -> PathBuf {
-        self.dir
-            .join("ac")
-            .join(&sig[..2])
-            .join(format!("{sig}.json"))
+        self.dir.join(entry_rel(sig))
     }
 
     /// The journal, read once.
@@ -289,19 +286,8 @@ impl Cache {
         entries: Vec<OutputEntry>,
         duration_ms: u64,
     ) -> Result<ActionEntry, String> {
-        let entry = ActionEntry {
-            format: CACHE_FORMAT,
-            task: task.to_string(),
-            signature: sig.to_string(),
-            outputs: entries,
-            exit_code: 0,
-            duration_ms,
-            stored_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
-        let json = serde_json::to_vec_pretty(&entry).expect("entries serialize");
-        self.write_atomic(&self.entry_path(sig), &json)?;
+        let (file, entry) = entry_file(task, sig, entries, duration_ms);
+        self.write_atomic(&self.dir.join(&file.0), &file.1)?;
         Ok(entry)
     }
 
@@ -414,6 +400,34 @@ fn collect(
         });
     }
     Ok(())
+}
+
+/// Where the entry for `sig` lives, relative to the cache.
+fn entry_rel(sig: &str) -> String {
+    format!("ac/{}/{sig}.json", &sig[..2])
+}
+
+/// The action entry for `entries` (whose blobs are stored), as the file to
+/// write (path relative to the cache, bytes), and as itself.
+pub fn entry_file(
+    task: &str,
+    sig: &str,
+    entries: Vec<OutputEntry>,
+    duration_ms: u64,
+) -> ((String, Vec<u8>), ActionEntry) {
+    let entry = ActionEntry {
+        format: CACHE_FORMAT,
+        task: task.to_string(),
+        signature: sig.to_string(),
+        outputs: entries,
+        exit_code: 0,
+        duration_ms,
+        stored_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let json = serde_json::to_vec_pretty(&entry).expect("entries serialize");
+    ((entry_rel(sig), json), entry)
 }
 
 /// The workspace paths of the files among `entries`.
@@ -561,6 +575,17 @@ pub(crate) mod tests {
                         crate::blobs::restore(cache, &dest, &f.path, &f.blob, &set_mode(f.mode))
                     })
                 });
+            Box::pin(std::future::ready(done))
+        }
+        fn put(
+            &self,
+            cache: &str,
+            files: Vec<(String, Vec<u8>)>,
+        ) -> crate::seams::LocalFuture<Result<(), String>> {
+            let cache = Path::new(cache);
+            let done = files
+                .iter()
+                .try_for_each(|(rel, bytes)| crate::blobs::put(cache, rel, bytes));
             Box::pin(std::future::ready(done))
         }
     }

@@ -379,4 +379,9 @@ impl seams::Files for HostFiles {
         let job = Self::awaited(files::restore(cache, &list));
         Box::pin(async move { job.await.map(|_| ()) })
     }
+
+    fn put(&self, cache: &str, list: Vec<(String, Vec<u8>)>) -> LocalFuture<Result<(), String>> {
+        let job = Self::awaited(files::put(cache, &list));
+        Box::pin(async move { job.await.map(|_| ()) })
+    }
 }

@@ -9,7 +9,8 @@
 use std::path::Path;
 
 use crate::cache::{
-    collect_outputs, file_paths, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
+    collect_outputs, entry_file, file_paths, with_blobs, ActionEntry, Cache, Lookup, OutputEntry,
+    StoreError,
 };
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
@@ -175,33 +176,46 @@ pub fn store_blobs(
     })
 }
 
-/// Once its blobs are stored, writes the task's action entry (not for a
-/// nostamp task: it has none); the history record of its run, for the
-/// caller to append with others. Cache trouble is only a warning: the
-/// build goes on without it.
+/// What a stored task leaves to write: its action entry (none for a
+/// nostamp task, or when its blobs could not be stored) and the history
+/// record of its run.
+pub struct Committed {
+    /// The entry file (path relative to the cache, bytes) and its signature.
+    pub entry: Option<((String, Vec<u8>), String)>,
+    pub record: Record,
+}
+
+/// Once its blobs are stored, the task's action entry and history record,
+/// for the caller to write with others. Cache trouble is only a warning:
+/// the build goes on without it.
 pub fn commit(
     graph: &Graph,
     stored: StoredBlobs,
     sigs: &TaskMap<Signature>,
-    cache: &Cache,
     warn: &mut dyn FnMut(String),
-) -> Record {
+) -> Committed {
     let StoredBlobs { job, blobs } = stored;
     let task = graph.task(job.id);
     let sig = &sigs[job.id];
-    if !task.nostamp {
-        let entries = blobs.map(|b| with_blobs(job.entries, b));
-        if let Err(e) = entries.and_then(|e| cache.commit(&task.id, &sig.hash, e, job.duration_ms))
-        {
+    let entry = match (task.nostamp, blobs) {
+        (true, _) => None,
+        (false, Err(e)) => {
             warn(format!("{}: {}", task.id, StoreError::Io(e)));
+            None
         }
-    }
-    Record {
+        (false, Ok(b)) => {
+            let entries = with_blobs(job.entries, b);
+            let (file, _) = entry_file(&task.id, &sig.hash, entries, job.duration_ms);
+            Some((file, sig.hash.clone()))
+        }
+    };
+    let record = Record {
         task: task.id.clone(),
         signature: sig.hash.clone(),
         parts: sig.parts.clone(),
         duration_ms: Some(job.duration_ms),
-    }
+    };
+    Committed { entry, record }
 }
 
 /// Why `id` is or is not covered by the cache, one line per reason, like

@@ -107,4 +107,7 @@ pub trait Files {
     fn store(&self, cache: &str, paths: Vec<String>) -> LocalFuture<Result<Vec<Blob>, String>>;
     /// Puts each file's blob at its path, verified, complete or not at all.
     fn restore(&self, cache: &str, files: Vec<RestoreFile>) -> LocalFuture<Result<(), String>>;
+    /// Writes small files (path relative to the cache, bytes) into the
+    /// cache, each complete or not at all.
+    fn put(&self, cache: &str, files: Vec<(String, Vec<u8>)>) -> LocalFuture<Result<(), String>>;
 }

@@ -120,6 +120,7 @@ pub async fn run<'a>(
     let mut run = Run::prepare(graph, config, seams).await?;
     loop {
         run.start_ready();
+        run.write_entries();
         if run.plan.is_done() && run.pending.is_empty() {
             break;
         }
@@ -139,6 +140,8 @@ enum Done {
     Exited(TaskId, Ended, Option<u64>),
     /// A succeeded task's files are in the cache's blobs (or not).
     Stored(StoredBlobs),
+    /// Action entries of these signatures are written (or not).
+    Written(Vec<String>, Result<(), String>),
 }
 
 /// History records are appended this many at a time (and at the end).
@@ -157,6 +160,8 @@ struct Run<'a, 'g> {
     pending: FuturesUnordered<LocalFuture<Done>>,
     /// Runs not yet appended to the history journal.
     history: Vec<Record>,
+    /// Action entries not yet written, with their signatures.
+    entries: Vec<((String, Vec<u8>), String)>,
     /// Signatures this run stored, for the remote.
     stored: Vec<String>,
     /// Resolves at the first interrupt; `None` after it.
@@ -200,6 +205,7 @@ impl<'a, 'g> Run<'a, 'g> {
             records,
             pending: FuturesUnordered::new(),
             history: Vec::new(),
+            entries: Vec::new(),
             stored: Vec::new(),
             interrupt,
             t0,
@@ -292,6 +298,11 @@ impl<'a, 'g> Run<'a, 'g> {
         match done.expect("the loop awaits only while something is pending") {
             Done::Exited(id, ended, ran_ms) => self.exited(id, ended, ran_ms),
             Done::Stored(stored) => self.stored(stored),
+            Done::Written(sigs, Ok(())) => self.stored.extend(sigs),
+            Done::Written(sigs, Err(e)) => {
+                let msg = format!("cannot write {} action entries: {e}", sigs.len());
+                self.seams.progress.event(Event::Warning(&msg));
+            }
         }
     }
 
@@ -315,20 +326,28 @@ impl<'a, 'g> Run<'a, 'g> {
     /// A task's blobs are stored: its action entry is written, its run
     /// waits to be recorded.
     fn stored(&mut self, stored: StoredBlobs) {
-        let Some(cache) = &self.config.cache else {
-            return;
-        };
-        if !self.graph.task(stored.job.id).nostamp {
-            self.stored.push(self.sigs[stored.job.id].hash.clone());
-        }
         let mut warnings = Vec::new();
-        let record = commit(self.graph, stored, &self.sigs, cache, &mut |w| {
-            warnings.push(w)
-        });
-        self.history.push(record);
+        let committed = commit(self.graph, stored, &self.sigs, &mut |w| warnings.push(w));
+        self.history.push(committed.record);
+        self.entries.extend(committed.entry);
         for w in &warnings {
             self.seams.progress.event(Event::Warning(w));
         }
+    }
+
+    /// Starts writing the action entries waiting to be written, all in one
+    /// job.
+    fn write_entries(&mut self) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        if self.entries.is_empty() {
+            return;
+        }
+        let (files, sigs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries).into_iter().unzip();
+        let writing = self.seams.files.put(cache.dir_str(), files);
+        self.pending
+            .push(Box::pin(async move { Done::Written(sigs, writing.await) }));
     }
 
     /// Appends the runs waiting to be recorded once there are `at_least`.

@@ -144,14 +144,15 @@ fn stalls(md: &mut String) {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
     std::fs::write(ws.join("g.json"), stall_graph(mib)).unwrap();
+    let report_file = ws.join("r.json");
     let (wall, _) = measure(&mut rq(
         ws,
         "g.json",
         4,
-        &["--cache", "c", "--report", "r.json"],
+        &["--cache", "c", "--report", report_file.to_str().unwrap()],
     ));
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(ws.join("r.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
     let tasks = report["tasks"].as_array().unwrap();
     let span = |t: &serde_json::Value| {
         (

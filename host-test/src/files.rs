@@ -110,6 +110,20 @@ impl Places<'_> {
         })
     }
 
+    pub fn put(&self, cache: &str, files: Vec<(String, Vec<u8>)>) -> FilesJob {
+        let cache = self.cache(cache);
+        start(self.names(), move || {
+            let cache = cache?;
+            for (rel, bytes) in &files {
+                if runqueue::graph::normalize(rel).as_deref() != Some(rel.as_str()) {
+                    return Err(format!("\"{rel}\" is not a path inside the cache"));
+                }
+                blobs::put(&cache, rel, bytes)?;
+            }
+            Ok(Vec::new())
+        })
+    }
+
     pub fn restore(&self, cache: &str, files: Vec<wit::RestoreFile>) -> FilesJob {
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let places = self

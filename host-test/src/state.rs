@@ -258,6 +258,15 @@ impl bindings::runqueue::executor::files::Host for HostState {
         files::Jobs(&mut self.table).push(job)
     }
 
+    fn put(
+        &mut self,
+        cache: String,
+        list: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Resource<FilesJob>> {
+        let job = self.places().put(&cache, list);
+        files::Jobs(&mut self.table).push(job)
+    }
+
     fn restore(
         &mut self,
         cache: String,

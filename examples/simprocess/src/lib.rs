@@ -234,6 +234,14 @@ impl files::Guest for Provider {
             .collect())
     }
 
+    fn put(cache: String, list: Vec<(String, Vec<u8>)>) -> files::Job {
+        let cache = std::path::Path::new(&cache);
+        let done = list
+            .iter()
+            .try_for_each(|(rel, bytes)| blobs::put(cache, rel, bytes));
+        job(done.map(|()| Vec::new()))
+    }
+
     fn restore(cache: String, list: Vec<files::RestoreFile>) -> files::Job {
         let cache = std::path::Path::new(&cache);
         // WASI cannot set permission bits: files keep the default.

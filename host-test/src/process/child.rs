@@ -10,27 +10,27 @@ use std::process::{ExitStatus as OsExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use super::groups::signal_group;
 use super::logs::copy_lazily;
 use super::program::Programs;
+use super::stamps::{self, Stamp};
 use super::{Activity, LiveGroups, LogFiles, Workspace};
 use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
 
-/// How a process ended (`None`: waiting for it failed) and when, stamped
-/// by the task that reaps it the moment it exits, whatever the component
-/// is doing then.
-type Exit = Option<(Option<OsExitStatus>, Instant)>;
-
 /// A started process: the `child` resource.
 pub struct ChildProcess {
+    child: tokio::process::Child,
     pid: u32,
+    status: Option<OsExitStatus>,
     started: Instant,
-    exit: watch::Receiver<Exit>,
+    /// Set by the exit stamper the moment the process exits.
+    stamp: Stamp,
+    /// When it exited: the stamp, or when the runtime noticed if earlier
+    /// (or if there is no stamp).
+    exited_at: Option<Instant>,
     /// Copies output from a pipe into the task's log, creating it with the
     /// first byte (see [`spawn`]).
     copier: Option<tokio::task::JoinHandle<bool>>,
@@ -50,24 +50,17 @@ pub const KILL_GRACE: Duration = Duration::from_secs(2);
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
 
 impl ChildProcess {
-    fn poll_status(&self) -> Option<OsExitStatus> {
-        self.exit.borrow().and_then(|(status, _)| status)
-    }
-
-    fn has_exited(&self) -> bool {
-        self.exit.borrow().is_some()
-    }
-
-    /// Milliseconds from the start to the exit, once it exited.
-    fn ran_ms(&self) -> Option<u64> {
-        let exit = *self.exit.borrow();
-        exit.map(|(_, at)| at.duration_since(self.started).as_millis() as u64)
+    fn poll_status(&mut self) -> Option<OsExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
     }
 
     /// Stops the process group: SIGTERM now, SIGKILL after [`KILL_GRACE`]
     /// to whatever is left of the group (background children too).
     fn stop_group(&mut self) {
-        if !self.has_exited() {
+        if self.poll_status().is_none() {
             signal_group(self.pid, libc::SIGTERM);
         }
         let pgid = self.pid;
@@ -78,7 +71,7 @@ impl ChildProcess {
     }
 
     fn kill_group(&mut self) {
-        if !self.has_exited() {
+        if self.poll_status().is_none() {
             // The process leads its own group: signal every process in it.
             signal_group(self.pid, libc::SIGKILL);
         }
@@ -101,11 +94,16 @@ impl Pollable for ChildProcess {
         if self.settled {
             return;
         }
-        let _ = self.exit.wait_for(Option::is_some).await;
+        if self.status.is_none() {
+            self.status = self.child.wait().await.ok();
+        }
+        let noticed = Instant::now();
+        let stamped = self.stamp.get().copied().unwrap_or(noticed);
+        self.exited_at = Some(stamped.min(noticed));
         if let Some(copier) = self.copier.as_mut() {
             let wrote = tokio::time::timeout(DRAIN_GRACE, copier).await;
             // A failed task always has a log to point at, if only empty.
-            let failed = !self.poll_status().is_some_and(|s| s.success());
+            let failed = !self.status.is_some_and(|s| s.success());
             if failed && !matches!(wrote, Ok(Ok(true))) {
                 let _ = self.files.create();
             }
@@ -143,8 +141,8 @@ pub fn spawn(
     let program = programs.resolve(&cmd.program, &cmd.env, &cwd)?;
     let started = Instant::now();
     let child = start(cmd, &program, &cwd, (out, err))?;
-    let pid = child.id();
-    let exit = reap(child)?;
+    let pid = child.id().unwrap_or(0);
+    let stamp = stamps::watch(pid);
     let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
     let copier = tokio::spawn(copy_lazily(reader, files.clone(), {
         let activity = activity.clone();
@@ -152,9 +150,12 @@ pub fn spawn(
     }));
     live.update(pid, true);
     Ok(ChildProcess {
+        child,
         pid,
+        status: None,
         started,
-        exit,
+        stamp,
+        exited_at: None,
         copier: Some(copier),
         files,
         settled: false,
@@ -162,30 +163,6 @@ pub fn spawn(
         activity: activity.clone(),
     })
 }
-
-/// Waits for `child` on a thread of its own and stamps its exit there, so
-/// the stamp is true even while the component (and with it the async
-/// runtime's one thread) is busy. A failure to start the thread kills the
-/// child.
-fn reap(mut child: std::process::Child) -> Result<watch::Receiver<Exit>, SpawnError> {
-    let (tx, rx) = watch::channel(None);
-    let pid = child.id();
-    std::thread::Builder::new()
-        .name(format!("reap {pid}"))
-        .stack_size(REAPER_STACK)
-        .spawn(move || {
-            let status = child.wait().ok();
-            let _ = tx.send(Some((status, Instant::now())));
-        })
-        .map_err(|e| {
-            signal_group(pid, libc::SIGKILL);
-            SpawnError::Other(format!("cannot wait for process {pid}: {e}"))
-        })?;
-    Ok(rx)
-}
-
-/// A reaper thread only waits: a small stack will do.
-const REAPER_STACK: usize = 64 * 1024;
 
 /// Removes the link to the task's latest log: until this run writes one,
 /// there is none. Logs are only created once the task prints something (or
@@ -214,9 +191,8 @@ fn start(
     program: &Path,
     cwd: &Path,
     (out, err): (fs::File, fs::File),
-) -> Result<std::process::Child, SpawnError> {
-    use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new(program);
+) -> Result<tokio::process::Child, SpawnError> {
+    let mut command = tokio::process::Command::new(program);
     command.arg0(&cmd.program);
     command
         .args(&cmd.args)
@@ -266,8 +242,11 @@ impl Children<'_> {
         Ok(())
     }
 
+    /// How long the process ran, once its exit has been seen.
     pub fn ran_ms(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
-        Ok(self.0.get(&c)?.ran_ms())
+        let child = self.0.get(&c)?;
+        let ran = |at: Instant| at.duration_since(child.started).as_millis() as u64;
+        Ok(child.exited_at.map(ran))
     }
 
     pub fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {

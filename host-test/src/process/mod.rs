@@ -9,6 +9,7 @@ mod groups;
 mod interrupt;
 mod logs;
 mod program;
+mod stamps;
 mod workspace;
 
 pub use activity::Activity;

@@ -1,0 +1,127 @@
+//! Exit stamps: one thread that watches every task process (a pidfd per
+//! child in one epoll set, Linux 5.3 and later) and notes the moment each
+//! one exits, whatever the component (and with it the async runtime's one
+//! thread) is doing then. It only looks: reaping stays with the runtime,
+//! which wakes the component directly. Where pidfds or epoll are missing,
+//! nothing is stamped and the runtime's own time of noticing stands.
+//! Knows pids and clocks; knows nothing of tasks, logs or groups.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// The moment a process exited, once the stamper saw it.
+pub type Stamp = Arc<OnceLock<Instant>>;
+
+/// The epoll set and what to stamp, by pid.
+struct Stamper {
+    epoll: OwnedFd,
+    watched: Mutex<HashMap<u32, (Stamp, OwnedFd)>>,
+}
+
+/// Starts watching process `pid` (a child of this process, not yet
+/// reaped); its stamp is set when it exits.
+pub fn watch(pid: u32) -> Stamp {
+    let stamp = Stamp::default();
+    if let Some(stamper) = shared() {
+        stamper.add(pid, stamp.clone());
+    }
+    stamp
+}
+
+/// The one stamper of this process, started on first use; `None` where
+/// epoll is not available.
+fn shared() -> Option<&'static Arc<Stamper>> {
+    static STAMPER: OnceLock<Option<Arc<Stamper>>> = OnceLock::new();
+    STAMPER
+        .get_or_init(|| {
+            let stamper = Arc::new(Stamper {
+                epoll: epoll_create().ok()?,
+                watched: Mutex::default(),
+            });
+            let s = stamper.clone();
+            let started = std::thread::Builder::new()
+                .name("exit stamps".into())
+                .stack_size(64 * 1024)
+                .spawn(move || s.run());
+            started.ok().map(|_| stamper)
+        })
+        .as_ref()
+}
+
+impl Stamper {
+    fn add(&self, pid: u32, stamp: Stamp) {
+        let Ok(pidfd) = pidfd_open(pid) else { return };
+        let fd = pidfd.as_raw_fd();
+        // In the map before the epoll set: the exit may be reported at once.
+        self.watched
+            .lock()
+            .expect("not poisoned")
+            .insert(pid, (stamp, pidfd));
+        if epoll_add(self.epoll.as_raw_fd(), fd, pid).is_err() {
+            self.watched.lock().expect("not poisoned").remove(&pid);
+        }
+    }
+
+    fn run(&self) {
+        let mut ready = Vec::new();
+        loop {
+            epoll_wait(self.epoll.as_raw_fd(), &mut ready);
+            let now = Instant::now();
+            for pid in ready.drain(..) {
+                // Dropping the pidfd takes it out of the epoll set.
+                let watched = self.watched.lock().expect("not poisoned").remove(&pid);
+                if let Some((stamp, _pidfd)) = watched {
+                    let _ = stamp.set(now);
+                }
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn epoll_create() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[allow(unsafe_code)]
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative result is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[allow(unsafe_code)]
+fn epoll_add(epoll: RawFd, fd: RawFd, pid: u32) -> std::io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: pid as u64,
+    };
+    // SAFETY: both fds are valid; ev is a valid event for the call.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Blocks until some pidfds are ready; their pids go into `ready`.
+#[allow(unsafe_code)]
+fn epoll_wait(epoll: RawFd, ready: &mut Vec<u32>) {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    // SAFETY: events is a valid buffer of the length given.
+    let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, -1) };
+    for ev in events.iter().take(n.max(0) as usize) {
+        ready.push(ev.u64 as u32);
+    }
+}
