@@ -617,3 +617,56 @@ fn the_first_store_makes_the_default_cache() {
     assert_eq!(stderr(&out), "", "no warnings");
     assert_cache_consistent(&ws.join(runqueue_host::DEFAULT_CACHE));
 }
+
+/// A build killed with SIGKILL part way, and a record torn in the middle
+/// of the journal's last line, cost nothing else: the next build runs
+/// without a warning, and every other line of the journal is whole.
+#[test]
+fn the_history_journal_survives_a_killed_build() {
+    let ws = workspace();
+    let tasks: Vec<String> = (0..400)
+        .map(|i| format!(r#"{{"id":"t{i}","run":"echo {i} > o{i}","outputs":["o{i}"]}}"#))
+        .collect();
+    ws.write(
+        "g.json",
+        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
+    );
+    let mut child = common::runqueue_command(ws.path())
+        .args(["build", "g.json", "-j", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = ws.join(".runqueue/cache/journal");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !journal.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL, part way through
+    child.wait().unwrap();
+    let whole = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert!(whole > 0, "some history was written before the kill");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap();
+    std::io::Write::write_all(&mut f, br#"{"task":"t1","signa"#).unwrap();
+
+    let out = ws.cli(&["build", "g.json", "-j", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no warnings");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let torn: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert_eq!(
+        torn,
+        [r#"{"task":"t1","signa"#],
+        "only the torn line is not whole"
+    );
+    assert!(
+        text.lines().count() >= whole + 1,
+        "nothing written before was lost"
+    );
+}
