@@ -48,21 +48,20 @@ impl Places<'_> {
             .ok_or_else(|| "no workspace: this call touches no files".to_string())
     }
 
-    /// The host directory of the cache the component calls `guest`.
+    /// The host directory of the cache the component calls `guest`: the
+    /// cache preopened apart from the workspace, or a directory inside the
+    /// workspace (its parent made and checked; the cache itself is made by
+    /// the first store), which the component can reach anyway.
     fn cache(&self, guest: &str) -> Result<PathBuf, String> {
-        let mount = self
-            .cache
-            .filter(|m| m.guest_path == guest)
-            .ok_or_else(|| format!("\"{guest}\" is not this run's cache"))?;
-        if let Some(dir) = mount.host_dir() {
+        let mount = self.cache.filter(|m| m.guest_path == guest);
+        if let Some(dir) = mount.and_then(CacheMount::host_dir) {
             return Ok(dir.to_path_buf());
         }
-        // Inside the workspace: its parent made and checked, the cache
-        // itself made by the first store.
-        let (parent, name) = guest
-            .trim_end_matches('/')
-            .rsplit_once('/')
-            .unwrap_or(("", guest));
+        let inside = runqueue::graph::normalize(guest).filter(|n| !n.is_empty());
+        let Some(rel) = inside else {
+            return Err(format!("\"{guest}\" is not this run's cache"));
+        };
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
         let dir = self.workspace()?.ensure_dir(parent)?.join(name);
         if dir.is_symlink() {
             return Err(format!("the cache \"{guest}\" is a symlink"));

@@ -31,19 +31,29 @@ fn an_embedder_runs_a_graph_with_its_own_store_and_linker() {
         let options = Options {
             max_parallel: Some(2),
             keep_going: false,
-            cache_dir: None,
+            cache_dir: Some(".runqueue/cache".into()),
             scheduler: Scheduler::CriticalPath,
             log_dir: None,
             timeout_ms: None,
             remote_cache: None,
         };
-        let graph = r#"{"version":1,"tasks":[{"id":"a","run":"echo a > a.txt"},
-            {"id":"b","deps":["a"],"run":"cat a.txt > b.txt"}]}"#;
+        let graph = r#"{"version":1,"tasks":[
+            {"id":"a","run":"echo a > a.txt","outputs":["a.txt"]},
+            {"id":"b","deps":["a"],"run":"cat a.txt > b.txt","outputs":["b.txt"]}]}"#;
         let report = runqueue
             .runqueue_executor_runner()
             .call_run(&mut store, graph, &options)
             .await?
             .expect("a valid graph");
+        assert_eq!(std::fs::read_to_string(ws.join("b.txt")).unwrap(), "a\n");
+        // Again, with the final output gone: the host's `files` restores it.
+        std::fs::remove_file(ws.join("b.txt")).unwrap();
+        let again = runqueue
+            .runqueue_executor_runner()
+            .call_run(&mut store, graph, &options)
+            .await?
+            .expect("a valid graph");
+        assert_eq!(again.totals.cached, 2, "{again:?}");
         assert_eq!(std::fs::read_to_string(ws.join("b.txt")).unwrap(), "a\n");
         Ok(report)
     });

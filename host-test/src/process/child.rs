@@ -138,9 +138,18 @@ pub fn spawn(
     let (reader, writer) = io::pipe().map_err(log_err)?;
     let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
     let err = out.try_clone().map_err(log_err)?;
-    let program = programs.resolve(&cmd.program, &cmd.env, &cwd)?;
+    let (argv, program) = match programs.direct(&cmd.program, &cmd.args, &cmd.env, &cwd) {
+        Some(direct) => direct,
+        None => {
+            let argv = std::iter::once(&cmd.program)
+                .chain(&cmd.args)
+                .cloned()
+                .collect();
+            (argv, programs.resolve(&cmd.program, &cmd.env, &cwd)?)
+        }
+    };
     let started = Instant::now();
-    let child = start(cmd, &program, &cwd, (out, err))?;
+    let child = start(cmd, &argv, &program, &cwd, (out, err))?;
     let pid = child.id().unwrap_or(0);
     let stamp = stamps::watch(pid);
     let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
@@ -184,18 +193,19 @@ fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
     SpawnError::Other(format!("log file \"{}\": {e}", cmd.log))
 }
 
-/// Starts `program` for `cmd` in `cwd` in its own process group, with the
-/// given stdout and stderr.
+/// Starts `program` as `argv` with the environment of `cmd`, in `cwd`, in
+/// its own process group, with the given stdout and stderr.
 fn start(
     cmd: &wit::Command,
+    argv: &[String],
     program: &Path,
     cwd: &Path,
     (out, err): (fs::File, fs::File),
 ) -> Result<tokio::process::Child, SpawnError> {
     let mut command = tokio::process::Command::new(program);
-    command.arg0(&cmd.program);
+    command.arg0(&argv[0]);
     command
-        .args(&cmd.args)
+        .args(&argv[1..])
         .current_dir(cwd)
         .env_clear()
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
