@@ -594,6 +594,18 @@ pub(crate) mod tests {
         NativeFiles(ws.path().to_path_buf())
     }
 
+    /// Stores `outputs` of the workspace `ws` under [`SIG`].
+    fn store(
+        cache: &Cache,
+        ws: &tempfile::TempDir,
+        modes: &NativeModes,
+        outputs: &[String],
+        duration_ms: u64,
+    ) -> Result<ActionEntry, StoreError> {
+        let files = files(ws);
+        block_on(cache.store(ws.path(), "t", SIG, outputs, duration_ms, modes, &files))
+    }
+
     const SIG: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
     fn setup() -> (tempfile::TempDir, tempfile::TempDir, Cache, NativeModes) {
@@ -615,8 +627,7 @@ pub(crate) mod tests {
     fn stores_and_restores_files_dirs_symlinks_and_modes() {
         let (ws, _c, cache, modes) = setup();
         let outs = vec!["out".to_string(), "single".to_string()];
-        let entry =
-            block_on(cache.store(ws.path(), "t", SIG, &outs, 42, &modes, &files(&ws))).unwrap();
+        let entry = store(&cache, &ws, &modes, &outs, 42).unwrap();
         let kinds: Vec<_> = entry.outputs.iter().map(|o| o.path().to_string()).collect();
         assert_eq!(
             kinds,
@@ -658,16 +669,7 @@ pub(crate) mod tests {
     #[test]
     fn a_corrupt_blob_is_detected_and_deleted() {
         let (ws, _c, cache, modes) = setup();
-        let entry = block_on(cache.store(
-            ws.path(),
-            "t",
-            SIG,
-            &["single".into()],
-            1,
-            &modes,
-            &files(&ws),
-        ))
-        .unwrap();
+        let entry = store(&cache, &ws, &modes, &["single".into()], 1).unwrap();
         let OutputEntry::File { blob, .. } = &entry.outputs[0] else {
             panic!()
         };
@@ -680,25 +682,14 @@ pub(crate) mod tests {
         assert!(!blob_path.exists(), "the bad blob is gone");
         // Storing again repairs it.
         fs::write(ws.path().join("single"), "one file").unwrap();
-        block_on(cache.store(
-            ws.path(),
-            "t",
-            SIG,
-            &["single".into()],
-            1,
-            &modes,
-            &files(&ws),
-        ))
-        .unwrap();
+        store(&cache, &ws, &modes, &["single".into()], 1).unwrap();
         assert_eq!(fs::read_to_string(&blob_path).unwrap(), "one file");
     }
 
     #[test]
     fn missing_blobs_and_truncated_entries_are_misses() {
         let (ws, _c, cache, modes) = setup();
-        let entry =
-            block_on(cache.store(ws.path(), "t", SIG, &["out".into()], 1, &modes, &files(&ws)))
-                .unwrap();
+        let entry = store(&cache, &ws, &modes, &["out".into()], 1).unwrap();
         let OutputEntry::File { blob, .. } = &entry.outputs[1] else {
             panic!()
         };
@@ -717,22 +708,12 @@ pub(crate) mod tests {
     fn refuses_missing_outputs_and_escaping_symlinks() {
         let (ws, _c, cache, modes) = setup();
         assert_eq!(
-            block_on(cache.store(
-                ws.path(),
-                "t",
-                SIG,
-                &["nope".into()],
-                1,
-                &modes,
-                &files(&ws)
-            ))
-            .unwrap_err(),
+            store(&cache, &ws, &modes, &["nope".into()], 1).unwrap_err(),
             StoreError::Missing("nope".into())
         );
         std::os::unix::fs::symlink("../../etc/passwd", ws.path().join("out/bad")).unwrap();
         assert_eq!(
-            block_on(cache.store(ws.path(), "t", SIG, &["out".into()], 1, &modes, &files(&ws)))
-                .unwrap_err(),
+            store(&cache, &ws, &modes, &["out".into()], 1).unwrap_err(),
             StoreError::Escapes("out/bad".into())
         );
         assert!(
