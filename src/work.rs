@@ -120,8 +120,10 @@ pub async fn run<'a>(
     let mut run = Run::prepare(graph, config, seams).await?;
     loop {
         run.start_ready();
-        run.write_entries();
-        if run.plan.is_done() && run.pending.is_empty() {
+        // Entries go out in batches, and all of them before the end.
+        let ending = run.plan.is_done();
+        run.write_entries(if ending { 1 } else { WRITE_BATCH });
+        if ending && run.pending.is_empty() {
             break;
         }
         run.await_next().await;
@@ -146,6 +148,11 @@ enum Done {
 
 /// History records are appended this many at a time (and at the end).
 const HISTORY_BATCH: usize = 64;
+
+/// Action entries are written this many at a time (and at the end): one
+/// host job, and one wake-up of the loop, per batch rather than per task.
+/// A build killed before a batch is written runs those tasks again.
+const WRITE_BATCH: usize = 64;
 
 /// One run in progress.
 struct Run<'a, 'g> {
@@ -336,12 +343,12 @@ impl<'a, 'g> Run<'a, 'g> {
     }
 
     /// Starts writing the action entries waiting to be written, all in one
-    /// job.
-    fn write_entries(&mut self) {
+    /// job, once there are `at_least`.
+    fn write_entries(&mut self, at_least: usize) {
         let Some(cache) = &self.config.cache else {
             return;
         };
-        if self.entries.is_empty() {
+        if self.entries.is_empty() || self.entries.len() < at_least {
             return;
         }
         let (files, sigs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries).into_iter().unzip();
