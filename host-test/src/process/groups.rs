@@ -18,7 +18,14 @@ struct Live {
     groups: HashSet<u32>,
     /// `+pgid` / `-pgid` lines go here; see [`run_watchdog`].
     watchdog: Option<ChildStdin>,
+    /// `-pgid` lines not sent yet: they go with the next `+pgid` line (or
+    /// once they fill [`REMOVALS_BYTES`]), so the watchdog wakes once per
+    /// task, not twice. Until then it would only signal an empty group.
+    removals: String,
 }
+
+/// Removals are sent once this many bytes (about 64 lines) wait.
+const REMOVALS_BYTES: usize = 512;
 
 impl LiveGroups {
     /// Groups reported to a watchdog reading `stdin` (see [`run_watchdog`]).
@@ -26,6 +33,7 @@ impl LiveGroups {
         LiveGroups(Arc::new(Mutex::new(Live {
             groups: Default::default(),
             watchdog: Some(stdin),
+            removals: String::new(),
         })))
     }
 
@@ -37,9 +45,19 @@ impl LiveGroups {
         } else if !live.groups.remove(&pgid) {
             return;
         }
-        if let Some(w) = &mut live.watchdog {
-            let _ = writeln!(w, "{}{pgid}", if add { '+' } else { '-' });
+        let live = &mut *live;
+        let Some(w) = &mut live.watchdog else { return };
+        if !add {
+            live.removals += &format!("-{pgid}\n");
+            if live.removals.len() < REMOVALS_BYTES {
+                return;
+            }
+        } else {
+            live.removals += &format!("+{pgid}\n");
         }
+        // One write: the watchdog wakes once.
+        let _ = w.write_all(live.removals.as_bytes());
+        live.removals.clear();
     }
 
     /// Sends SIGKILL to every live group.
