@@ -3,7 +3,7 @@
 //! signals; knows nothing of how a process was started or what it runs.
 
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ChildStdin;
 use std::sync::{Arc, Mutex};
 
@@ -71,30 +71,49 @@ impl LiveGroups {
 /// The watchdog's loop: reads `+pgid` and `-pgid` lines until its input
 /// closes (the host exited or died), then SIGKILLs every group still
 /// listed. Ignores SIGINT and SIGTERM: a terminal's Ctrl-C is the host's
-/// to handle.
-pub fn run_watchdog(input: impl BufRead) {
+/// to handle. It reads what has come, then naps [`WATCHDOG_NAP`] before
+/// reading again: a host writing to it then rarely has to wake it (once
+/// per nap, not once per task), and nothing is lost, since the pipe keeps
+/// what is written until it is read, EOF included.
+pub fn run_watchdog(input: impl Read) {
     #[allow(unsafe_code)]
     // SAFETY: setting signal dispositions in a single-threaded process.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
     }
+    let mut input = BufReader::with_capacity(1 << 16, input);
     let mut groups = HashSet::new();
-    for line in input.lines() {
-        let Ok(line) = line else { break };
-        let (sign, pgid) = line.split_at(line.len().min(1));
-        match (sign, pgid.parse::<u32>()) {
-            ("+", Ok(p)) => {
-                groups.insert(p);
-            }
-            ("-", Ok(p)) => {
-                groups.remove(&p);
-            }
-            _ => {}
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => note(&mut groups, line.trim_end()),
+        }
+        if input.buffer().is_empty() {
+            std::thread::sleep(WATCHDOG_NAP);
         }
     }
     for pgid in groups {
         signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+/// How long the watchdog waits between reads.
+const WATCHDOG_NAP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Applies one `+pgid` or `-pgid` line.
+fn note(groups: &mut HashSet<u32>, line: &str) {
+    let (sign, pgid) = line.split_at(line.len().min(1));
+    match (sign, pgid.parse::<u32>()) {
+        ("+", Ok(p)) => {
+            groups.insert(p);
+        }
+        ("-", Ok(p)) => {
+            groups.remove(&p);
+        }
+        _ => {}
     }
 }
 
