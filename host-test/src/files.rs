@@ -2,8 +2,9 @@
 //! host's threads, natively (sha256 with the CPU's SHA extensions where it
 //! has them), while the component goes on noticing exits. Each call checks
 //! its paths against the workspace and the cache it was given at the
-//! moment of use, then hands the work to tokio's blocking pool; the
-//! component awaits the job's pollable like a child's.
+//! moment of use, then hands the work to tokio's blocking pool (or, for a
+//! few kilobytes, does it at once); the component awaits the job's
+//! pollable like a child's.
 
 use std::path::{Path, PathBuf};
 
@@ -96,14 +97,19 @@ impl Places<'_> {
 
     pub fn hash(&self, paths: &[String]) -> FilesJob {
         let sources = self.each(paths, Workspace::resolve_no_follow);
-        start(self.names(), move || par_map(&sources?, |p| blobs::hash(p)))
+        start(self.names(), Size::Large, move || {
+            par_map(&sources?, |p| blobs::hash(p))
+        })
     }
 
     pub fn store(&self, cache: &str, paths: &[String]) -> FilesJob {
         let places = self
             .cache(cache)
             .and_then(|c| Ok((c, self.each(paths, Workspace::resolve_no_follow)?)));
-        start(self.names(), move || {
+        let size = places
+            .as_ref()
+            .map_or(Size::Small, |(_, s)| Size::of_files(s));
+        start(self.names(), size, move || {
             let (cache, sources) = places?;
             par_map(&sources, |p| blobs::store(&cache, p))
         })
@@ -111,7 +117,7 @@ impl Places<'_> {
 
     pub fn put(&self, cache: &str, files: Vec<(String, Vec<u8>)>) -> FilesJob {
         let cache = self.cache(cache);
-        start(self.names(), move || {
+        start(self.names(), Size::Large, move || {
             let cache = cache?;
             for (rel, bytes) in &files {
                 if runqueue::graph::normalize(rel).as_deref() != Some(rel.as_str()) {
@@ -128,7 +134,8 @@ impl Places<'_> {
         let places = self
             .cache(cache)
             .and_then(|c| Ok((c, self.each(&paths, Workspace::file_path)?)));
-        start(self.names(), move || {
+        let bytes: u64 = files.iter().map(|f| f.blob.size).sum();
+        start(self.names(), Size::of_bytes(bytes), move || {
             let (cache, dests) = places?;
             restore_all(&cache, &files, &dests).map(|()| Vec::new())
         })
@@ -195,14 +202,48 @@ fn par_map<I: Sync, T: Send>(
 /// directories by their `names` in the component.
 fn start(
     names: Vec<(String, String)>,
+    size: Size,
     work: impl FnOnce() -> Outcome + Send + 'static,
 ) -> FilesJob {
-    FilesJob::Running(tokio::task::spawn_blocking(move || {
+    let work = move || {
         work().map_err(|msg| {
             let rename = |msg: String, (host, guest): &(String, String)| msg.replace(host, guest);
             names.iter().fold(msg, rename)
         })
-    }))
+    };
+    match size {
+        Size::Small => FilesJob::Finished(Some(work())),
+        Size::Large => FilesJob::Running(tokio::task::spawn_blocking(work)),
+    }
+}
+
+/// How much data a job moves. A small one (a stamp, a header: at most
+/// [`SMALL_JOB`] bytes) is done at once, in the call: tens of
+/// microseconds, less than handing it to another thread and waking the
+/// component again; a large one goes to the blocking pool.
+enum Size {
+    Small,
+    Large,
+}
+
+const SMALL_JOB: u64 = 64 * 1024;
+
+impl Size {
+    fn of_bytes(bytes: u64) -> Size {
+        if bytes <= SMALL_JOB {
+            Size::Small
+        } else {
+            Size::Large
+        }
+    }
+
+    /// Large if the files cannot all be looked at, or add up to more.
+    fn of_files(paths: &[PathBuf]) -> Size {
+        let total = paths.iter().try_fold(0u64, |sum, p| {
+            std::fs::symlink_metadata(p).map(|m| sum + m.len())
+        });
+        total.map_or(Size::Large, Size::of_bytes)
+    }
 }
 
 /// The host side of the `job` resource methods, over a resource table.
