@@ -26,7 +26,7 @@ pub fn blob_path(cache: &Path, hash: &str) -> PathBuf {
 }
 
 /// Where blob `hash` lives, relative to the cache.
-fn blob_rel(hash: &str) -> String {
+pub fn blob_rel(hash: &str) -> String {
     format!("cas/{}/{hash}", &hash[..2])
 }
 

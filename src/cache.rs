@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::{blob_path, Blob};
-use crate::digest::{is_sha256_hex, sha256_hex, unique_suffix};
+use crate::blobs::{self, blob_path, blob_rel, Blob};
+use crate::digest::{is_sha256_hex, sha256_hex};
 use crate::graph::normalize;
 pub use crate::journal::History;
 use crate::journal::Journal;
@@ -170,32 +170,6 @@ impl Cache {
         f(guard.get_or_insert_with(|| Journal::load(&self.dir.join("journal"))))
     }
 
-    /// A fresh temporary path inside the cache, on the same file system as
-    /// every final name.
-    fn temp_path(&self) -> Result<PathBuf, String> {
-        let tmp = self.dir.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|e| io_err("cannot create", &tmp, e))?;
-        Ok(tmp.join(unique_suffix()))
-    }
-
-    /// Writes `bytes` to `dest` through a temporary file and a rename.
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), String> {
-        let tmp = self.temp_path()?;
-        fs::write(&tmp, bytes).map_err(|e| io_err("cannot write", &tmp, e))?;
-        self.rename_into(&tmp, dest)
-    }
-
-    fn rename_into(&self, tmp: &Path, dest: &Path) -> Result<(), String> {
-        let parent = dest.parent().expect("cache paths have parents");
-        let result = fs::create_dir_all(parent)
-            .map_err(|e| io_err("cannot create", parent, e))
-            .and_then(|_| fs::rename(tmp, dest).map_err(|e| io_err("cannot rename into", dest, e)));
-        if result.is_err() {
-            let _ = fs::remove_file(tmp);
-        }
-        result
-    }
-
     /// Finds the entry for `sig`, checking that it is whole and names only
     /// paths inside the workspace and well-formed blobs.
     pub fn lookup(&self, sig: &str) -> Lookup {
@@ -221,7 +195,7 @@ impl Cache {
     /// usable entry; the caller has stored its blobs first.
     pub fn put_entry(&self, sig: &str, bytes: &[u8]) -> Result<(), String> {
         validate_entry(sig, bytes).map_err(|why| format!("the entry {why}"))?;
-        self.write_atomic(&self.entry_path(sig), bytes)
+        blobs::put(&self.dir, &entry_rel(sig), bytes)
     }
 
     pub fn has_blob(&self, hash: &str) -> bool {
@@ -243,7 +217,7 @@ impl Cache {
                 "blob {hash} has the wrong bytes (their sha256 is {actual})"
             ));
         }
-        self.write_atomic(&self.blob_path(hash), bytes)
+        blobs::put(&self.dir, &blob_rel(hash), bytes)
     }
 
     /// Removes the entry for `sig` (it was found corrupt); best effort.
@@ -251,44 +225,11 @@ impl Cache {
         let _ = fs::remove_file(self.entry_path(sig));
     }
 
-    /// Stores the declared `outputs` of a task that succeeded: blobs first,
-    /// the action entry last. [`collect_outputs`] then [`Cache::commit`].
-    #[allow(clippy::too_many_arguments)]
-    pub async fn store(
-        &self,
-        ws: &Path,
-        task: &str,
-        sig: &str,
-        outputs: &[String],
-        duration_ms: u64,
-        modes: &dyn FileModes,
-        files: &dyn Files,
-    ) -> Result<ActionEntry, StoreError> {
-        let entries = collect_outputs(ws, outputs, modes)?;
-        let blobs = files.store(self.dir_str(), file_paths(&entries)).await;
-        let blobs = blobs.map_err(StoreError::Io)?;
-        self.commit(task, sig, with_blobs(entries, blobs), duration_ms)
-            .map_err(StoreError::Io)
-    }
-
     /// The cache directory as a string, for the [`Files`] seam.
     pub fn dir_str(&self) -> &str {
         self.dir
             .to_str()
             .expect("cache paths come from UTF-8 options")
-    }
-
-    /// Writes the action entry for `entries`, whose blobs are stored.
-    pub fn commit(
-        &self,
-        task: &str,
-        sig: &str,
-        entries: Vec<OutputEntry>,
-        duration_ms: u64,
-    ) -> Result<ActionEntry, String> {
-        let (file, entry) = entry_file(task, sig, entries, duration_ms);
-        self.write_atomic(&self.dir.join(&file.0), &file.1)?;
-        Ok(entry)
     }
 
     /// Puts the outputs of `entry` into the workspace: directories, then
@@ -334,7 +275,8 @@ impl Cache {
 /// Lists every file, directory and symlink of the declared `outputs`
 /// (directories first, sorted), with modes, after checking that each output
 /// exists and every symlink stays inside the workspace. Only looks: cheap
-/// next to [`Cache::commit`], which copies. File blobs are filled in there.
+/// next to storing the files, which copies; their blobs are filled in by
+/// [`with_blobs`].
 pub fn collect_outputs(
     ws: &Path,
     outputs: &[String],
@@ -594,7 +536,8 @@ pub(crate) mod tests {
         NativeFiles(ws.path().to_path_buf())
     }
 
-    /// Stores `outputs` of the workspace `ws` under [`SIG`].
+    /// Stores `outputs` of the workspace `ws` under [`SIG`] as a build
+    /// does: outputs listed, blobs stored, then the entry written.
     fn store(
         cache: &Cache,
         ws: &tempfile::TempDir,
@@ -602,8 +545,12 @@ pub(crate) mod tests {
         outputs: &[String],
         duration_ms: u64,
     ) -> Result<ActionEntry, StoreError> {
-        let files = files(ws);
-        block_on(cache.store(ws.path(), "t", SIG, outputs, duration_ms, modes, &files))
+        let entries = collect_outputs(ws.path(), outputs, modes)?;
+        let stored = block_on(files(ws).store(cache.dir_str(), file_paths(&entries)));
+        let entries = with_blobs(entries, stored.map_err(StoreError::Io)?);
+        let ((rel, bytes), entry) = entry_file("t", SIG, entries, duration_ms);
+        blobs::put(cache.dir(), &rel, &bytes).map_err(StoreError::Io)?;
+        Ok(entry)
     }
 
     const SIG: &str = "1111111111111111111111111111111111111111111111111111111111111111";
