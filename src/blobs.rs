@@ -168,6 +168,33 @@ pub fn restore(
     done
 }
 
+/// Checks every blob of `files` (`(path, blob)`, see [`check`]), before
+/// anything is restored.
+pub fn check_all<'a>(
+    cache: &Path,
+    files: impl IntoIterator<Item = (&'a str, &'a Blob)>,
+) -> Result<(), String> {
+    files
+        .into_iter()
+        .try_for_each(|(path, blob)| check(cache, path, blob))
+}
+
+/// Restores each of `files` (`(path, blob, mode)`) at `dest_of(path)`, one
+/// after another, with `set_mode(file, mode)`: every blob is checked first.
+pub fn restore_all(
+    cache: &Path,
+    files: &[(&str, &Blob, u32)],
+    dest_of: &dyn Fn(&str) -> PathBuf,
+    set_mode: &dyn Fn(&Path, u32) -> Result<(), String>,
+) -> Result<(), String> {
+    check_all(cache, files.iter().map(|&(path, blob, _)| (path, blob)))?;
+    files.iter().try_for_each(|&(path, blob, mode)| {
+        restore(cache, &dest_of(path), path, blob, &|p: &Path| {
+            set_mode(p, mode)
+        })
+    })
+}
+
 /// Renames `tmp` over `dest`, removing a directory in the way first.
 fn replace(tmp: &Path, dest: &Path) -> Result<(), String> {
     if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {

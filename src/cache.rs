@@ -501,22 +501,15 @@ pub(crate) mod tests {
             cache: &str,
             files: Vec<RestoreFile>,
         ) -> crate::seams::LocalFuture<Result<(), String>> {
-            let cache = Path::new(cache);
-            let set_mode = |mode: u32| {
-                move |p: &Path| {
-                    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-                        .map_err(|e| e.to_string())
-                }
+            let set_mode = |p: &Path, mode: u32| {
+                fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())
             };
-            let done = files
+            let list: Vec<_> = files
                 .iter()
-                .try_for_each(|f| crate::blobs::check(cache, &f.path, &f.blob))
-                .and_then(|_| {
-                    files.iter().try_for_each(|f| {
-                        let dest = self.0.join(&f.path);
-                        crate::blobs::restore(cache, &dest, &f.path, &f.blob, &set_mode(f.mode))
-                    })
-                });
+                .map(|f| (f.path.as_str(), &f.blob, f.mode))
+                .collect();
+            let dest_of = |path: &str| self.0.join(path);
+            let done = blobs::restore_all(Path::new(cache), &list, &dest_of, &set_mode);
             Box::pin(std::future::ready(done))
         }
         fn put(

@@ -142,20 +142,24 @@ impl Places<'_> {
     }
 }
 
-/// Every blob is checked to exist before anything is touched; then each
-/// file is restored, verified, with its mode.
+/// [`blobs::restore_all`] with the files restored several at once: every
+/// blob is checked to exist before anything is touched; then each file is
+/// restored, verified, with its mode.
 fn restore_all(cache: &Path, files: &[wit::RestoreFile], dests: &[PathBuf]) -> Result<(), String> {
-    let blob = |f: &wit::RestoreFile| Blob {
-        hash: f.blob.hash.clone(),
-        size: f.blob.size,
-    };
-    for f in files {
-        blobs::check(cache, &f.path, &blob(f))?;
-    }
-    let pairs: Vec<_> = files.iter().zip(dests).collect();
-    par_map(&pairs, |(f, dest)| {
-        let set_mode = |p: &Path| set_mode(p, f.mode);
-        blobs::restore(cache, dest, &f.path, &blob(f), &set_mode)
+    let list: Vec<(&str, Blob, u32, &PathBuf)> = files
+        .iter()
+        .zip(dests)
+        .map(|(f, dest)| {
+            let blob = Blob {
+                hash: f.blob.hash.clone(),
+                size: f.blob.size,
+            };
+            (f.path.as_str(), blob, f.mode, dest)
+        })
+        .collect();
+    blobs::check_all(cache, list.iter().map(|(path, blob, ..)| (*path, blob)))?;
+    par_map(&list, |(path, blob, mode, dest)| {
+        blobs::restore(cache, dest, path, blob, &|p: &Path| set_mode(p, *mode))
     })
     .map(|_| ())
 }

@@ -243,17 +243,16 @@ impl files::Guest for Provider {
     }
 
     fn restore(cache: String, list: Vec<files::RestoreFile>) -> files::Job {
-        let cache = std::path::Path::new(&cache);
         // WASI cannot set permission bits: files keep the default.
-        let keep = |_: &std::path::Path| Ok(());
-        let done = list
+        let keep = |_: &std::path::Path, _: u32| Ok(());
+        let blobs: Vec<blobs::Blob> = list.iter().map(|f| blob(&f.blob)).collect();
+        let files: Vec<_> = list
             .iter()
-            .try_for_each(|f| blobs::check(cache, &f.path, &blob(&f.blob)))
-            .and_then(|_| {
-                list.iter().try_for_each(|f| {
-                    blobs::restore(cache, f.path.as_ref(), &f.path, &blob(&f.blob), &keep)
-                })
-            });
+            .zip(&blobs)
+            .map(|(f, b)| (f.path.as_str(), b, f.mode))
+            .collect();
+        let cache = std::path::Path::new(&cache);
+        let done = blobs::restore_all(cache, &files, &|p| p.into(), &keep);
         job(done.map(|()| Vec::new()))
     }
 }
