@@ -9,8 +9,7 @@
 use std::path::Path;
 
 use crate::cache::{
-    collect_outputs, entry_file, file_paths, with_blobs, ActionEntry, Cache, Lookup, OutputEntry,
-    StoreError,
+    collect_outputs, entry_file, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
 };
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
@@ -162,14 +161,16 @@ pub struct StoredBlobs {
     pub blobs: Result<Vec<Blob>, String>,
 }
 
-/// Starts copying a checked task's files into the cache's blobs, on the
-/// [`Files`] seam: the loop awaits it like a process.
+/// Starts copying a checked task's files (`paths`, its entries'
+/// [`crate::cache::file_paths`]) into the cache's blobs, on the [`Files`]
+/// seam: the loop awaits it like a process.
 pub fn store_blobs(
     job: PendingStore,
+    paths: Vec<String>,
     cache: &Cache,
     files: &dyn Files,
 ) -> LocalFuture<StoredBlobs> {
-    let copying = files.store(cache.dir_str(), file_paths(&job.entries));
+    let copying = files.store(cache.dir_str(), paths);
     Box::pin(async move {
         let blobs = copying.await;
         StoredBlobs { job, blobs }

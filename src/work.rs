@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::cache::{Cache, OutputEntry};
+use crate::cache::{file_paths, Cache};
 use crate::estimate::{expected_durations, recorded_durations};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
@@ -163,7 +163,7 @@ struct Run<'a, 'g> {
     fates: TaskMap<Fate>,
     plan: Plan<'g>,
     records: TaskMap<TaskRecord>,
-    /// Running processes and stores in progress.
+    /// Running processes, stores and entry writes in progress.
     pending: FuturesUnordered<LocalFuture<Done>>,
     /// Runs not yet appended to the history journal.
     history: Vec<Record>,
@@ -410,15 +410,12 @@ impl<'a, 'g> Run<'a, 'g> {
         let Some(cache) = &self.config.cache else {
             return;
         };
-        let no_files = !job
-            .entries
-            .iter()
-            .any(|e| matches!(e, OutputEntry::File { .. }));
-        if no_files || self.graph.task(job.id).nostamp {
+        let paths = file_paths(&job.entries);
+        if paths.is_empty() || self.graph.task(job.id).nostamp {
             let blobs = Ok(Vec::new());
             return self.stored(StoredBlobs { job, blobs });
         }
-        let storing = store_blobs(job, cache, self.seams.files);
+        let storing = store_blobs(job, paths, cache, self.seams.files);
         self.pending
             .push(Box::pin(async move { Done::Stored(storing.await) }));
     }
