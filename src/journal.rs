@@ -49,6 +49,15 @@ pub struct History {
 }
 
 impl History {
+    fn of(r: Record) -> History {
+        History {
+            task: r.task,
+            signature: r.signature,
+            parts: r.parts,
+            durations_ms: r.duration_ms.into_iter().collect(),
+        }
+    }
+
     fn add(&mut self, r: Record) {
         self.signature = r.signature;
         self.parts = r.parts;
@@ -61,11 +70,9 @@ impl History {
 
     /// The lines that give this history when read back.
     fn as_records(&self) -> impl Iterator<Item = Record> + '_ {
-        let durations = self.durations_ms.iter().map(|&d| Some(d));
-        let runs: Vec<Option<u64>> = if self.durations_ms.is_empty() {
-            vec![None]
-        } else {
-            durations.collect()
+        let runs: Vec<Option<u64>> = match self.durations_ms.as_slice() {
+            [] => vec![None],
+            ms => ms.iter().map(|&d| Some(d)).collect(),
         };
         runs.into_iter().map(|duration_ms| Record {
             task: self.task.clone(),
@@ -111,16 +118,12 @@ impl Journal {
     }
 
     fn remember(&mut self, r: Record) {
-        let h = self
-            .by_task
-            .entry(r.task.clone())
-            .or_insert_with(|| History {
-                task: r.task.clone(),
-                signature: String::new(),
-                parts: r.parts.clone(),
-                durations_ms: Vec::new(),
-            });
-        h.add(r);
+        match self.by_task.get_mut(&r.task) {
+            Some(h) => h.add(r),
+            None => {
+                self.by_task.insert(r.task.clone(), History::of(r));
+            }
+        }
     }
 
     pub fn history(&self, task: &str) -> Option<&History> {
@@ -132,11 +135,7 @@ impl Journal {
         if records.is_empty() {
             return Ok(());
         }
-        let mut text = Vec::new();
-        for r in &records {
-            serde_json::to_writer(&mut text, r).expect("records serialize");
-            text.push(b'\n');
-        }
+        let text = lines(&records);
         self.append_bytes(text)
             .map_err(|e| self.error("append to", &e))?;
         self.lines += records.len();
@@ -162,13 +161,12 @@ impl Journal {
     /// Rewrites the journal with one history per task: temporary file, then
     /// rename.
     fn compact(&mut self) -> Result<(), String> {
-        let mut text = Vec::new();
-        let mut lines = 0;
-        for r in self.by_task.values().flat_map(History::as_records) {
-            serde_json::to_writer(&mut text, &r).expect("records serialize");
-            text.push(b'\n');
-            lines += 1;
-        }
+        let records: Vec<Record> = self
+            .by_task
+            .values()
+            .flat_map(History::as_records)
+            .collect();
+        let text = lines(&records);
         let tmp = self
             .path
             .with_file_name(format!("journal.{}", unique_suffix()));
@@ -177,13 +175,23 @@ impl Journal {
             let _ = fs::remove_file(&tmp);
             return Err(self.error("compact", &e));
         }
-        self.lines = lines;
+        self.lines = records.len();
         Ok(())
     }
 
     fn error(&self, what: &str, e: &io::Error) -> String {
         format!("cannot {what} {}: {}", self.path.display(), io_text(e))
     }
+}
+
+/// `records` as journal lines.
+fn lines(records: &[Record]) -> Vec<u8> {
+    let mut text = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut text, r).expect("records serialize");
+        text.push(b'\n');
+    }
+    text
 }
 
 /// Whether the file's last byte is not a line end (a torn record).
