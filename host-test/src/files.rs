@@ -241,12 +241,20 @@ impl Size {
         }
     }
 
-    /// Large if the files cannot all be looked at, or add up to more.
+    /// Large if a file cannot be looked at, or once they add up to more
+    /// (the rest are not looked at).
     fn of_files(paths: &[PathBuf]) -> Size {
-        let total = paths.iter().try_fold(0u64, |sum, p| {
-            std::fs::symlink_metadata(p).map(|m| sum + m.len())
-        });
-        total.map_or(Size::Large, Size::of_bytes)
+        let mut total = 0;
+        for p in paths {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) => total += m.len(),
+                Err(_) => return Size::Large,
+            }
+            if total > SMALL_JOB {
+                return Size::Large;
+            }
+        }
+        Size::Small
     }
 }
 
