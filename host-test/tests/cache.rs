@@ -624,13 +624,7 @@ fn the_first_store_makes_the_default_cache() {
 #[test]
 fn the_history_journal_survives_a_killed_build() {
     let ws = workspace();
-    let tasks: Vec<String> = (0..400)
-        .map(|i| format!(r#"{{"id":"t{i}","run":"echo {i} > o{i}","outputs":["o{i}"]}}"#))
-        .collect();
-    ws.write(
-        "g.json",
-        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
-    );
+    ws.write("g.json", &common::numbered_outputs(400));
     let mut child = common::runqueue_command(ws.path())
         .args(["build", "g.json", "-j", "2"])
         .stdout(std::process::Stdio::null())

@@ -253,13 +253,7 @@ fn a_silent_server_is_waited_for_in_parallel_within_bounds() {
         }
     });
     let ws = Ws::new();
-    let tasks: Vec<String> = (0..40)
-        .map(|i| format!(r#"{{"id":"t{i}","run":"echo {i} > o{i}","outputs":["o{i}"]}}"#))
-        .collect();
-    ws.write(
-        "g.json",
-        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
-    );
+    ws.write("g.json", &common::numbered_outputs(40));
     let t0 = Instant::now();
     let out = ws.cli(&[
         "build",

@@ -233,6 +233,18 @@ pub fn graph(tasks: &[(&str, &[&str], &str)]) -> String {
     serde_json::json!({"version": 1, "tasks": tasks}).to_string()
 }
 
+/// `n` independent tasks `t0`, `t1`, ..., each writing its number to the
+/// output it declares, `o0`, `o1`, ....
+pub fn numbered_outputs(n: usize) -> String {
+    let tasks: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let (id, out) = (format!("t{i}"), format!("o{i}"));
+            serde_json::json!({"id": id, "run": format!("echo {i} > {out}"), "outputs": [out]})
+        })
+        .collect();
+    serde_json::json!({"version": 1, "tasks": tasks}).to_string()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
