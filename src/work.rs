@@ -120,10 +120,8 @@ pub async fn run<'a>(
     let mut run = Run::prepare(graph, config, seams).await?;
     loop {
         run.start_ready();
-        // Entries go out in batches, and all of them before the end.
-        let ending = run.plan.is_done();
-        run.write_entries(if ending { 1 } else { WRITE_BATCH });
-        if ending && run.pending.is_empty() {
+        run.write_entries();
+        if run.plan.is_done() && run.pending.is_empty() {
             break;
         }
         run.await_next().await;
@@ -149,11 +147,6 @@ enum Done {
 /// History records are appended this many at a time (and at the end).
 const HISTORY_BATCH: usize = 64;
 
-/// Action entries are written this many at a time (and at the end): one
-/// host job, and one wake-up of the loop, per batch rather than per task.
-/// A build killed before a batch is written runs those tasks again.
-const WRITE_BATCH: usize = 64;
-
 /// One run in progress.
 struct Run<'a, 'g> {
     graph: &'g Graph,
@@ -169,6 +162,8 @@ struct Run<'a, 'g> {
     history: Vec<Record>,
     /// Action entries not yet written, with their signatures.
     entries: Vec<((String, Vec<u8>), String)>,
+    /// A job writing entries is in progress.
+    writing: bool,
     /// Signatures this run stored, for the remote.
     stored: Vec<String>,
     /// Resolves at the first interrupt; `None` after it.
@@ -213,6 +208,7 @@ impl<'a, 'g> Run<'a, 'g> {
             pending: FuturesUnordered::new(),
             history: Vec::new(),
             entries: Vec::new(),
+            writing: false,
             stored: Vec::new(),
             interrupt,
             t0,
@@ -305,11 +301,7 @@ impl<'a, 'g> Run<'a, 'g> {
         match done.expect("the loop awaits only while something is pending") {
             Done::Exited(id, ended, ran_ms) => self.exited(id, ended, ran_ms),
             Done::Stored(stored) => self.stored(stored),
-            Done::Written(sigs, Ok(())) => self.stored.extend(sigs),
-            Done::Written(sigs, Err(e)) => {
-                let msg = format!("cannot write {} action entries: {e}", sigs.len());
-                self.seams.progress.event(Event::Warning(&msg));
-            }
+            Done::Written(sigs, written) => self.written(sigs, written),
         }
     }
 
@@ -343,18 +335,33 @@ impl<'a, 'g> Run<'a, 'g> {
     }
 
     /// Starts writing the action entries waiting to be written, all in one
-    /// job, once there are `at_least`.
-    fn write_entries(&mut self, at_least: usize) {
+    /// job, unless a job is still writing earlier ones: an entry is written
+    /// as soon as its task is stored, and when tasks end faster than the
+    /// host writes, their entries gather into one job (one wake-up of the
+    /// loop) rather than one each.
+    fn write_entries(&mut self) {
         let Some(cache) = &self.config.cache else {
             return;
         };
-        if self.entries.is_empty() || self.entries.len() < at_least {
+        if self.entries.is_empty() || self.writing {
             return;
         }
+        self.writing = true;
         let (files, sigs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries).into_iter().unzip();
         let writing = self.seams.files.put(cache.dir_str(), files);
         self.pending
             .push(Box::pin(async move { Done::Written(sigs, writing.await) }));
+    }
+
+    fn written(&mut self, sigs: Vec<String>, written: Result<(), String>) {
+        self.writing = false;
+        match written {
+            Ok(()) => self.stored.extend(sigs),
+            Err(e) => {
+                let msg = format!("cannot write {} action entries: {e}", sigs.len());
+                self.seams.progress.event(Event::Warning(&msg));
+            }
+        }
     }
 
     /// Appends the runs waiting to be recorded once there are `at_least`.
