@@ -70,10 +70,8 @@ pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
 }
 
 fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {
-    let tmp_dir = cache.join("tmp");
-    fs::create_dir_all(&tmp_dir).map_err(|e| io_err("cannot create", &tmp_dir, e))?;
-    let tmp = tmp_dir.join(unique_suffix());
-    let stored = copy_hashing(src, &tmp)
+    let tmp = cache.join("tmp").join(unique_suffix());
+    let stored = with_parent(&tmp, |t| copy_hashing(src, t))
         .map_err(|e| io_err("cannot copy", src, e))
         .and_then(|(hash, size)| {
             rename_into(&tmp, &blob_path(cache, &hash))?;
@@ -88,10 +86,8 @@ fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {
 /// Writes `bytes` at `rel` under `cache` through a temporary file and a
 /// rename.
 pub fn put(cache: &Path, rel: &str, bytes: &[u8]) -> Result<(), String> {
-    let tmp_dir = cache.join("tmp");
-    fs::create_dir_all(&tmp_dir).map_err(|e| io_err("cannot create", &tmp_dir, e))?;
-    let tmp = tmp_dir.join(unique_suffix());
-    let written = fs::write(&tmp, bytes)
+    let tmp = cache.join("tmp").join(unique_suffix());
+    let written = with_parent(&tmp, |t| fs::write(t, bytes))
         .map_err(|e| io_err("cannot write", &tmp, e))
         .and_then(|_| rename_into(&tmp, &cache.join(rel)));
     if written.is_err() {
@@ -101,9 +97,20 @@ pub fn put(cache: &Path, rel: &str, bytes: &[u8]) -> Result<(), String> {
 }
 
 fn rename_into(tmp: &Path, dest: &Path) -> Result<(), String> {
-    let parent = dest.parent().expect("blob paths have parents");
-    fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
-    fs::rename(tmp, dest).map_err(|e| io_err("cannot rename into", dest, e))
+    with_parent(dest, |d| fs::rename(tmp, d)).map_err(|e| io_err("cannot rename into", dest, e))
+}
+
+/// `op` on `path`, and once more after creating `path`'s parent if it was
+/// missing: the cache's directories exist nearly always, so they are not
+/// created (nor looked at) first.
+fn with_parent<T>(path: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
+    match op(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(path.parent().expect("cache paths have parents"))?;
+            op(path)
+        }
+        done => done,
+    }
 }
 
 /// Checks that blob `blob` for `path` exists with its size; a blob of the

@@ -170,6 +170,13 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The CPUs this process may use, looked up once (the lookup reads
+/// several cgroup files).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` of each item, in order, on up to one thread per CPU: several files
 /// at once. The first error (in item order) wins.
 fn par_map<I: Sync, T: Send>(
@@ -177,8 +184,7 @@ fn par_map<I: Sync, T: Send>(
     f: impl Fn(&I) -> Result<T, String> + Sync,
 ) -> Result<Vec<T>, String> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.min(items.len());
+    let threads = cpus().min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }

@@ -545,7 +545,7 @@ fn an_unusable_cache_only_warns() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(ws.read("img/all.txt"), "HELLO\nplain\nbee\n");
     let err = stderr(&out);
-    assert!(err.contains("runqueue: warning: img:do_image: cannot store outputs in the cache: cannot create .runqueue/cache/tmp"), "{err}");
+    assert!(err.contains("runqueue: warning: img:do_image: cannot store outputs in the cache: cannot write .runqueue/cache/tmp/"), "{err}");
     assert!(stdout(&out)
         .contains("Attempted 4 tasks of which 0 didn't need to be rerun and all succeeded."));
 }

@@ -70,10 +70,13 @@ impl Stamper {
             epoll_wait(self.epoll.as_raw_fd(), &mut ready);
             let now = Instant::now();
             for pid in ready.drain(..) {
-                // Dropping the pidfd takes it out of the epoll set.
                 let watched = self.watched.lock().expect("not poisoned").remove(&pid);
-                if let Some((stamp, _pidfd)) = watched {
+                if let Some((stamp, pidfd)) = watched {
                     let _ = stamp.set(now);
+                    // Out of the set before it is closed: a child being
+                    // spawned may hold a copy of the fd for a while, and
+                    // until then closing ours would leave it reported.
+                    epoll_del(self.epoll.as_raw_fd(), pidfd.as_raw_fd());
                 }
             }
         }
@@ -113,6 +116,12 @@ fn epoll_add(epoll: RawFd, fd: RawFd, pid: u32) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[allow(unsafe_code)]
+fn epoll_del(epoll: RawFd, fd: RawFd) {
+    // SAFETY: both fds are valid; DEL ignores the event argument.
+    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
 }
 
 /// Blocks until some pidfds are ready; their pids go into `ready`.
