@@ -144,6 +144,62 @@ pub fn validate_entry(sig: &str, bytes: &[u8]) -> Result<ActionEntry, String> {
     Ok(entry)
 }
 
+/// Whether a symlink at `rel` pointing to `target` leads out of the
+/// workspace. WASI cannot read a link to an absolute path: that escapes too.
+fn link_escapes(rel: &str, target: &str) -> bool {
+    let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
+    target.starts_with('/') || normalize(&format!("{parent}/{target}")).is_none()
+}
+
+/// Whether `path` is `dir` or below it.
+fn is_within(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+impl ActionEntry {
+    /// Checks that restoring this entry writes nothing but `outputs` (the
+    /// task's declared outputs, normalized) and what is below them, never
+    /// through a symlink it restores itself, and makes no symlink leading
+    /// out of the workspace; and that it has every declared output. What
+    /// the entry was stored from passed these checks, so an entry that
+    /// fails them was written by something else. The error completes
+    /// "the entry ...".
+    pub fn confined_to(&self, outputs: &[String]) -> Result<(), String> {
+        let links: Vec<&str> = self
+            .outputs
+            .iter()
+            .filter(|o| matches!(o, OutputEntry::Symlink { .. }))
+            .map(OutputEntry::path)
+            .collect();
+        for o in &self.outputs {
+            let p = o.path();
+            if !outputs.iter().any(|d| is_within(p, d)) {
+                return Err(format!(
+                    "writes \"{p}\", which is no declared output of the task"
+                ));
+            }
+            if let Some(link) = links.iter().find(|l| p != **l && is_within(p, l)) {
+                return Err(format!("writes \"{p}\" through its own symlink \"{link}\""));
+            }
+            if let OutputEntry::Symlink { target, .. } = o {
+                if link_escapes(p, target) {
+                    return Err(format!(
+                        "makes symlink \"{p}\" -> \"{target}\", which leads out of the workspace"
+                    ));
+                }
+            }
+        }
+        match outputs
+            .iter()
+            .find(|d| !self.outputs.iter().any(|o| o.path() == d.as_str()))
+        {
+            Some(d) => Err(format!("lacks the declared output \"{d}\"")),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Cache {
     pub fn new(dir: impl Into<PathBuf>) -> Cache {
         Cache {
@@ -309,9 +365,8 @@ fn collect(
     if meta.is_symlink() {
         // WASI cannot read a link to an absolute path: that escapes too.
         let target = fs::read_link(&path).map(|t| t.to_string_lossy().into_owned());
-        let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
         let target = match target {
-            Ok(t) if !t.starts_with('/') && normalize(&format!("{parent}/{t}")).is_some() => t,
+            Ok(t) if !link_escapes(rel, &t) => t,
             _ => return Err(StoreError::Escapes(rel.to_string())),
         };
         entries.push(OutputEntry::Symlink {
@@ -660,6 +715,66 @@ pub(crate) mod tests {
             matches!(cache.lookup(SIG), Lookup::Miss),
             "no entry written"
         );
+    }
+
+    /// An entry with `outputs` (JSON objects), as a remote or a tampered
+    /// cache could hand it over.
+    fn entry_of(outputs: &str) -> ActionEntry {
+        let json = format!(
+            r#"{{"format":{CACHE_FORMAT},"task":"t","signature":"{SIG}","outputs":[{outputs}],"exit_code":0,"duration_ms":1,"stored_at":0}}"#
+        );
+        validate_entry(SIG, json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_entry_writes_only_declared_outputs_and_links_only_inside() {
+        let blob = sha256_hex(b"x");
+        let file = |p: &str| {
+            format!(r#"{{"kind":"file","path":"{p}","blob":"{blob}","size":1,"mode":420}}"#)
+        };
+        let dir = |p: &str| format!(r#"{{"kind":"dir","path":"{p}","mode":493}}"#);
+        let link =
+            |p: &str, t: &str| format!(r#"{{"kind":"symlink","path":"{p}","target":"{t}"}}"#);
+        let declared = ["out".to_string(), "stamp".to_string()];
+        let good = [
+            dir("out"),
+            file("out/a"),
+            link("out/l", "a"),
+            link("out/up", "../src/x"),
+            file("stamp"),
+        ];
+        assert_eq!(entry_of(&good.join(",")).confined_to(&declared), Ok(()));
+        // Each case: what the entry adds to a sound one, and why it is refused.
+        let base = || vec![dir("out"), file("stamp")];
+        let refused = [
+            (
+                vec![file("src/main.c")],
+                "writes \"src/main.c\", which is no declared output",
+            ),
+            (
+                vec![file("stampede")],
+                "writes \"stampede\", which is no declared output",
+            ),
+            (
+                vec![link("out/esc", "../../etc")],
+                "makes symlink \"out/esc\" -> \"../../etc\", which leads out",
+            ),
+            (
+                vec![link("out/abs", "/etc")],
+                "makes symlink \"out/abs\" -> \"/etc\", which leads out",
+            ),
+            (
+                vec![link("out/l", "../src"), file("out/l/main.c")],
+                "writes \"out/l/main.c\" through its own symlink \"out/l\"",
+            ),
+        ];
+        for (extra, why) in refused {
+            let all = [base(), extra].concat();
+            let err = entry_of(&all.join(",")).confined_to(&declared).unwrap_err();
+            assert!(err.contains(why), "{err} should say {why}");
+        }
+        let err = entry_of(&dir("out")).confined_to(&declared).unwrap_err();
+        assert_eq!(err, "lacks the declared output \"stamp\"");
     }
 
     #[test]

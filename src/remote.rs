@@ -189,24 +189,26 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Fetches from `remote` into `cache` every signature of `sigs` the local
-/// cache does not have, `concurrency` at a time.
+/// Fetches from `remote` into `cache` every signature of `wanted` the
+/// local cache does not have, `concurrency` at a time. Each comes with its
+/// task's declared outputs: an entry that would write anything else is
+/// refused before its blobs are fetched.
 pub async fn pull(
     remote: &dyn Remote,
     cache: &Cache,
-    sigs: &[String],
+    wanted: &[(String, &[String])],
     concurrency: usize,
 ) -> Stats {
     let session = Session {
         remote,
         transport_failures: Cell::new(0),
     };
-    let wanted: Vec<&String> = sigs
+    let wanted: Vec<&(String, &[String])> = wanted
         .iter()
-        .filter(|sig| !matches!(cache.lookup(sig), Lookup::Hit(_)))
+        .filter(|(sig, _)| !matches!(cache.lookup(sig), Lookup::Hit(_)))
         .collect();
     let results: Vec<Result<bool, Missed>> = stream::iter(wanted)
-        .map(|sig| pull_one(&session, cache, sig))
+        .map(|(sig, outputs)| pull_one(&session, cache, sig, outputs))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -214,11 +216,18 @@ pub async fn pull(
 }
 
 /// One signature: `Ok(false)` if the remote does not have it.
-async fn pull_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<bool, Missed> {
+async fn pull_one(
+    session: &Session<'_>,
+    cache: &Cache,
+    sig: &str,
+    outputs: &[String],
+) -> Result<bool, Missed> {
     let Some(bytes) = session.get(&format!("ac/{sig}")).await? else {
         return Ok(false);
     };
-    let entry = validate_entry(sig, &bytes).map_err(|why| format!("ac/{sig}: the entry {why}"))?;
+    let entry = validate_entry(sig, &bytes)
+        .and_then(|e| e.confined_to(outputs).map(|()| e))
+        .map_err(|why| format!("ac/{sig}: the entry {why}"))?;
     for o in &entry.outputs {
         if let OutputEntry::File { blob, .. } = o {
             if cache.has_blob(blob) {
@@ -327,6 +336,12 @@ mod tests {
         cache
     }
 
+    /// Each signature, for a task declaring `out` (as [`cache_with`] stores).
+    fn want(sigs: &[String]) -> Vec<(String, &'static [String])> {
+        let outputs: &'static [String] = Box::leak(Box::new(["out".to_string()]));
+        sigs.iter().map(|s| (s.clone(), outputs)).collect()
+    }
+
     fn block<T>(f: impl Future<Output = T>) -> T {
         futures::executor::block_on(f)
     }
@@ -341,7 +356,7 @@ mod tests {
         let up = block(push(&remote, &from, std::slice::from_ref(&sig), 4));
         assert_eq!((up.done, up.failed), (1, 0));
         let to = Cache::new(b.path());
-        let down = block(pull(&remote, &to, &[sig.clone(), "b".repeat(64)], 4));
+        let down = block(pull(&remote, &to, &want(&[sig.clone(), "b".repeat(64)]), 4));
         assert_eq!((down.done, down.missing, down.failed), (1, 1, 0));
         assert!(matches!(to.lookup(&sig), Lookup::Hit(_)));
         assert_eq!(to.blob_bytes(&sha256_hex(b"hello")).unwrap(), b"hello");
@@ -358,7 +373,7 @@ mod tests {
         let blob = format!("cas/{}", sha256_hex(b"good"));
         remote.files.borrow_mut().insert(blob, b"evil".to_vec());
         let to = Cache::new(b.path());
-        let down = block(pull(&remote, &to, std::slice::from_ref(&sig), 1));
+        let down = block(pull(&remote, &to, &want(std::slice::from_ref(&sig)), 1));
         assert_eq!((down.done, down.failed), (0, 1));
         assert!(
             down.warnings[0].contains("has the wrong bytes"),
@@ -381,7 +396,7 @@ mod tests {
             .fail
             .set(Some(Failure::Transport("connection refused".into())));
         let sigs: Vec<String> = (0..100).map(|i| format!("{i:064x}")).collect();
-        let down = block(pull(&remote, &Cache::new(b.path()), &sigs, 1));
+        let down = block(pull(&remote, &Cache::new(b.path()), &want(&sigs), 1));
         assert_eq!(down.failed, 100);
         assert_eq!(
             remote.requests.get(),
@@ -430,7 +445,12 @@ mod tests {
             inner: Fake::default(),
             resets_left: Cell::new(RETRIES),
         };
-        let down = block(pull(&remote, &Cache::new(b.path()), &["e".repeat(64)], 1));
+        let down = block(pull(
+            &remote,
+            &Cache::new(b.path()),
+            &want(&["e".repeat(64)]),
+            1,
+        ));
         assert_eq!((down.missing, down.failed), (1, 0), "{:?}", down.warnings);
         assert!(down.warnings.is_empty());
     }
@@ -442,7 +462,12 @@ mod tests {
         remote
             .fail
             .set(Some(Failure::Timeout("no answer within 5 ms".into())));
-        let down = block(pull(&remote, &Cache::new(b.path()), &["f".repeat(64)], 1));
+        let down = block(pull(
+            &remote,
+            &Cache::new(b.path()),
+            &want(&["f".repeat(64)]),
+            1,
+        ));
         assert_eq!(down.failed, 1);
         assert_eq!(remote.requests.get(), 1);
     }
@@ -452,7 +477,12 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         let remote = Fake::default();
         remote.fail.set(Some(Failure::Status(500)));
-        let down = block(pull(&remote, &Cache::new(b.path()), &["d".repeat(64)], 1));
+        let down = block(pull(
+            &remote,
+            &Cache::new(b.path()),
+            &want(&["d".repeat(64)]),
+            1,
+        ));
         assert_eq!(down.failed, 1);
         assert!(
             down.warnings[0].contains("HTTP status 500"),

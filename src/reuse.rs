@@ -97,7 +97,17 @@ fn usable_entry(
         return None;
     }
     match cache.lookup(&sigs[id].hash) {
-        Lookup::Hit(e) => Some(e),
+        Lookup::Hit(e) => match e.confined_to(&graph.task(id).outputs) {
+            Ok(()) => Some(e),
+            Err(why) => {
+                warn(format!(
+                    "{}: the cache entry {why}; it is removed and the task runs",
+                    graph.task(id).id
+                ));
+                cache.remove_entry(&sigs[id].hash);
+                None
+            }
+        },
         Lookup::Miss => None,
         Lookup::Corrupt(why) => {
             warn(format!("{}: {why}; the task runs", graph.task(id).id));

@@ -544,10 +544,10 @@ async fn pull_from_remote(
     let (Some(cache), Some(remote)) = (&config.cache, seams.remote) else {
         return;
     };
-    let wanted: Vec<String> = graph
+    let wanted: Vec<(String, &[String])> = graph
         .ids()
         .filter(|&id| !graph.task(id).nostamp)
-        .map(|id| sigs[id].hash.clone())
+        .map(|id| (sigs[id].hash.clone(), graph.task(id).outputs.as_slice()))
         .collect();
     let stats = remote::pull(remote, cache, &wanted, config.remote_concurrency).await;
     for w in &stats.warnings {

@@ -151,6 +151,61 @@ fn a_rerunning_task_gets_its_dependencies_outputs_back() {
 }
 
 /// Explains `task` through the library API, as `runqueue explain` does.
+/// A local entry edited by hand (or by anything that can write the cache
+/// directory) to restore a source file: refused, removed, the task runs.
+#[test]
+fn a_tampered_local_entry_writes_nothing_but_declared_outputs() {
+    let ws = workspace();
+    assert_eq!(ws.run_cached(GRAPH, 4).report().totals.succeeded, 4);
+    let entries = ws.join(&format!("{}/ac", runqueue_host::DEFAULT_CACHE));
+    let (at, mut entry) = walk(&entries)
+        .into_iter()
+        .map(|p| {
+            (
+                p.clone(),
+                serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap()).unwrap(),
+            )
+        })
+        .find(|(_, v)| v["task"] == "img:do_image")
+        .expect("the image's entry");
+    let blob = entry["outputs"][1]["blob"].clone();
+    entry["outputs"].as_array_mut().unwrap().push(
+        serde_json::json!({"kind":"file","path":"src/a.txt","blob":blob,"size":0,"mode":420}),
+    );
+    std::fs::write(&at, entry.to_string()).unwrap();
+    std::fs::remove_dir_all(ws.join("img")).unwrap();
+    let run = ws.run_cached(GRAPH, 4);
+    assert!(
+        run.warnings()
+            .iter()
+            .any(|w| w.contains("writes \"src/a.txt\", which is no declared output")),
+        "{:?}",
+        run.warnings()
+    );
+    assert_eq!(ws.read("src/a.txt"), "hello\n");
+    assert_eq!(
+        run.task("img:do_image").state,
+        runqueue_host::TaskState::Succeeded
+    );
+    let rewritten = std::fs::read_to_string(&at).unwrap();
+    assert!(!rewritten.contains("src/a.txt"), "replaced by the run's own: {rewritten}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
+}
+
 fn explain(ws: &Ws, graph: &str, task: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let opts = RunOptions {

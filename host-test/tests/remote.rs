@@ -312,3 +312,75 @@ fn bad_remote_urls_and_combinations_are_bad_input() {
     );
     assert!(!ws.join("out").exists());
 }
+
+/// The server's entry of `task`, parsed, and where it is.
+fn entry_on(server: &Nginx, task: &str) -> (PathBuf, serde_json::Value) {
+    server
+        .files()
+        .into_iter()
+        .filter(|f| f.starts_with("ac"))
+        .map(|f| server.path(&f))
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p, v)
+        })
+        .find(|(_, v)| v["task"] == task)
+        .expect("the task's entry is on the server")
+}
+
+/// Someone with write access to the server (or a man in the middle on
+/// plain HTTP) adds paths to an entry: a source file, a symlink out of the
+/// workspace, a file written through a symlink the entry itself makes.
+/// None of it is written; the entry is refused and the task runs.
+#[test]
+fn a_poisoned_entry_writes_nothing_but_declared_outputs() {
+    let server = Nginx::start();
+    let first = Ws::new();
+    let out = build_with_outputs(&first, &["--remote-cache", &server.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (at, pristine) = entry_on(&server, "image:do_rootfs");
+    let blob = pristine["outputs"][0]["blob"].clone();
+    let file =
+        |p: &str| serde_json::json!({"kind":"file","path":p,"blob":blob,"size":300010,"mode":420});
+    let link = |p: &str, t: &str| serde_json::json!({"kind":"symlink","path":p,"target":t});
+    let declared = pristine["outputs"][0].clone();
+    let poisons = [
+        (
+            vec![declared.clone(), file("src/main.c")],
+            "writes \"src/main.c\", which is no declared output",
+        ),
+        (
+            vec![link("out/image.bin", "../../../../../../../etc/passwd")],
+            "makes symlink \"out/image.bin\"",
+        ),
+        (
+            vec![
+                link("out/image.bin", "../src"),
+                file("out/image.bin/main.c"),
+            ],
+            "through its own symlink \"out/image.bin\"",
+        ),
+    ];
+    for (outputs, why) in poisons {
+        let mut poisoned = pristine.clone();
+        poisoned["outputs"] = serde_json::Value::Array(outputs);
+        std::fs::write(&at, poisoned.to_string()).unwrap();
+        let second = Ws::new();
+        second.write("src/main.c", "original\n");
+        let out = build_with_outputs(
+            &second,
+            &["--remote-cache", &server.url(), "--remote-cache-read-only"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert_eq!(second.read("src/main.c"), "original\n");
+        assert!(second.join("out/image.bin").is_file(), "made by the task");
+        assert!(
+            stdout(&out).contains("started  image:do_rootfs"),
+            "the task ran: {}",
+            stdout(&out)
+        );
+        let image = |ws: &Ws| std::fs::read(ws.join("out/image.bin")).unwrap();
+        assert_eq!(image(&first), image(&second));
+    }
+}
