@@ -99,9 +99,9 @@ impl<T> std::ops::IndexMut<TaskId> for TaskMap<T> {
 #[serde(deny_unknown_fields)]
 struct GraphFile {
     version: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     env: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pools: BTreeMap<String, u32>,
     tasks: Vec<TaskFile>,
 }
@@ -116,7 +116,7 @@ struct TaskFile {
     argv: Option<Vec<String>>,
     #[serde(default)]
     cwd: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     env: BTreeMap<String, String>,
     #[serde(default)]
     inputs: Vec<String>,
@@ -126,6 +126,38 @@ struct TaskFile {
     nostamp: bool,
     pool: Option<String>,
     timeout: Option<f64>,
+}
+
+/// A JSON object as a map, refusing a key given twice (serde keeps the
+/// last one silently, while a duplicate field is refused).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "duplicate key `{key}`"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
 }
 
 /// What a task executes.
@@ -253,6 +285,29 @@ pub enum GraphError {
         producer: String,
         output: String,
     },
+    /// Two outputs are the same path, or one is inside the other, and
+    /// neither task depends on the other.
+    OutputsOverlap {
+        task: String,
+        output: String,
+        other: String,
+        other_output: String,
+    },
+    /// An output lies inside some task's input.
+    OutputInInput {
+        task: String,
+        output: String,
+        reader: String,
+        input: String,
+    },
+    /// A path inside the directory runqueue keeps for itself.
+    Reserved {
+        task: String,
+        field: &'static str,
+        path: String,
+    },
+    /// The text starts with a UTF-8 byte order mark.
+    ByteOrderMark,
 }
 
 impl fmt::Display for GraphError {
@@ -333,6 +388,45 @@ impl fmt::Display for GraphError {
                 "task \"{task}\": input \"{input}\" is inside output \"{output}\" of task \"{producer}\"; \
                  list only source files as inputs and depend on \"{producer}\" instead"
             ),
+            GraphError::OutputsOverlap {
+                task,
+                output,
+                other,
+                other_output,
+            } if output == other_output => write!(
+                f,
+                "task \"{task}\": output \"{output}\" is also an output of task \"{other}\", and neither task depends on the other: \
+                 their writes would race"
+            ),
+            GraphError::OutputsOverlap {
+                task,
+                output,
+                other,
+                other_output,
+            } => write!(
+                f,
+                "task \"{task}\": output \"{output}\" is inside output \"{other_output}\" of task \"{other}\", and neither task \
+                 depends on the other: their writes would race"
+            ),
+            GraphError::OutputInInput {
+                task,
+                output,
+                reader,
+                input,
+            } => write!(
+                f,
+                "task \"{task}\": output \"{output}\" is inside input \"{input}\" of task \"{reader}\"; \
+                 inputs are source files that no task writes"
+            ),
+            GraphError::Reserved { task, field, path } => write!(
+                f,
+                "task \"{task}\": {field} \"{path}\" is inside \"{}\", which runqueue keeps for its cache and logs",
+                crate::overlap::RESERVED
+            ),
+            GraphError::ByteOrderMark => write!(
+                f,
+                "the graph starts with a UTF-8 byte order mark; save it as UTF-8 without one"
+            ),
         }
     }
 }
@@ -398,6 +492,9 @@ fn paths(task: &str, field: &'static str, list: &[String]) -> Result<Vec<String>
 impl Graph {
     /// Parses and validates the JSON text of a graph.
     pub fn parse(text: &str) -> Result<Graph, GraphError> {
+        if text.starts_with('\u{feff}') {
+            return Err(GraphError::ByteOrderMark);
+        }
         let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
         if !start.is_empty() && !start.starts_with('{') {
             return Err(GraphError::Syntax(
@@ -418,7 +515,7 @@ impl Graph {
             .iter()
             .map(|t| task_of(t, &index, &pools))
             .collect::<Result<Vec<_>, _>>()?;
-        check_inputs_are_sources(&tasks)?;
+        crate::overlap::check(&tasks)?;
         let mut dependents = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
             for d in &t.deps {
@@ -706,42 +803,6 @@ fn check_env_names(task: Option<&str>, env: &BTreeMap<String, String>) -> Result
             field: "an env value",
             problem: "contains a NUL byte",
         });
-    }
-    Ok(())
-}
-
-/// Refuses an input that lies inside some task's output. Outputs are sorted
-/// once so each input is checked against the few outputs that could hold it.
-fn check_inputs_are_sources(tasks: &[Task]) -> Result<(), GraphError> {
-    let mut outputs: Vec<(&str, usize)> = tasks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| t.outputs.iter().map(move |o| (o.as_str(), i)))
-        .collect();
-    if outputs.is_empty() {
-        return Ok(());
-    }
-    outputs.sort_unstable();
-    for t in tasks {
-        for input in &t.inputs {
-            // An output holding `input` is one of its prefixes: walk them.
-            let mut prefix = input.as_str();
-            loop {
-                let at = outputs.partition_point(|(o, _)| *o < prefix);
-                if let Some(&(o, producer)) = outputs.get(at).filter(|(o, _)| *o == prefix) {
-                    return Err(GraphError::InputIsOutput {
-                        task: t.id.clone(),
-                        input: input.clone(),
-                        producer: tasks[producer].id.clone(),
-                        output: o.to_string(),
-                    });
-                }
-                match prefix.rfind('/') {
-                    Some(slash) => prefix = &prefix[..slash],
-                    None => break,
-                }
-            }
-        }
     }
     Ok(())
 }

@@ -188,7 +188,10 @@ fn a_tampered_local_entry_writes_nothing_but_declared_outputs() {
         runqueue_host::TaskState::Succeeded
     );
     let rewritten = std::fs::read_to_string(&at).unwrap();
-    assert!(!rewritten.contains("src/a.txt"), "replaced by the run's own: {rewritten}");
+    assert!(
+        !rewritten.contains("src/a.txt"),
+        "replaced by the run's own: {rewritten}"
+    );
 }
 
 /// Every file below `dir`.
