@@ -20,13 +20,10 @@ impl HttpRemote {
     /// `timeout_ms`.
     /// `Err` says why the URL cannot be used.
     pub fn new(url: &str, timeout_ms: u32) -> Result<HttpRemote, String> {
+        crate::remote::check_url(url)?;
         let base = url.trim_end_matches('/').to_string();
-        let valid = (base.starts_with("http://") || base.starts_with("https://"))
-            && base.parse::<wstd::http::Uri>().is_ok();
-        if !valid {
-            return Err(format!(
-                "remote cache {url:?} is not an http:// or https:// URL"
-            ));
+        if base.parse::<wstd::http::Uri>().is_err() {
+            return Err(format!("remote cache \"{base}\" is not a URL"));
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms.max(1)));
         let mut client = Client::new();

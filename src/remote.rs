@@ -189,6 +189,60 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Checks a remote cache URL by hand (both command lines and every host
+/// use it, before anything runs): `http://` or `https://`, a host, a port
+/// in 1-65535 if one is given, and no credentials, which runqueue would not
+/// send and must not print. The message shows the URL with any password
+/// hidden.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let shown = hide_password(url);
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("remote cache \"{shown}\" is not an http:// or https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "remote cache \"{shown}\" has credentials in it, which runqueue does not send; give the URL without them"
+        ));
+    }
+    let (host, port) = match authority.find(']') {
+        // [IPv6]:port
+        Some(end) if authority.starts_with('[') => {
+            (&authority[..=end], authority[end + 1..].strip_prefix(':'))
+        }
+        _ => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("remote cache \"{shown}\" names no host"));
+    }
+    match port.map(str::parse::<u16>) {
+        Some(Ok(0) | Err(_)) => Err(format!(
+            "remote cache \"{shown}\": port \"{}\" is not a number from 1 to 65535",
+            port.unwrap_or_default()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `url` with the password of any `user:password@` replaced by `***`.
+pub fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{}", &rest[end..])
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Fetches from `remote` into `cache` every signature of `wanted` the
 /// local cache does not have, `concurrency` at a time. Each comes with its
 /// task's declared outputs: an entry that would write anything else is
@@ -470,6 +524,38 @@ mod tests {
         ));
         assert_eq!(down.failed, 1);
         assert_eq!(remote.requests.get(), 1);
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_never_shown() {
+        for good in [
+            "http://h",
+            "https://h:443/x",
+            "http://127.0.0.1:8080/c/",
+            "http://[::1]:80/c",
+            "http://[::1]",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        let bad = [
+            ("ftp://h", "is not an http:// or https:// URL"),
+            ("http:///c", "names no host"),
+            (
+                "http://h:99999/c",
+                "port \"99999\" is not a number from 1 to 65535",
+            ),
+            ("http://h:0", "port \"0\" is not"),
+            ("http://h:/c", "port \"\" is not"),
+            (
+                "http://u:secret@h/c",
+                "\"http://u:***@h/c\" has credentials in it",
+            ),
+        ];
+        for (url, why) in bad {
+            let err = check_url(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
     }
 
     #[test]

@@ -478,6 +478,7 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
             timeout: remote_cache_timeout,
             ..r
         });
+    check_writable(&show).map_err(bad_input)?;
     let rq = loader.load(remote.is_some())?;
     if remote.is_some() && place.no_cache {
         return Err(bad_input(
@@ -563,6 +564,35 @@ pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
              or give --component FILE or ${COMPONENT_ENV}"
             )
         })
+}
+
+/// Refuses, before anything runs, a `--report`, `--trace` or `--chart`
+/// path that could not be written after the build: its directory missing,
+/// or a directory in its place. Nothing is created.
+fn check_writable(show: &Show) -> Result<(), String> {
+    let given = [
+        ("--report", &show.report),
+        ("--trace", &show.trace),
+        ("--chart", &show.chart),
+    ];
+    for (option, path) in given {
+        let Some(path) = path else { continue };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "{option} {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if path.is_dir() {
+            return Err(format!("{option} {}: is a directory", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the files `--report`, `--trace` and `--chart` ask for.

@@ -46,13 +46,15 @@ impl RemoteCache {
 
 /// The (scheme, authority) of an `http://` or `https://` URL.
 pub fn origin_of(url: &str) -> Result<(String, String), String> {
+    runqueue::remote::check_url(url)?;
+    let shown = runqueue::remote::hide_password(url);
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| format!("remote cache {url:?} is not a URL: {e}"))?;
+        .map_err(|e| format!("remote cache \"{shown}\" is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.authority()) {
         (Some(s @ ("http" | "https")), Some(a)) => Ok((s.to_string(), a.as_str().to_string())),
         _ => Err(format!(
-            "remote cache {url:?} is not an http:// or https:// URL with a host"
+            "remote cache \"{shown}\" is not an http:// or https:// URL with a host"
         )),
     }
 }

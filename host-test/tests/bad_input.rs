@@ -366,6 +366,52 @@ fn log_directories_outside_the_workspace() {
     }
 }
 
+/// `--report`, `--trace` and `--chart` are checked before the build, not
+/// found unwritable after it ran.
+#[test]
+fn unwritable_report_paths_are_refused_before_anything_runs() {
+    let f = Fixture::new();
+    let graph = br#"{"version":1,"tasks":[{"id":"a","run":"echo hi; touch ran"}]}"#;
+    for option in ["--report", "--trace", "--chart"] {
+        let want = format!("runqueue: {option} no/such/t.json: directory no/such does not exist\n");
+        f.refuse_named(
+            OsStr::new("g.json"),
+            graph,
+            &[option, "no/such/t.json"],
+            &want,
+        )
+        .unwrap_or_else(|e| panic!("{option}: {e}"));
+        let want = format!("runqueue: {option} src: is a directory\n");
+        f.refuse_named(OsStr::new("g.json"), graph, &[option, "src"], &want)
+            .unwrap_or_else(|e| panic!("{option}: {e}"));
+    }
+}
+
+/// Bad input given a cache directory that does not exist yet creates it
+/// with no subcommand.
+#[test]
+fn bad_input_creates_no_new_cache_directory() {
+    let ws = common::Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[{"id":"a","run":"true","inputs":["missing"]}]}"#,
+    );
+    for args in [
+        &["build", "g.json"][..],
+        &["plan", "g.json"],
+        &["explain", "g.json", "a"],
+        &["simulate", "g.json"],
+    ] {
+        let out = ws.cli(&[args, &["--cache", "NEWDIR"]].concat());
+        assert!(
+            !ws.join("NEWDIR").exists(),
+            "{args:?} made it: {}",
+            stderr(&out)
+        );
+        assert_eq!(ws.listing(), ["g.json"], "{args:?}");
+    }
+}
+
 #[test]
 fn missing_graph_file_and_bad_arguments() {
     let ws = common::Ws::new();

@@ -298,8 +298,23 @@ fn bad_remote_urls_and_combinations_are_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "runqueue: remote cache \"ftp://example.com/x\" is not an http:// or https:// URL with a host\n"
+        "runqueue: remote cache \"ftp://example.com/x\" is not an http:// or https:// URL\n"
     );
+    for (url, why) in [
+        (
+            "http://127.0.0.1:99999/c",
+            "port \"99999\" is not a number from 1 to 65535",
+        ),
+        (
+            "http://me:hunter2@127.0.0.1:9/c",
+            "\"http://me:***@127.0.0.1:9/c\" has credentials in it",
+        ),
+    ] {
+        let out = build_with_outputs(&ws, &["--remote-cache", url]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    }
     let out = build_with_outputs(
         &ws,
         &["--remote-cache", "http://127.0.0.1:9/c", "--no-cache"],
