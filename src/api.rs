@@ -143,7 +143,9 @@ pub struct Host<'a> {
 }
 
 fn parse(text: &str) -> Result<Graph, Error> {
-    Graph::parse(text).map_err(|e| Error::InvalidGraph(e.to_string()))
+    let graph = Graph::parse(text).map_err(|e| Error::InvalidGraph(e.to_string()))?;
+    crate::lognames::check(&graph).map_err(Error::InvalidGraph)?;
+    Ok(graph)
 }
 
 /// Validates `graph` without running anything.

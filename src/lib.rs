@@ -37,6 +37,7 @@ pub mod graph;
 mod graph_fuzz;
 pub mod import;
 pub mod journal;
+pub mod lognames;
 pub mod overlap;
 pub mod plan;
 #[cfg(test)]

@@ -60,33 +60,6 @@ pub struct Seams<'a> {
     pub remote: Option<&'a dyn Remote>,
 }
 
-/// The log file of a task: `<log_dir>/<recipe>/log.<task>` for ids of the
-/// form `recipe:task` (BitBake's `${T}/log.do_task`), `<log_dir>/log.<id>`
-/// otherwise, with characters that are unsafe in file names replaced.
-pub fn log_path(log_dir: &str, id: &str) -> String {
-    match id.split_once(':') {
-        Some((recipe, task)) => format!("{log_dir}/{}/log.{}", file_safe(recipe), file_safe(task)),
-        None => format!("{log_dir}/log.{}", file_safe(id)),
-    }
-}
-
-fn file_safe(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_+.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with('.') {
-        out.insert(0, '_');
-    }
-    out
-}
-
 /// The command for a task, or `None` for a task with nothing to run.
 pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command> {
     let task = graph.task(id);
@@ -103,7 +76,7 @@ pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command
         args,
         cwd: task.cwd.clone(),
         env: env.into_iter().collect(),
-        log: log_path(&config.log_dir, &task.id),
+        log: crate::lognames::log_path(&config.log_dir, &task.id),
         timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
     })
 }
@@ -773,14 +746,6 @@ mod tests {
                 timeout_ms: None,
             }
         );
-    }
-
-    #[test]
-    fn log_paths_are_safe() {
-        assert_eq!(log_path("L", "a:do_x"), "L/a/log.do_x");
-        assert_eq!(log_path("L", "../../etc:passwd"), "L/_.._.._etc/log.passwd");
-        assert_eq!(log_path("L", "plain"), "L/log.plain");
-        assert_eq!(log_path("L", ":x/y"), "L/_/log.x_y");
     }
 
     #[test]
