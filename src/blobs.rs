@@ -11,7 +11,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{copy_hashing, hash_file, io_text, is_sha256_hex, sha256_hex, unique_suffix};
+use crate::digest::{
+    copy_hashing, hash_file, io_text, is_sha256_hex, open_regular, sha256_hex, unique_suffix,
+};
 
 /// A file's content: its sha256 (hex) and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +53,17 @@ const SMALL: u64 = 64 * 1024;
 /// one pass, then renamed to its hash (replacing an identical blob is
 /// harmless).
 pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
-    let size = fs::metadata(src)
-        .map_err(|e| io_err("cannot read", src, e))?
-        .len();
-    if size > SMALL {
+    use std::io::Read;
+    let read = |e| io_err("cannot read", src, e);
+    let file = open_regular(src).map_err(read)?;
+    if file.metadata().map_err(read)?.len() > SMALL {
         return store_large(cache, src);
     }
-    let bytes = fs::read(src).map_err(|e| io_err("cannot read", src, e))?;
+    let mut bytes = Vec::new();
+    file.take(SMALL + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > SMALL {
+        return store_large(cache, src);
+    }
     let blob = Blob {
         hash: sha256_hex(&bytes),
         size: bytes.len() as u64,

@@ -82,6 +82,9 @@ pub enum StoreError {
     Missing(String),
     /// An output symlink points outside the workspace: the task fails.
     Escapes(String),
+    /// An output is a FIFO, socket or device, which is never opened (a
+    /// FIFO would block for ever): the task fails.
+    Special(String),
     /// The cache could not be written: a warning, the build goes on.
     Io(String),
 }
@@ -93,6 +96,10 @@ impl std::fmt::Display for StoreError {
             StoreError::Escapes(p) => {
                 write!(f, "output symlink \"{p}\" points outside the workspace")
             }
+            StoreError::Special(p) => write!(
+                f,
+                "output \"{p}\" is a FIFO, socket or device; outputs are files, directories and symlinks"
+            ),
             StoreError::Io(msg) => write!(f, "cannot store outputs in the cache: {msg}"),
         }
     }
@@ -388,13 +395,15 @@ fn collect(
         for name in names {
             collect(ws, &format!("{rel}/{name}"), modes, entries)?;
         }
-    } else {
+    } else if meta.is_file() {
         entries.push(OutputEntry::File {
             path: rel.to_string(),
             blob: String::new(),
             size: 0,
             mode: mode(rel)?,
         });
+    } else {
+        return Err(StoreError::Special(rel.to_string()));
     }
     Ok(())
 }

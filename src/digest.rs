@@ -72,14 +72,47 @@ fn hash_stream(
 
 /// sha256 and size of a file's contents.
 pub fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    hash_stream(&mut File::open(path)?, |_| Ok(()))
+    hash_stream(&mut open_regular(path)?, |_| Ok(()))
+}
+
+/// Opens `path` for reading if it is a regular file (after symlinks). A
+/// FIFO, socket or device is refused without being opened: opening a FIFO
+/// with no writer would block for ever, and a device can be endless.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket or device)",
+        )
+    };
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    // Natively, opened without blocking and checked again on the open file:
+    // a FIFO swapped in meanwhile is still never waited on.
+    #[cfg(unix)]
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(not_regular());
+        }
+        file
+    };
+    #[cfg(not(unix))]
+    let file = File::open(path)?;
+    Ok(file)
 }
 
 /// Copies `from` into a new file `to` (which must not exist), returning the
 /// sha256 and size of what was copied. The caller renames `to` into place.
 pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
+    let mut src = open_regular(from)?;
     let mut dst = File::options().write(true).create_new(true).open(to)?;
-    let hashed = hash_stream(&mut File::open(from)?, |chunk| dst.write_all(chunk))?;
+    let hashed = hash_stream(&mut src, |chunk| dst.write_all(chunk))?;
     dst.flush()?;
     Ok(hashed)
 }

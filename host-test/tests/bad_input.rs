@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::SystemTime;
@@ -409,6 +409,28 @@ fn bad_input_creates_no_new_cache_directory() {
             stderr(&out)
         );
         assert_eq!(ws.listing(), ["g.json"], "{args:?}");
+    }
+}
+
+/// A FIFO with no writer or a device as the graph is refused without being
+/// opened or read: no hang, no unbounded read.
+#[test]
+fn a_fifo_or_a_device_is_no_graph() {
+    let ws = common::Ws::new();
+    let fifo = std::ffi::CString::new(ws.join("fifo").into_os_string().into_vec()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    for (graph, args) in [
+        ("fifo", vec!["check", "fifo"]),
+        ("/dev/zero", vec!["check", "/dev/zero"]),
+        ("fifo", vec!["build", "fifo"]),
+    ] {
+        let out = ws.cli_within(20, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!("runqueue: graph {graph} is not a regular file\n")
+        );
     }
 }
 

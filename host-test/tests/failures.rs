@@ -177,3 +177,41 @@ fn an_allow_list_refuses_other_programs() {
     assert!(!ws.join("direct.txt").exists());
     assert!(ws.join("made").is_dir() && ws.join("shell.txt").exists());
 }
+
+/// A FIFO is never opened as an output or an input: storing one with no
+/// writer would block the build for ever. As an output it fails its task
+/// (cache on or off); inside an input directory it is bad input.
+#[test]
+fn fifos_fail_their_task_or_the_graph_and_never_hang() {
+    let ws = Ws::new();
+    let g = r#"{"version":1,"tasks":[
+      {"id":"a","run":"mkdir -p out && mkfifo out/p && echo x > out/f","outputs":["out"]},
+      {"id":"b","deps":["a"],"run":"touch b"}]}"#;
+    ws.write("g.json", g);
+    for extra in [&[][..], &["--no-cache"]] {
+        let _ = std::fs::remove_dir_all(ws.join("out"));
+        let out = ws.cli_within(30, &[&["build", "g.json"], extra].concat());
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(
+            stdout(&out).contains("a: output \"out/p\" is a FIFO, socket or device"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(!ws.join("b").exists(), "the dependent never ran");
+    }
+    std::fs::create_dir_all(ws.join("in")).unwrap();
+    let fifo = std::ffi::CString::new(ws.join("in/p").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    ws.write(
+        "i.json",
+        r#"{"version":1,"tasks":[{"id":"c","run":"touch c","inputs":["in"]}]}"#,
+    );
+    let out = ws.cli_within(30, &["build", "i.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        common::stderr(&out),
+        "runqueue: invalid graph i.json: cannot read in/p: not a regular file (a FIFO, socket or device)\n"
+    );
+    assert!(!ws.join("c").exists());
+}

@@ -61,29 +61,48 @@ pub fn error_exit(graph: &str, e: &Error) -> (i32, String) {
     }
 }
 
-/// A graph file's text: refused if it is larger than [`MAX_GRAPH_BYTES`]
-/// or not UTF-8.
+/// A graph file's text: refused if it is not a regular file (a FIFO or a
+/// device is never opened), larger than [`MAX_GRAPH_BYTES`] (however large
+/// it says it is: no more is read) or not UTF-8.
 pub fn read_graph(path: &Path) -> Result<String, String> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read graph {shown}: {e}"))?;
-    if meta.len() > MAX_GRAPH_BYTES {
-        return Err(format!(
-            "graph {shown} is {} bytes; the limit is {MAX_GRAPH_BYTES}",
-            meta.len()
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read graph {shown}: {e}"))?;
+    let bytes = read_capped(path, "graph ", MAX_GRAPH_BYTES)?;
     String::from_utf8(bytes).map_err(|e| {
         format!(
-            "graph {shown} is not UTF-8 text (bad byte at offset {})",
+            "graph {} is not UTF-8 text (bad byte at offset {})",
+            path.display(),
             e.utf8_error().valid_up_to()
         )
     })
 }
 
-/// Any other text file an option names (durations).
+/// Any other text file an option names (durations), with the same rules.
 pub fn read_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    let bytes = read_capped(path, "", MAX_GRAPH_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// The bytes of the regular file `path`, at most `cap` of them; `what`
+/// starts the messages ("graph ").
+fn read_capped(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{what}{shown} is not a regular file"));
+    }
+    let too_big = |n: u64| format!("{what}{shown} is {n} bytes or more; the limit is {cap}");
+    if meta.len() > cap {
+        return Err(too_big(meta.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big(cap + 1));
+    }
+    Ok(bytes)
 }
 
 /// A number of seconds (`--timeout`, `--remote-cache-timeout`): positive,

@@ -164,6 +164,26 @@ impl Ws {
             .expect("run the runqueue binary")
     }
 
+    /// Like [`Ws::cli`], but a run that has not ended after `secs` seconds
+    /// is killed and fails the test: for what used to hang.
+    pub fn cli_within(&self, secs: u64, args: &[&str]) -> Output {
+        let mut child = runqueue_command(self.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the runqueue binary");
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("runqueue {args:?} still running after {secs} s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("wait")
+    }
+
     /// Writes `graph` to `g.json` and runs `runqueue build g.json` with
     /// `args` in this workspace.
     pub fn cli_build(&self, graph: &str, args: &[&str]) -> Output {
