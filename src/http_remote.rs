@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use wstd::http::{Body, Client, Request};
 
-use crate::remote::{Failure, Fut, Remote};
+use crate::remote::{Failure, Fut, Remote, MAX_ENTRY_BYTES};
 
 pub struct HttpRemote {
     base: String,
@@ -37,21 +37,17 @@ impl HttpRemote {
         })
     }
 
-    /// Sends one request and reads the whole answer: (status, body).
-    async fn exchange(&self, req: Request<Body>) -> Result<(u16, Vec<u8>), Failure> {
+    /// Sends one request and reads the answer, at most `limit` bytes of
+    /// it: (status, body).
+    async fn exchange(&self, req: Request<Body>, limit: u64) -> Result<(u16, Vec<u8>), Failure> {
         let work = async {
-            let mut resp = self
+            let resp = self
                 .client
                 .send(req)
                 .await
                 .map_err(|e| classify(&e, None))?;
             let status = resp.status().as_u16();
-            let body = resp
-                .body_mut()
-                .contents()
-                .await
-                .map_err(|e| classify(&e, Some("reading the answer")))?
-                .to_vec();
+            let body = read_at_most(resp.into_body(), limit).await?;
             Ok((status, body))
         };
         let deadline = wstd::task::sleep(self.timeout.into());
@@ -63,6 +59,27 @@ impl HttpRemote {
             ))),
         }
     }
+}
+
+/// The bytes of `body`, frame by frame, refused as soon as there are more
+/// than `limit` (whatever its Content-Length said).
+async fn read_at_most(body: Body, limit: u64) -> Result<Vec<u8>, Failure> {
+    use wstd::http::BodyExt;
+    if body.content_length().is_some_and(|n| n > limit) {
+        return Err(Failure::TooLong(limit));
+    }
+    let mut body = body.into_boxed_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify(&e, Some("reading the answer")))?;
+        if let Ok(data) = frame.into_data() {
+            if (bytes.len() + data.len()) as u64 > limit {
+                return Err(Failure::TooLong(limit));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 /// A client error as a failure, by its WASI error code: timeouts are not
@@ -92,12 +109,12 @@ fn classify(e: &wstd::http::Error, doing: Option<&str>) -> Failure {
 }
 
 impl Remote for HttpRemote {
-    fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+    fn get<'a>(&'a self, path: &'a str, limit: u64) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
         Box::pin(async move {
             let req = Request::get(format!("{}/{path}", self.base))
                 .body(Body::empty())
                 .map_err(|e| Failure::Transport(e.to_string()))?;
-            match self.exchange(req).await? {
+            match self.exchange(req, limit).await? {
                 (200, body) => Ok(Some(body)),
                 (404, _) => Ok(None),
                 (status, _) => Err(Failure::Status(status)),
@@ -110,7 +127,7 @@ impl Remote for HttpRemote {
             let req = Request::put(format!("{}/{path}", self.base))
                 .body(Body::from(body))
                 .map_err(|e| Failure::Transport(e.to_string()))?;
-            match self.exchange(req).await? {
+            match self.exchange(req, MAX_ENTRY_BYTES).await? {
                 (200..=299, _) => Ok(()),
                 (status, _) => Err(Failure::Status(status)),
             }

@@ -40,6 +40,8 @@ pub enum Failure {
     Timeout(String),
     /// An answer that is not 200 (or 404 for a GET): 500, 403, ...
     Status(u16),
+    /// An answer longer than the caller's limit; reading stopped there.
+    TooLong(u64),
 }
 
 impl std::fmt::Display for Failure {
@@ -47,6 +49,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Transport(why) | Failure::Timeout(why) => write!(f, "{why}"),
             Failure::Status(code) => write!(f, "HTTP status {code}"),
+            Failure::TooLong(limit) => write!(f, "the answer is longer than {limit} bytes"),
         }
     }
 }
@@ -54,12 +57,17 @@ impl std::fmt::Display for Failure {
 /// HTTP as the remote cache needs it. `path` is `cas/<sha256>` or
 /// `ac/<signature>`, relative to the remote's base URL.
 pub trait Remote {
-    /// The body, or `None` for 404.
-    fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>>;
+    /// The body, or `None` for 404; a body longer than `limit` bytes is
+    /// not read further ([`Failure::TooLong`]).
+    fn get<'a>(&'a self, path: &'a str, limit: u64) -> Fut<'a, Result<Option<Vec<u8>>, Failure>>;
     fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>>;
     /// The base URL, for messages.
     fn url(&self) -> &str;
 }
+
+/// The longest action entry taken from a remote: a real one is a few
+/// hundred bytes per output file.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
 
 /// Failed requests in a row (connection failures or timeouts, after
 /// retries) after which the remote is not asked again this run.
@@ -146,8 +154,9 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Missed> {
-        self.request("GET", path, || self.remote.get(path)).await
+    async fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Missed> {
+        self.request("GET", path, || self.remote.get(path, limit))
+            .await
     }
 
     async fn put(&self, path: &str, body: Vec<u8>) -> Result<(), Missed> {
@@ -276,20 +285,20 @@ async fn pull_one(
     sig: &str,
     outputs: &[String],
 ) -> Result<bool, Missed> {
-    let Some(bytes) = session.get(&format!("ac/{sig}")).await? else {
+    let Some(bytes) = session.get(&format!("ac/{sig}"), MAX_ENTRY_BYTES).await? else {
         return Ok(false);
     };
     let entry = validate_entry(sig, &bytes)
         .and_then(|e| e.confined_to(outputs).map(|()| e))
         .map_err(|why| format!("ac/{sig}: the entry {why}"))?;
     for o in &entry.outputs {
-        if let OutputEntry::File { blob, .. } = o {
+        if let OutputEntry::File { blob, size, .. } = o {
             if cache.has_blob(blob) {
                 continue;
             }
             let path = format!("cas/{blob}");
             let data = session
-                .get(&path)
+                .get(&path, *size)
                 .await?
                 .ok_or_else(|| format!("GET {path}: the remote has the entry but not this blob"))?;
             cache
@@ -353,14 +362,21 @@ mod tests {
     }
 
     impl Remote for Fake {
-        fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+        fn get<'a>(
+            &'a self,
+            path: &'a str,
+            limit: u64,
+        ) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
             self.requests.set(self.requests.get() + 1);
             let r = match self.fail.take() {
                 Some(f) => {
                     self.fail.set(Some(f.clone()));
                     Err(f)
                 }
-                None => Ok(self.files.borrow().get(path).cloned()),
+                None => match self.files.borrow().get(path) {
+                    Some(b) if b.len() as u64 > limit => Err(Failure::TooLong(limit)),
+                    found => Ok(found.cloned()),
+                },
             };
             Box::pin(async move { r })
         }
@@ -477,12 +493,16 @@ mod tests {
     }
 
     impl Remote for Flaky {
-        fn get<'a>(&'a self, path: &'a str) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
+        fn get<'a>(
+            &'a self,
+            path: &'a str,
+            limit: u64,
+        ) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
             if self.resets_left.get() > 0 {
                 self.resets_left.set(self.resets_left.get() - 1);
                 return Box::pin(async { Err(Failure::Transport("connection reset".into())) });
             }
-            self.inner.get(path)
+            self.inner.get(path, limit)
         }
         fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>> {
             self.inner.put(path, body)
@@ -524,6 +544,45 @@ mod tests {
         ));
         assert_eq!(down.failed, 1);
         assert_eq!(remote.requests.get(), 1);
+    }
+
+    #[test]
+    fn answers_longer_than_expected_are_not_taken() {
+        let a = tempfile::tempdir().unwrap();
+        let sig = "a".repeat(64);
+        let from = cache_with(a.path(), &sig, b"hello");
+        let remote = Fake::default();
+        block(push(&remote, &from, std::slice::from_ref(&sig), 1));
+        // A blob longer than its entry says, then an entry of 2 MiB.
+        let blob = format!("cas/{}", sha256_hex(b"hello"));
+        remote.files.borrow_mut().insert(blob, vec![b'x'; 6]);
+        let b = tempfile::tempdir().unwrap();
+        let down = block(pull(
+            &remote,
+            &Cache::new(b.path()),
+            &want(std::slice::from_ref(&sig)),
+            1,
+        ));
+        assert!(
+            down.warnings[0].contains("the answer is longer than 5 bytes"),
+            "{:?}",
+            down.warnings
+        );
+        remote
+            .files
+            .borrow_mut()
+            .insert(format!("ac/{sig}"), vec![b' '; 2 << 20]);
+        let down = block(pull(
+            &remote,
+            &Cache::new(b.path()),
+            &want(std::slice::from_ref(&sig)),
+            1,
+        ));
+        assert!(
+            down.warnings[0].contains("longer than 1048576 bytes"),
+            "{:?}",
+            down.warnings
+        );
     }
 
     #[test]

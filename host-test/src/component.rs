@@ -93,7 +93,7 @@ impl Runqueue {
         if e.downcast_ref::<MemoryLimitReached>().is_some() {
             CallError::OutOfMemory(format!(
                 "the runqueue component needed more memory than its limit ({} MiB): \
-                 the graph is too large for it; raise it with --max-memory",
+                 the graph, or a blob from the remote cache, is too large for it; raise it with --max-memory",
                 self.memory_limit >> 20
             ))
         } else {

@@ -491,7 +491,7 @@ fn a_graph_too_big_for_the_memory_limit_is_bad_input() {
         .collect();
     let graph = format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(","));
     let want = "runqueue: the runqueue component needed more memory than its limit (16 MiB): \
-                the graph is too large for it; raise it with --max-memory\n";
+                the graph, or a blob from the remote cache, is too large for it; raise it with --max-memory\n";
     Fixture::new()
         .refuse_named(
             OsStr::new("g.json"),

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -398,4 +398,48 @@ fn a_poisoned_entry_writes_nothing_but_declared_outputs() {
         let image = |ws: &Ws| std::fs::read(ws.join("out/image.bin")).unwrap();
         assert_eq!(image(&first), image(&second));
     }
+}
+
+/// A server answering with bodies far longer than an entry or a blob can
+/// be: reading stops at the limit, the lookup is a miss with a warning,
+/// and the build (which works without the remote) works with it.
+#[test]
+fn endless_answers_from_the_server_are_cut_short() {
+    let server = Nginx::start();
+    let first = Ws::new();
+    let out = build_with_outputs(&first, &["--remote-cache", &server.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let junk = vec![b'{'; 40 << 20];
+    // The image's entry stays sound, its blob grows by 40 MiB; the other
+    // entries become 40 MiB each.
+    let (image_at, image) = entry_on(&server, "image:do_rootfs");
+    for f in server.files() {
+        if f.starts_with("ac") && server.path(&f) != image_at {
+            std::fs::write(server.path(&f), &junk).unwrap();
+        }
+    }
+    let blob = format!("cas/{}", image["outputs"][0]["blob"].as_str().unwrap());
+    let mut grown = std::fs::read(server.path(Path::new(&blob))).unwrap();
+    grown.extend_from_slice(&junk);
+    std::fs::write(server.path(Path::new(&blob)), grown).unwrap();
+    let second = Ws::new();
+    let out = build_with_outputs(
+        &second,
+        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("3 of 3 lookups failed"), "{err}");
+    assert!(
+        err.contains("the answer is longer than 1048576 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("too large"), "{err}");
+    assert!(
+        summary_line(&out).contains("0 didn't need to be rerun"),
+        "{}",
+        stdout(&out)
+    );
+    let image = |ws: &Ws| std::fs::read(ws.join("out/image.bin")).unwrap();
+    assert_eq!(image(&first).len(), image(&second).len());
 }
