@@ -501,12 +501,17 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         activity: Some(Activity::default()),
     };
     let console = console_for(&show, &ws, &controls, stall_warning);
+    // Orphans of tasks become ours, so none outlives the build.
+    let subreaper = crate::process::strays::become_subreaper();
     let ticker = console.start_ticker();
     let events = console.clone();
     let result = rq
         .run_controlled(&text, &options, &controls, &ws, move |e| events.event(e))
         .await;
     ticker.abort();
+    if subreaper {
+        kill_strays();
+    }
     let report = answer(&graph, result)?;
     console.summary(&report);
     write_outputs(&report, &show).map_err(bad_input)?;
@@ -593,6 +598,18 @@ fn check_writable(show: &Show) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Kills what tasks left running outside their process groups, saying so.
+fn kill_strays() {
+    let killed = crate::process::strays::kill(None);
+    if !killed.is_empty() {
+        eprintln!(
+            "runqueue: warning: killed {} process(es) that tasks left running: {}",
+            killed.len(),
+            killed.join(", ")
+        );
+    }
 }
 
 /// Writes the files `--report`, `--trace` and `--chart` ask for.

@@ -94,3 +94,49 @@ fn the_cli_default_timeout_and_bad_values() {
         "runqueue: invalid graph bad.json: task \"a\": \"timeout\" must be a positive number of seconds below 1e9\n"
     );
 }
+
+/// A descendant that left the task's process group (`setsid`) and holds
+/// its output pipe neither delays the timeout nor outlives the build: it
+/// is killed once the task is stopped, and the log says so; a successful
+/// task's such descendant is killed when the build ends, with a warning.
+#[test]
+fn processes_that_escaped_the_group_are_killed_too() {
+    let ws = Ws::new();
+    let g = r#"{"version":1,"tasks":[
+      {"id":"a","run":"setsid sleep 301 & echo $! > a.pid; sleep 30","timeout":1},
+      {"id":"b","run":"setsid sleep 302 & echo $! > b.pid"}]}"#;
+    let started = std::time::Instant::now();
+    let out = ws.cli_build(g, &["-k", "--no-cache"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a: timed out after 1 s"),
+        "{}",
+        stdout(&out)
+    );
+    for task in ["a", "b"] {
+        let pid: i32 = ws.read(&format!("{task}.pid")).trim().parse().unwrap();
+        assert!(
+            !process_is_running(pid),
+            "{task}'s escaped child {pid} still runs"
+        );
+    }
+    let a_pid = ws.read("a.pid");
+    assert!(
+        ws.read(".runqueue/logs/log.a").contains(&format!(
+            "runqueue: killed what the task left running outside its process group: {} (sleep)",
+            a_pid.trim()
+        )),
+        "{}",
+        ws.read(".runqueue/logs/log.a")
+    );
+    assert!(
+        stderr(&out).contains("runqueue: warning: killed 1 process(es) that tasks left running"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -17,6 +17,7 @@ use super::groups::signal_group;
 use super::logs::copy_lazily;
 use super::program::Programs;
 use super::stamps::{self, Stamp};
+use super::strays;
 use super::{Activity, LiveGroups, LogFiles, Workspace};
 use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
 
@@ -37,6 +38,11 @@ pub struct ChildProcess {
     files: Arc<LogFiles>,
     /// The exit has been seen and the output drained.
     settled: bool,
+    /// It was told to stop (timeout, interrupt): what it left running
+    /// outside its group is killed once it has exited.
+    stopped: bool,
+    /// The task's log as the guest names it, which its environment carries.
+    log_name: String,
     live: LiveGroups,
     activity: Activity,
 }
@@ -60,6 +66,7 @@ impl ChildProcess {
     /// Stops the process group: SIGTERM now, SIGKILL after [`KILL_GRACE`]
     /// to whatever is left of the group (background children too).
     fn stop_group(&mut self) {
+        self.stopped = true;
         if self.poll_status().is_none() {
             signal_group(self.pid, libc::SIGTERM);
         }
@@ -100,6 +107,10 @@ impl Pollable for ChildProcess {
         let noticed = Instant::now();
         let stamped = self.stamp.get().copied().unwrap_or(noticed);
         self.exited_at = Some(stamped.min(noticed));
+        let strays = match self.stopped {
+            true => strays::kill(Some(&self.log_name)),
+            false => Vec::new(),
+        };
         if let Some(copier) = self.copier.as_mut() {
             let wrote = tokio::time::timeout(DRAIN_GRACE, copier).await;
             // A failed task always has a log to point at, if only empty.
@@ -108,6 +119,12 @@ impl Pollable for ChildProcess {
                 let _ = self.files.create();
             }
             self.copier = None;
+        }
+        if !strays.is_empty() {
+            let _ = self.files.note(&format!(
+                "runqueue: killed what the task left running outside its process group: {}",
+                strays.join(", ")
+            ));
         }
         self.settled = true;
     }
@@ -168,6 +185,8 @@ pub fn spawn(
         copier: Some(copier),
         files,
         settled: false,
+        stopped: false,
+        log_name: cmd.log.clone(),
         live: live.clone(),
         activity: activity.clone(),
     })
@@ -209,6 +228,7 @@ fn start(
         .current_dir(cwd)
         .env_clear()
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .env(strays::TASK_VAR, &cmd.log)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))

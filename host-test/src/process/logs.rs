@@ -59,6 +59,23 @@ impl LogFiles {
     }
 }
 
+impl LogFiles {
+    /// Appends a line of runqueue's own to the log, creating it if the
+    /// task printed nothing.
+    pub(super) fn note(&self, line: &str) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if fs::symlink_metadata(&self.log).is_err() {
+            drop(self.create()?);
+        }
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.log)?;
+        writeln!(file, "{line}")
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }

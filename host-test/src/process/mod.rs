@@ -10,6 +10,7 @@ mod interrupt;
 mod logs;
 mod program;
 mod stamps;
+pub mod strays;
 mod workspace;
 
 pub use activity::Activity;
