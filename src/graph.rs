@@ -341,29 +341,21 @@ impl fmt::Display for GraphError {
             GraphError::BadEnvName { task, name } => write!(
                 f,
                 "{}env name \"{}\" is not usable (names are non-empty, without \"=\" or NUL)",
-                task.as_ref().map_or(String::new(), |t| format!("task \"{t}\": ")),
+                task.as_ref()
+                    .map_or(String::new(), |t| format!("task \"{t}\": ")),
                 name.escape_debug()
-            ),
-            GraphError::PathIsWorkspace { task, field, path } => write!(
-                f,
-                "task \"{task}\": {field} \"{path}\" is the workspace itself; name a file or directory inside it"
             ),
             GraphError::BothRunAndArgv(id) => {
                 write!(f, "task \"{id}\" has both \"run\" and \"argv\"; give one")
             }
             GraphError::EmptyArgv(id) => write!(f, "task \"{id}\" has an empty \"argv\""),
-            GraphError::PathEscapes { task, field, path } => write!(
-                f,
-                "task \"{task}\": {field} \"{path}\" leaves the workspace (use a relative path without \"..\")"
-            ),
             GraphError::UnknownPool { task, pool } => write!(
                 f,
                 "task \"{task}\" uses pool \"{pool}\", which the graph's \"pools\" does not define"
             ),
-            GraphError::TooManyTasks(n) => write!(
-                f,
-                "the graph has {n} tasks; the limit is {MAX_TASKS}"
-            ),
+            GraphError::TooManyTasks(n) => {
+                write!(f, "the graph has {n} tasks; the limit is {MAX_TASKS}")
+            }
             GraphError::TooLong {
                 place,
                 field,
@@ -378,56 +370,72 @@ impl fmt::Display for GraphError {
             GraphError::EmptyPool(name) => {
                 write!(f, "pool \"{name}\" has depth 0; give it at least 1")
             }
-            GraphError::InputIsOutput {
-                task,
-                input,
-                producer,
-                output,
-            } => write!(
-                f,
-                "task \"{task}\": input \"{input}\" is inside output \"{output}\" of task \"{producer}\"; \
-                 list only source files as inputs and depend on \"{producer}\" instead"
-            ),
-            GraphError::OutputsOverlap {
-                task,
-                output,
-                other,
-                other_output,
-            } if output == other_output => write!(
-                f,
-                "task \"{task}\": output \"{output}\" is also an output of task \"{other}\", and neither task depends on the other: \
-                 their writes would race"
-            ),
-            GraphError::OutputsOverlap {
-                task,
-                output,
-                other,
-                other_output,
-            } => write!(
-                f,
-                "task \"{task}\": output \"{output}\" is inside output \"{other_output}\" of task \"{other}\", and neither task \
-                 depends on the other: their writes would race"
-            ),
-            GraphError::OutputInInput {
-                task,
-                output,
-                reader,
-                input,
-            } => write!(
-                f,
-                "task \"{task}\": output \"{output}\" is inside input \"{input}\" of task \"{reader}\"; \
-                 inputs are source files that no task writes"
-            ),
-            GraphError::Reserved { task, field, path } => write!(
-                f,
-                "task \"{task}\": {field} \"{path}\" is inside \"{}\", which runqueue keeps for its cache and logs",
-                crate::overlap::RESERVED
-            ),
             GraphError::ByteOrderMark => write!(
                 f,
                 "the graph starts with a UTF-8 byte order mark; save it as UTF-8 without one"
             ),
+            paths => fmt_paths(paths, f),
         }
+    }
+}
+
+/// The errors about task paths, in words.
+fn fmt_paths(e: &GraphError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match e {
+        GraphError::PathIsWorkspace { task, field, path } => write!(
+            f,
+            "task \"{task}\": {field} \"{path}\" is the workspace itself; name a file or directory inside it"
+        ),
+        GraphError::PathEscapes { task, field, path } => write!(
+            f,
+            "task \"{task}\": {field} \"{path}\" leaves the workspace (use a relative path without \"..\")"
+        ),
+        GraphError::InputIsOutput {
+            task,
+            input,
+            producer,
+            output,
+        } => write!(
+            f,
+            "task \"{task}\": input \"{input}\" is inside output \"{output}\" of task \"{producer}\"; \
+             list only source files as inputs and depend on \"{producer}\" instead"
+        ),
+        GraphError::OutputsOverlap {
+            task,
+            output,
+            other,
+            other_output,
+        } if output == other_output => write!(
+            f,
+            "task \"{task}\": output \"{output}\" is also an output of task \"{other}\", and neither task depends on the other: \
+             their writes would race"
+        ),
+        GraphError::OutputsOverlap {
+            task,
+            output,
+            other,
+            other_output,
+        } => write!(
+            f,
+            "task \"{task}\": output \"{output}\" is inside output \"{other_output}\" of task \"{other}\", and neither task \
+             depends on the other: their writes would race"
+        ),
+        GraphError::OutputInInput {
+            task,
+            output,
+            reader,
+            input,
+        } => write!(
+            f,
+            "task \"{task}\": output \"{output}\" is inside input \"{input}\" of task \"{reader}\"; \
+             inputs are source files that no task writes"
+        ),
+        GraphError::Reserved { task, field, path } => write!(
+            f,
+            "task \"{task}\": {field} \"{path}\" is inside \"{}\", which runqueue keeps for its cache and logs",
+            crate::overlap::RESERVED
+        ),
+        _ => unreachable!("every other error is written by Display"),
     }
 }
 
