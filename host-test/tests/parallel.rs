@@ -226,10 +226,11 @@ fn tasks_get_exactly_the_given_environment_and_directory() {
     assert!(env.contains("PATH="), "{env}");
     let home = format!("HOME={}\n", ws.path().canonicalize().unwrap().display());
     assert!(env.contains(&home), "HOME is the workspace: {env}");
+    assert!(env.contains("RUNQUEUE_LOG=.runqueue/logs/log.e\n"), "{env}");
     assert_eq!(
         env.lines().count(),
-        5,
-        "exactly A, HOME, LANG, PATH and the shell's PWD: {env}"
+        6,
+        "exactly A, HOME, LANG, PATH, RUNQUEUE_LOG and the shell's PWD: {env}"
     );
     assert!(
         !env.contains("RUNQUEUE_TEST_LEAK"),
