@@ -6,6 +6,7 @@
 //! few kilobytes, does it at once); the component awaits the job's
 //! pollable like a child's.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use runqueue::blobs::{self, Blob};
@@ -13,7 +14,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use crate::bindings::runqueue::executor::files as wit;
-use crate::process::Workspace;
+use crate::process::{Dir, Workspace};
 use crate::state::CacheMount;
 
 type Outcome = Result<Vec<Blob>, String>;
@@ -51,23 +52,25 @@ impl Places<'_> {
 
     /// The host directory of the cache the component calls `guest`: the
     /// cache preopened apart from the workspace, or a directory inside the
-    /// workspace (its parent made and checked; the cache itself is made by
-    /// the first store), which the component can reach anyway.
-    fn cache(&self, guest: &str) -> Result<PathBuf, String> {
+    /// workspace (its parent made, checked and held open for the job; the
+    /// cache itself is made by the first store), which the component can
+    /// reach anyway.
+    fn cache(&self, guest: &str) -> Result<(PathBuf, Option<Dir>), String> {
         let mount = self.cache.filter(|m| m.guest_path == guest);
         if let Some(dir) = mount.and_then(CacheMount::host_dir) {
-            return Ok(dir.to_path_buf());
+            return Ok((dir.to_path_buf(), None));
         }
         let inside = runqueue::graph::normalize(guest).filter(|n| !n.is_empty());
         let Some(rel) = inside else {
             return Err(format!("\"{guest}\" is not this run's cache"));
         };
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        let dir = self.workspace()?.ensure_dir(parent)?.join(name);
+        let parent = self.workspace()?.ensure_dir(parent)?;
+        let dir = parent.join(name);
         if dir.is_symlink() {
             return Err(format!("the cache \"{guest}\" is a symlink"));
         }
-        Ok(dir)
+        Ok((dir, Some(parent)))
     }
 
     /// Host directories as the component calls them, for messages.
@@ -85,18 +88,41 @@ impl Places<'_> {
         names
     }
 
-    /// Resolves each workspace path with `resolve`.
-    fn each(
-        &self,
-        paths: &[String],
-        resolve: impl Fn(&Workspace, &str) -> Result<PathBuf, String>,
-    ) -> Result<Vec<PathBuf>, String> {
+    /// Workspace files to read: each checked to lie inside (directories on
+    /// the way not leading out), then named by its path. Reading through a
+    /// directory swapped afterwards could at worst read a file outside;
+    /// nothing is written through these.
+    fn to_read(&self, paths: &[String]) -> Result<Vec<PathBuf>, String> {
         let ws = self.workspace()?;
-        paths.iter().map(|p| resolve(ws, p)).collect()
+        paths
+            .iter()
+            .map(|p| ws.resolve_no_follow(p).map(|_| ws.root().join(p)))
+            .collect()
+    }
+
+    /// Workspace files to write: their directories made, checked and held
+    /// open (each once), so the writes go through the handles.
+    fn to_write(&self, paths: &[String]) -> Result<Held, String> {
+        let ws = self.workspace()?;
+        let mut dirs: HashMap<String, Dir> = HashMap::new();
+        let mut held = Vec::with_capacity(paths.len());
+        for p in paths {
+            let (dir, name) = p.rsplit_once('/').unwrap_or(("", p));
+            let dir = match dirs.get(dir) {
+                Some(d) => d.clone(),
+                None => ws.file_path(p)?.dir,
+            };
+            held.push(dir.join(name));
+            dirs.insert(dir.rel().to_string(), dir);
+        }
+        Ok(Held {
+            paths: held,
+            dirs: dirs.into_values().collect(),
+        })
     }
 
     pub fn hash(&self, paths: &[String]) -> FilesJob {
-        let sources = self.each(paths, Workspace::resolve_no_follow);
+        let sources = self.to_read(paths);
         start(self.names(), Size::Large, move || {
             par_map(&sources?, |p| blobs::hash(p))
         })
@@ -105,20 +131,28 @@ impl Places<'_> {
     pub fn store(&self, cache: &str, paths: &[String]) -> FilesJob {
         let places = self
             .cache(cache)
-            .and_then(|c| Ok((c, self.each(paths, Workspace::resolve_no_follow)?)));
+            .and_then(|c| Ok((c, self.to_read(paths)?)));
         let size = places
             .as_ref()
             .map_or(Size::Small, |(_, s)| Size::of_files(s));
-        start(self.names(), size, move || {
-            let (cache, sources) = places?;
+        let names = with_held(
+            self.names(),
+            places.as_ref().ok().and_then(|((_, d), _)| d.as_ref()),
+        );
+        start(names, size, move || {
+            let ((cache, _held), sources) = places?;
             par_map(&sources, |p| blobs::store(&cache, p))
         })
     }
 
     pub fn put(&self, cache: &str, files: Vec<(String, Vec<u8>)>) -> FilesJob {
         let cache = self.cache(cache);
-        start(self.names(), Size::Large, move || {
-            let cache = cache?;
+        let names = with_held(
+            self.names(),
+            cache.as_ref().ok().and_then(|(_, d)| d.as_ref()),
+        );
+        start(names, Size::Large, move || {
+            let (cache, _held) = cache?;
             for (rel, bytes) in &files {
                 if runqueue::graph::normalize(rel).as_deref() != Some(rel.as_str()) {
                     return Err(format!("\"{rel}\" is not a path inside the cache"));
@@ -133,13 +167,30 @@ impl Places<'_> {
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         let places = self
             .cache(cache)
-            .and_then(|c| Ok((c, self.each(&paths, Workspace::file_path)?)));
+            .and_then(|c| Ok((c, self.to_write(&paths)?)));
         let bytes: u64 = files.iter().map(|f| f.blob.size).sum();
-        start(self.names(), Size::of_bytes(bytes), move || {
-            let (cache, dests) = places?;
-            restore_all(&cache, &files, &dests).map(|()| Vec::new())
+        let mut names = self.names();
+        if let Ok(((_, cache_dir), held)) = &places {
+            names = with_held(names, cache_dir.as_ref());
+            names.extend(held.dirs.iter().map(Dir::names));
+        }
+        start(names, Size::of_bytes(bytes), move || {
+            let ((cache, _held_cache), dests) = places?;
+            restore_all(&cache, &files, &dests.paths).map(|()| Vec::new())
         })
     }
+}
+
+/// Paths to write, and the directories they go through, held open.
+struct Held {
+    paths: Vec<PathBuf>,
+    dirs: Vec<Dir>,
+}
+
+/// `names` and the guest's name of `dir`'s handle path, if any.
+fn with_held(mut names: Vec<(String, String)>, dir: Option<&Dir>) -> Vec<(String, String)> {
+    names.extend(dir.map(Dir::names));
+    names
 }
 
 /// [`blobs::restore_all`] with the files restored several at once: every

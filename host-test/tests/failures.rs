@@ -215,3 +215,35 @@ fn fifos_fail_their_task_or_the_graph_and_never_hang() {
     );
     assert!(!ws.join("c").exists());
 }
+
+/// A task that swaps a directory for a symlink leading out (its own cwd,
+/// or the log directory of its recipe) cannot make a later task write
+/// outside: every path is checked when it is used, not remembered.
+#[test]
+fn a_directory_swapped_for_a_symlink_out_is_caught_when_used() {
+    let outside = tempfile::tempdir().unwrap();
+    let out = outside.path().display();
+    for (what, swap) in [
+        ("cwd", format!("cd .. && rm -rf w && ln -s {out} w")),
+        (
+            "log dir",
+            format!("rm -rf ../.runqueue/logs/r && ln -s {out} ../.runqueue/logs/r"),
+        ),
+    ] {
+        let ws = Ws::new();
+        let g = format!(
+            r#"{{"version":1,"tasks":[
+              {{"id":"r:do_a","cwd":"w","run":"echo a; {swap}"}},
+              {{"id":"r:do_b","cwd":"w","deps":["r:do_a"],"run":"echo b; touch made-by-b"}}]}}"#
+        );
+        let out = ws.cli_build(&g, &["--no-cache"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("leads out of the workspace through a symlink"),
+            "{what}: {}",
+            stdout(&out)
+        );
+        let listing: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
+        assert!(listing.is_empty(), "{what}: written outside: {listing:?}");
+    }
+}

@@ -148,10 +148,13 @@ pub fn spawn(
     activity: &Activity,
     programs: &Programs,
 ) -> Result<ChildProcess, SpawnError> {
-    let cwd = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
+    // Both held open until the process started (the log's for as long as
+    // its files are written): a swap meanwhile cannot lead them out.
+    let cwd_dir = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
+    let cwd = cwd_dir.path();
     let link = ws.file_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
     let log_err = |e: io::Error| log_error(cmd, e);
-    remove_latest_link(&link, cmd)?;
+    remove_latest_link(&link.path(), cmd)?;
     let (reader, writer) = io::pipe().map_err(log_err)?;
     let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
     let err = out.try_clone().map_err(log_err)?;
@@ -169,7 +172,8 @@ pub fn spawn(
     let child = start(cmd, &argv, &program, &cwd, (out, err))?;
     let pid = child.id().unwrap_or(0);
     let stamp = stamps::watch(pid);
-    let files = Arc::new(LogFiles::new(link, pid, cmd, &cwd));
+    let shown_cwd = ws.root().join(cwd_dir.rel());
+    let files = Arc::new(LogFiles::new(link, pid, cmd, &shown_cwd));
     let copier = tokio::spawn(copy_lazily(reader, files.clone(), {
         let activity = activity.clone();
         move || activity.touch(pid)

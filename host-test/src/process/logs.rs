@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::workspace::{Dir, Entry};
 use crate::bindings::runqueue::executor::process as wit;
 
 /// The files a task leaves next to each other, BitBake style: for the log
@@ -15,6 +16,8 @@ use crate::bindings::runqueue::executor::process as wit;
 /// output), `dir/run.do_x.<pid>` (the exact command, as a shell script) and
 /// the link `dir/log.do_x` to the latest log.
 pub struct LogFiles {
+    /// The log directory, held open: the paths below go through it.
+    _dir: Dir,
     link: PathBuf,
     log: PathBuf,
     run: PathBuf,
@@ -22,12 +25,14 @@ pub struct LogFiles {
 }
 
 impl LogFiles {
-    pub(super) fn new(link: PathBuf, pid: u32, cmd: &wit::Command, cwd: &Path) -> LogFiles {
-        let name = link
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    /// The files of task `cmd`'s process `pid`, next to the link `link`;
+    /// `cwd` is where it runs, for the run script.
+    pub(super) fn new(link: Entry, pid: u32, cmd: &wit::Command, cwd: &Path) -> LogFiles {
+        let name = link.name.clone();
         let stem = name.strip_prefix("log.").unwrap_or(&name);
+        let (_dir, link) = (link.dir.clone(), link.path());
         LogFiles {
+            _dir,
             log: link.with_file_name(format!("{name}.{pid}")),
             run: link.with_file_name(format!("run.{stem}.{pid}")),
             link,

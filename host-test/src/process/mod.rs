@@ -20,4 +20,4 @@ pub use groups::{run_watchdog, LiveGroups};
 pub use interrupt::Interrupt;
 pub use logs::LogFiles;
 pub use program::Programs;
-pub use workspace::Workspace;
+pub use workspace::{Dir, Entry, Workspace};
