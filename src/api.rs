@@ -21,6 +21,7 @@ use crate::report::Report;
 use crate::reuse;
 use crate::seams::{FileModes, Files, Processes, Progress};
 use crate::signature::signatures_in;
+use crate::signing::{Signer, Trust};
 use crate::simulate::{durations_for, parse_durations};
 use crate::work::{self, Config, Seams};
 
@@ -64,6 +65,10 @@ pub struct Options {
     /// The timeout of tasks whose graph entry sets none.
     pub timeout_ms: Option<u64>,
     pub remote: Option<RemoteSettings>,
+    /// A secret key file's text: every entry this run writes is signed.
+    pub signing_key: Option<String>,
+    /// Public key files' texts: only entries signed by one are used.
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for Options {
@@ -76,6 +81,8 @@ impl Default for Options {
             log_dir: None,
             timeout_ms: None,
             remote: None,
+            signing_key: None,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -183,7 +190,7 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         base_env: host.base_env,
         log_dir,
         workspace: host.workspace.to_path_buf(),
-        cache: options.cache_dir.as_deref().map(Cache::new),
+        cache: cache_of(options)?,
         run_nonce: host.run_nonce,
         policy: options.policy,
         default_timeout_ms: options.timeout_ms,
@@ -200,6 +207,29 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
     work::run(&graph, &config, seams)
         .await
         .map_err(Error::InvalidGraph)
+}
+
+/// The cache the options ask for, with its keys; `Err` for keys that are
+/// not keys, or keys with no cache.
+fn cache_of(options: &Options) -> Result<Option<Cache>, Error> {
+    let keys = options.signing_key.is_some() || !options.trusted_keys.is_empty();
+    let Some(dir) = &options.cache_dir else {
+        return match keys {
+            true => Err(Error::InvalidRequest(
+                "cache signing and trusted keys need a cache (drop --no-cache)".into(),
+            )),
+            false => Ok(None),
+        };
+    };
+    let signer = options
+        .signing_key
+        .as_deref()
+        .map(Signer::parse)
+        .transpose();
+    let signer = signer.map_err(|e| Error::InvalidRequest(format!("signing key: {e}")))?;
+    let trust = Trust::parse(&options.trusted_keys)
+        .map_err(|e| Error::InvalidRequest(format!("trusted key: {e}")))?;
+    Ok(Some(Cache::new(dir).with_keys(signer, trust)))
 }
 
 /// The remote cache the options ask for; it needs a local cache to read

@@ -26,6 +26,7 @@ pub use crate::journal::History;
 use crate::journal::Journal;
 pub use crate::journal::Record;
 use crate::seams::{FileModes, Files, RestoreFile};
+use crate::signing::{unseal, Signer, Trust};
 
 /// Bumped when the layout or entry format changes.
 pub const CACHE_FORMAT: u32 = 1;
@@ -112,6 +113,9 @@ pub enum Lookup {
     Miss,
     /// An entry exists but cannot be used; the text says why.
     Corrupt(String),
+    /// An entry exists but is not signed by a trusted key; left in place
+    /// (it may serve a build that trusts its key).
+    Untrusted(String),
 }
 
 /// A cache directory. Nothing is created until something is stored.
@@ -120,6 +124,10 @@ pub struct Cache {
     dir: PathBuf,
     /// The journal, read on first use and shared by the clones.
     journal: Arc<Mutex<Option<Journal>>>,
+    /// Signs the entries this cache writes, if set.
+    signer: Option<Arc<Signer>>,
+    /// Whose signed entries are used (any entry, if empty).
+    trust: Arc<Trust>,
 }
 
 fn io_err(what: &str, path: &Path, e: io::Error) -> String {
@@ -131,7 +139,7 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> String {
 /// entry ...".
 pub fn validate_entry(sig: &str, bytes: &[u8]) -> Result<ActionEntry, String> {
     let entry: ActionEntry =
-        serde_json::from_slice(bytes).map_err(|e| format!("is corrupt: {e}"))?;
+        serde_json::from_slice(unseal(bytes)).map_err(|e| format!("is corrupt: {e}"))?;
     if entry.format != CACHE_FORMAT || entry.signature != sig {
         return Err("is unusable: wrong format or signature".to_string());
     }
@@ -212,7 +220,32 @@ impl Cache {
         Cache {
             dir: dir.into(),
             journal: Arc::default(),
+            signer: None,
+            trust: Arc::default(),
         }
+    }
+
+    /// This cache, signing what it writes with `signer` and using only
+    /// entries signed by a key of `trust` (unless it is empty).
+    pub fn with_keys(self, signer: Option<Signer>, trust: Trust) -> Cache {
+        Cache {
+            signer: signer.map(Arc::new),
+            trust: Arc::new(trust),
+            ..self
+        }
+    }
+
+    /// An entry's bytes as this cache stores them: signed, with a signer.
+    pub fn seal(&self, entry: Vec<u8>) -> Vec<u8> {
+        match &self.signer {
+            Some(s) => s.seal(&entry),
+            None => entry,
+        }
+    }
+
+    /// Whether an entry as stored may be used (see [`Trust::check`]).
+    pub fn trusts(&self, stored: &[u8]) -> Result<(), String> {
+        self.trust.check(stored)
     }
 
     pub fn dir(&self) -> &Path {
@@ -243,6 +276,9 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Miss,
             Err(e) => return Lookup::Corrupt(io_err("cannot read", &path, e)),
         };
+        if let Err(why) = self.trust.check(&bytes) {
+            return Lookup::Untrusted(format!("the cache entry {why}"));
+        }
         match validate_entry(sig, &bytes) {
             Ok(entry) => Lookup::Hit(entry),
             Err(why) => Lookup::Corrupt(format!("action entry {} {why}", path.display())),

@@ -157,6 +157,8 @@ fn from_wit_options(o: wit::Options) -> api::Options {
             timeout_ms: r.timeout_ms,
             concurrency: r.concurrency,
         }),
+        signing_key: o.signing_key,
+        trusted_keys: o.trusted_keys,
     }
 }
 

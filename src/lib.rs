@@ -47,6 +47,7 @@ pub mod report;
 pub mod reuse;
 pub mod seams;
 pub mod signature;
+pub mod signing;
 pub mod simulate;
 pub mod work;
 

@@ -288,7 +288,9 @@ async fn pull_one(
     let Some(bytes) = session.get(&format!("ac/{sig}"), MAX_ENTRY_BYTES).await? else {
         return Ok(false);
     };
-    let entry = validate_entry(sig, &bytes)
+    let entry = cache
+        .trusts(&bytes)
+        .and_then(|()| validate_entry(sig, &bytes))
         .and_then(|e| e.confined_to(outputs).map(|()| e))
         .map_err(|why| format!("ac/{sig}: the entry {why}"))?;
     for o in &entry.outputs {

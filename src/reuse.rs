@@ -44,7 +44,16 @@ pub async fn setscene(
     warn: &mut dyn FnMut(String),
 ) -> TaskMap<Fate> {
     let (ws, modes, files) = seams;
-    let mut entries = TaskMap::from_fn(graph, |id| usable_entry(graph, id, sigs, cache, warn));
+    let mut untrusted = Vec::new();
+    let mut entries = TaskMap::from_fn(graph, |id| {
+        usable_entry(graph, id, sigs, cache, warn, &mut untrusted)
+    });
+    if let Some(first) = untrusted.first() {
+        warn(format!(
+            "{} task(s) run because their cache entries are not signed by a trusted key (first: {first})",
+            untrusted.len()
+        ));
+    }
     let mut restored = TaskMap::filled(graph, false);
     loop {
         let needed = needed(graph, &entries);
@@ -85,18 +94,24 @@ pub async fn setscene(
 }
 
 /// The cache entry for task `id`'s signature, if there is a sound one and
-/// the task is not nostamp; a corrupt entry is removed with a warning.
+/// the task is not nostamp; a corrupt entry is removed with a warning, an
+/// untrusted one is noted in `untrusted`.
 fn usable_entry(
     graph: &Graph,
     id: TaskId,
     sigs: &TaskMap<Signature>,
     cache: &Cache,
     warn: &mut dyn FnMut(String),
+    untrusted: &mut Vec<String>,
 ) -> Option<ActionEntry> {
     if graph.task(id).nostamp {
         return None;
     }
     match cache.lookup(&sigs[id].hash) {
+        Lookup::Untrusted(why) => {
+            untrusted.push(format!("{}: {why}", graph.task(id).id));
+            None
+        }
         Lookup::Hit(e) => match e.confined_to(&graph.task(id).outputs) {
             Ok(()) => Some(e),
             Err(why) => {
@@ -248,7 +263,7 @@ pub fn explain(graph: &Graph, id: TaskId, sigs: &TaskMap<Signature>, cache: &Cac
             ));
             return out;
         }
-        Lookup::Corrupt(why) => out.push(format!("not cached: {why}")),
+        Lookup::Corrupt(why) | Lookup::Untrusted(why) => out.push(format!("not cached: {why}")),
         Lookup::Miss => out.push("not cached: no entry for this signature".to_string()),
     }
     match cache.history(&task.id) {

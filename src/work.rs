@@ -301,7 +301,11 @@ impl<'a, 'g> Run<'a, 'g> {
         let mut warnings = Vec::new();
         let committed = commit(self.graph, stored, &self.sigs, &mut |w| warnings.push(w));
         self.history.push(committed.record);
-        self.entries.extend(committed.entry);
+        if let Some(cache) = &self.config.cache {
+            let seal =
+                |((rel, bytes), sig): ((String, Vec<u8>), String)| ((rel, cache.seal(bytes)), sig);
+            self.entries.extend(committed.entry.map(seal));
+        }
         for w in &warnings {
             self.seams.progress.event(Event::Warning(w));
         }

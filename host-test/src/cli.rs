@@ -58,6 +58,8 @@ struct Cli {
     request: Request,
 }
 
+// Parsed once per process: the size of the build variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Request {
     /// Run every task of the graph, dependencies first, in parallel.
@@ -99,6 +101,8 @@ enum Request {
         /// How long one remote cache request may take.
         #[arg(long, value_name = "SECS", default_value = DEFAULT_REMOTE_TIMEOUT, value_parser = parse_seconds)]
         remote_cache_timeout: Duration,
+        #[command(flatten)]
+        keys: Keys,
         #[command(flatten)]
         place: Place,
         #[command(flatten)]
@@ -145,6 +149,18 @@ enum Request {
         #[command(flatten)]
         place: Place,
     },
+    /// Make an Ed25519 key pair for signing cache entries: the secret key
+    /// (for --cache-signing-key, kept by whoever may write the cache, e.g.
+    /// CI) and the public key (for --cache-trust, given to readers).
+    Keygen {
+        /// A name for the key, recorded in every entry it signs.
+        name: String,
+        /// Where to write the secret key (created, mode 0600; never
+        /// overwritten).
+        secret: PathBuf,
+        /// Where to write the public key (created; never overwritten).
+        public: PathBuf,
+    },
     /// (internal) Kill the process groups listed on stdin when it closes.
     #[command(hide = true)]
     Watchdog,
@@ -167,6 +183,33 @@ enum Request {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// Signing and trusting cache entries.
+#[derive(clap::Args, Debug)]
+struct Keys {
+    /// Sign every cache entry this build writes with this secret key
+    /// (from `runqueue keygen`).
+    #[arg(long, value_name = "FILE")]
+    cache_signing_key: Option<PathBuf>,
+    /// Use only cache entries signed by this public key (repeatable; any
+    /// of them), local and remote alike; others are misses.
+    #[arg(long, value_name = "FILE")]
+    cache_trust: Vec<PathBuf>,
+}
+
+impl Keys {
+    /// The key files' texts: (signing key, trusted keys).
+    fn texts(&self) -> Result<(Option<String>, Vec<String>), Failure> {
+        let read = |p: &PathBuf| read_text(p).map_err(bad_input);
+        let signing = self.cache_signing_key.as_ref().map(read).transpose()?;
+        let trusted = self
+            .cache_trust
+            .iter()
+            .map(read)
+            .collect::<Result<_, _>>()?;
+        Ok((signing, trusted))
+    }
 }
 
 /// What a build shows and leaves behind.
@@ -281,6 +324,11 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
     };
     match cli.request {
         Request::Watchdog => unreachable!("handled before"),
+        Request::Keygen {
+            name,
+            secret,
+            public,
+        } => keygen(&name, &secret, &public),
         Request::Check { graph } => check(&loader, &graph).await,
         Request::Explain { graph, task, place } => explain(&loader, &graph, &task, &place).await,
         Request::Plan { graph, place } => plan(&loader, &graph, &place).await,
@@ -322,6 +370,41 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
         }
         request @ Request::Build { .. } => build(&loader, request).await,
     }
+}
+
+/// Writes a new key pair (32 bytes from the OS's random source); refuses
+/// to overwrite anything.
+fn keygen(name: &str, secret: &Path, public: &Path) -> Result<i32, Failure> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(|e| bad_input(format!("cannot read /dev/urandom: {e}")))?;
+    let (secret_text, public_text) = runqueue::signing::keygen(name, seed).map_err(bad_input)?;
+    for path in [secret, public] {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(bad_input(format!(
+                "{} exists; keygen never overwrites",
+                path.display()
+            )));
+        }
+    }
+    for (path, text, mode) in [(secret, secret_text, 0o600), (public, public_text, 0o644)] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| bad_input(format!("cannot write {}: {e}", path.display())))?;
+    }
+    println!(
+        "wrote the secret key {} and the public key {}",
+        secret.display(),
+        public.display()
+    );
+    Ok(0)
 }
 
 /// Finds and loads the component, once the input has been read.
@@ -461,6 +544,7 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         remote_cache,
         remote_cache_read_only,
         remote_cache_timeout,
+        keys,
         place,
         show,
     } = request
@@ -469,16 +553,9 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
     };
     let text = graph_text(&graph)?;
     let ws = open_workspace(&place)?;
-    let remote = remote_cache
-        .map(|url| crate::RemoteCache::new(&url))
-        .transpose()
-        .map_err(bad_input)?
-        .map(|r| crate::RemoteCache {
-            read_only: remote_cache_read_only,
-            timeout: remote_cache_timeout,
-            ..r
-        });
+    let remote = remote_of(remote_cache, remote_cache_read_only, remote_cache_timeout)?;
     check_writable(&show).map_err(bad_input)?;
+    let (signing_key, trusted_keys) = keys.texts()?;
     let rq = loader.load(remote.is_some())?;
     if remote.is_some() && place.no_cache {
         return Err(bad_input(
@@ -493,6 +570,8 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         log_dir: Some(show.logs.clone()),
         timeout,
         remote_cache: remote,
+        signing_key,
+        trusted_keys,
     };
     let controls = Controls {
         interrupts: Some(interrupt_requests()),
@@ -598,6 +677,20 @@ fn check_writable(show: &Show) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The remote cache `--remote-cache` and its options ask for.
+fn remote_of(
+    url: Option<String>,
+    read_only: bool,
+    timeout: Duration,
+) -> Result<Option<crate::RemoteCache>, Failure> {
+    let remote = url.map(|url| crate::RemoteCache::new(&url)).transpose();
+    Ok(remote.map_err(bad_input)?.map(|r| crate::RemoteCache {
+        read_only,
+        timeout,
+        ..r
+    }))
 }
 
 /// Kills what tasks left running outside their process groups, saying so.

@@ -30,6 +30,10 @@ pub struct RunOptions {
     /// A cache shared across machines; needs `cache` and the
     /// `runqueue-remote.wasm` build of the component.
     pub remote_cache: Option<RemoteCache>,
+    /// A secret key file's text: entries this run writes are signed.
+    pub signing_key: Option<String>,
+    /// Public key files' texts: only entries signed by one are used.
+    pub trusted_keys: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +46,8 @@ impl Default for RunOptions {
             log_dir: None,
             timeout: None,
             remote_cache: None,
+            signing_key: None,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -124,5 +130,7 @@ pub(crate) fn wit_options(options: &RunOptions, cache_dir: Option<String>) -> ru
             timeout_ms: runqueue::cli::millis(r.timeout).min(u32::MAX as u64) as u32,
             concurrency: r.concurrency.max(1),
         }),
+        signing_key: options.signing_key.clone(),
+        trusted_keys: options.trusted_keys.clone(),
     }
 }

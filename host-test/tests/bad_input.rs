@@ -387,6 +387,24 @@ fn unwritable_report_paths_are_refused_before_anything_runs() {
     }
 }
 
+/// Key files that are not keys, or keys with no cache, are refused before
+/// anything runs.
+#[test]
+fn bad_cache_keys_are_refused_before_anything_runs() {
+    let f = Fixture::new();
+    std::fs::write(f.ws().join("junk.key"), "junk\n").unwrap();
+    let graph = br#"{"version":1,"tasks":[{"id":"a","run":"echo hi; touch ran"}]}"#;
+    for (args, want) in [
+        (&["--cache-signing-key", "junk.key"][..], "signing key: not a runqueue-secret-key (one line `runqueue-secret-key:NAME:HEX`, from `runqueue keygen`)"),
+        (&["--cache-trust", "junk.key"], "trusted key: not a runqueue-public-key (one line `runqueue-public-key:NAME:HEX`, from `runqueue keygen`)"),
+        (&["--cache-trust", "missing.pub"], "cannot read missing.pub: No such file or directory (os error 2)"),
+    ] {
+        let want = format!("runqueue: {want}\n");
+        f.refuse_named(OsStr::new("g.json"), graph, args, &want)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+}
+
 /// Bad input given a cache directory that does not exist yet creates it
 /// with no subcommand.
 #[test]

@@ -339,7 +339,7 @@ fn entry_on(server: &Nginx, task: &str) -> (PathBuf, serde_json::Value) {
             let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
             (p, v)
         })
-        .find(|(_, v)| v["task"] == task)
+        .find(|(_, v)| v["task"] == task || v["signed"]["task"] == task)
         .expect("the task's entry is on the server")
 }
 
@@ -442,4 +442,77 @@ fn endless_answers_from_the_server_are_cut_short() {
     );
     let image = |ws: &Ws| std::fs::read(ws.join("out/image.bin")).unwrap();
     assert_eq!(image(&first).len(), image(&second).len());
+}
+
+/// CI signs what it uploads; readers trusting CI's public key restore it,
+/// but not an entry the server (or anyone with write access to it) edited
+/// or wrote unsigned, nor one signed by a key they do not trust.
+#[test]
+fn signed_entries_cannot_be_forged_by_the_server() {
+    let server = Nginx::start();
+    let keys = Ws::new();
+    for name in ["ci", "dev"] {
+        let out = keys.cli(&[
+            "keygen",
+            name,
+            &format!("{name}.sec"),
+            &format!("{name}.pub"),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let key = |f: &str| keys.join(f).display().to_string();
+    let ci = Ws::new();
+    let out = build_with_outputs(
+        &ci,
+        &[
+            "--remote-cache",
+            &server.url(),
+            "--cache-signing-key",
+            &key("ci.sec"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reader = |trust: &str| {
+        let ws = Ws::new();
+        let out = build_with_outputs(
+            &ws,
+            &[
+                "--remote-cache",
+                &server.url(),
+                "--remote-cache-read-only",
+                "--cache-trust",
+                &key(trust),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        (summary_line(&out), stderr(&out))
+    };
+    let (summary, err) = reader("ci.pub");
+    assert!(
+        summary.contains("3 didn't need to be rerun"),
+        "{summary} {err}"
+    );
+    let (summary, err) = reader("dev.pub");
+    assert!(summary.contains("0 didn't need to be rerun"), "{summary}");
+    assert!(
+        err.contains("signed by key \"ci\", which is not trusted"),
+        "{err}"
+    );
+    // The server edits the image's entry (its duration) and strips the
+    // signature of another.
+    let (at, mut image) = entry_on(&server, "image:do_rootfs");
+    image["signed"]["duration_ms"] = serde_json::json!(1);
+    std::fs::write(&at, image.to_string()).unwrap();
+    let (at, gen) = entry_on(&server, "gen:do_compile");
+    std::fs::write(&at, gen["signed"].to_string()).unwrap();
+    let (summary, err) = reader("ci.pub");
+    assert!(
+        summary.contains("1 didn't need to be rerun"),
+        "{summary} {err}"
+    );
+    assert!(err.contains("that does not verify"), "{err}");
+    assert!(
+        err.contains("is not signed, and only signed entries are trusted"),
+        "{err}"
+    );
 }

@@ -62,6 +62,8 @@ pub const SUBCOMMANDS: [Spec; 5] = [
             "--remote-cache",
             "--remote-cache-read-only",
             "--remote-cache-timeout",
+            "--cache-signing-key",
+            "--cache-trust",
         ],
     },
 ];
@@ -74,7 +76,8 @@ pub const USAGE: &str = "usage: runqueue check GRAPH
        runqueue simulate GRAPH [-j N] [--durations FILE] [--scheduler S] [--cache DIR | --no-cache]
        runqueue explain GRAPH TASK [--cache DIR]
        runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]
-                      [--remote-cache URL [--remote-cache-read-only] [--remote-cache-timeout SECS]]";
+                      [--remote-cache URL [--remote-cache-read-only] [--remote-cache-timeout SECS]]
+                      [--cache-signing-key FILE] [--cache-trust FILE]...";
 
 /// One command line, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +117,12 @@ impl Given {
     fn value(&self, name: &str) -> Option<&str> {
         let found = self.options.iter().rev().find(|(n, _)| *n == name);
         found.and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Every value given to a repeatable option, in order.
+    fn values(&self, name: &str) -> Vec<&str> {
+        let given = self.options.iter().filter(|(n, _)| *n == name);
+        given.filter_map(|(_, v)| v.as_deref()).collect()
     }
 
     fn has(&self, name: &str) -> bool {
@@ -256,7 +265,18 @@ fn build_options(g: &Given) -> Result<Options, String> {
         log_dir: g.value("--logs").map(str::to_string),
         timeout_ms: seconds("--timeout", g.value("--timeout"))?.map(millis),
         remote,
+        signing_key: g.value("--cache-signing-key").map(read_key).transpose()?,
+        trusted_keys: g
+            .values("--cache-trust")
+            .into_iter()
+            .map(read_key)
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// A key file's text (small: read with the limits of every option file).
+fn read_key(path: &str) -> Result<String, String> {
+    super::read_text(std::path::Path::new(path))
 }
 
 #[cfg(test)]
