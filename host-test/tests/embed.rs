@@ -36,6 +36,8 @@ fn an_embedder_runs_a_graph_with_its_own_store_and_linker() {
             log_dir: None,
             timeout_ms: None,
             remote_cache: None,
+            signing_key: None,
+            trusted_keys: Vec::new(),
         };
         let graph = r#"{"version":1,"tasks":[
             {"id":"a","run":"echo a > a.txt","outputs":["a.txt"]},
