@@ -180,6 +180,10 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
     let graph = parse(graph)?;
     let log_dir = confine::log_dir(host.workspace, options.log_dir.as_deref())
         .map_err(Error::InvalidRequest)?;
+    confine::check_kept_apart(&graph, &log_dir, "log directory").map_err(Error::InvalidGraph)?;
+    if let Some(dir) = &options.cache_dir {
+        confine::check_kept_apart(&graph, dir, "cache").map_err(Error::InvalidGraph)?;
+    }
     let remote = connect_remote(options, host.connect)?;
     let config = Config {
         max_parallel: options

@@ -37,6 +37,32 @@ pub fn log_dir(ws: &Path, dir: Option<&str>) -> Result<String, String> {
     }
 }
 
+/// Refuses task inputs and outputs inside `dir` (the cache or the log
+/// directory, as the guest names it, when inside the workspace): a task
+/// must not read or overwrite runqueue's own files.
+pub fn check_kept_apart(graph: &Graph, dir: &str, what: &str) -> Result<(), String> {
+    let Some(dir) = normalize(dir).filter(|d| !d.is_empty()) else {
+        return Ok(()); // absolute: outside the workspace
+    };
+    let inside = |p: &str| {
+        p.strip_prefix(dir.as_str())
+            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    };
+    for task in &graph.tasks {
+        let paths = task.inputs.iter().map(|p| ("input", p));
+        if let Some((field, path)) = paths
+            .chain(task.outputs.iter().map(|p| ("output", p)))
+            .find(|(_, p)| inside(p))
+        {
+            return Err(format!(
+                "task \"{}\": {field} \"{path}\" is inside the {what} \"{dir}\"",
+                task.id
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses task paths (cwd, inputs, outputs) that lead out of the workspace
 /// through a symlink. Looks only at what exists now; the host checks again
 /// when it starts each process.

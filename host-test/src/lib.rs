@@ -44,6 +44,8 @@
 //!     log_dir: None,
 //!     timeout_ms: None,
 //!     remote_cache: None,
+//!     signing_key: None,
+//!     trusted_keys: Vec::new(),
 //! };
 //! let graph = std::fs::read_to_string("build/graph.json")?;
 //! match runqueue.runqueue_executor_runner().call_run(&mut store, &graph, &options).await? {

@@ -405,6 +405,34 @@ fn bad_cache_keys_are_refused_before_anything_runs() {
     }
 }
 
+/// A cache or log directory inside the workspace is runqueue's: no task
+/// may read or write in it.
+#[test]
+fn task_paths_inside_the_cache_or_the_logs_are_refused() {
+    let ws = common::Ws::new();
+    for (args, graph, want) in [
+        (
+            &["--cache", "mycache"][..],
+            r#"{"version":1,"tasks":[{"id":"a","run":"true","outputs":["mycache/ac"]}]}"#,
+            "task \"a\": output \"mycache/ac\" is inside the cache \"mycache\"",
+        ),
+        (
+            &["--logs", "mylogs"],
+            r#"{"version":1,"tasks":[{"id":"a","run":"true","outputs":["mylogs"]}]}"#,
+            "task \"a\": output \"mylogs\" is inside the log directory \"mylogs\"",
+        ),
+    ] {
+        ws.write("g.json", graph);
+        let out = ws.cli(&[&["build", "g.json"], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!("runqueue: invalid graph g.json: {want}\n")
+        );
+        assert_eq!(ws.listing(), ["g.json"], "{args:?}");
+    }
+}
+
 /// Bad input given a cache directory that does not exist yet creates it
 /// with no subcommand.
 #[test]
