@@ -119,6 +119,80 @@ fn with_parent<T>(path: &Path, op: impl Fn(&Path) -> io::Result<T>) -> io::Resul
     }
 }
 
+/// A blob arriving in pieces (from a remote): written to a temporary
+/// file and hashed as it comes, never whole in memory, and stored under its
+/// name only if its bytes hash to it. [`BlobSink::restart`] begins (again,
+/// for a retried request); dropped unfinished, it leaves nothing.
+pub struct BlobSink {
+    cache: PathBuf,
+    hash: String,
+    tmp: PathBuf,
+    file: Option<fs::File>,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl BlobSink {
+    pub fn new(cache: &Path, hash: &str) -> Result<BlobSink, String> {
+        if !is_sha256_hex(hash) {
+            return Err(format!("blob name \"{hash}\" is not a sha256"));
+        }
+        Ok(BlobSink {
+            cache: cache.to_path_buf(),
+            hash: hash.to_string(),
+            tmp: cache.join("tmp").join(unique_suffix()),
+            file: None,
+            hasher: Default::default(),
+            size: 0,
+        })
+    }
+
+    /// Starts over with an empty temporary file.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let file = with_parent(&self.tmp, |t| fs::File::create(t))
+            .map_err(|e| io_err("cannot write", &self.tmp, e))?;
+        self.file = Some(file);
+        self.hasher = Default::default();
+        self.size = 0;
+        Ok(())
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
+        use sha2::Digest;
+        use std::io::Write;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or("a blob written before it was started")?;
+        file.write_all(chunk)
+            .map_err(|e| io_err("cannot write", &self.tmp, e))?;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Stores what arrived as the blob, if it hashes to its name.
+    pub fn finish(mut self) -> Result<u64, String> {
+        use sha2::Digest;
+        self.file = None;
+        let actual = crate::digest::hex(&std::mem::take(&mut self.hasher).finalize());
+        if actual != self.hash {
+            return Err(format!(
+                "blob {} has the wrong bytes (their sha256 is {actual})",
+                self.hash
+            ));
+        }
+        rename_into(&self.tmp, &blob_path(&self.cache, &self.hash))?;
+        Ok(self.size)
+    }
+}
+
+impl Drop for BlobSink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 /// Checks that blob `blob` for `path` exists with its size; a blob of the
 /// wrong size is deleted.
 pub fn check(cache: &Path, path: &str, blob: &Blob) -> Result<(), String> {

@@ -7,6 +7,9 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use wstd::http::{Body, Client, Request};
 
+use std::cell::RefCell;
+
+use crate::blobs::BlobSink;
 use crate::remote::{Failure, Fut, Remote, MAX_ENTRY_BYTES};
 
 pub struct HttpRemote {
@@ -50,6 +53,14 @@ impl HttpRemote {
             let body = read_at_most(resp.into_body(), limit).await?;
             Ok((status, body))
         };
+        self.within_timeout(work).await
+    }
+
+    /// `work`, or a timeout once the request's time is up.
+    async fn within_timeout<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
         let deadline = wstd::task::sleep(self.timeout.into());
         match select(Box::pin(work), Box::pin(deadline)).await {
             Either::Left((r, _)) => r,
@@ -64,22 +75,39 @@ impl HttpRemote {
 /// The bytes of `body`, frame by frame, refused as soon as there are more
 /// than `limit` (whatever its Content-Length said).
 async fn read_at_most(body: Body, limit: u64) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    each_chunk(body, limit, |chunk| {
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    })
+    .await?;
+    Ok(bytes)
+}
+
+/// Hands `body` to `each` frame by frame, stopping once there are more
+/// than `limit` bytes.
+async fn each_chunk(
+    body: Body,
+    limit: u64,
+    mut each: impl FnMut(&[u8]) -> Result<(), Failure>,
+) -> Result<(), Failure> {
     use wstd::http::BodyExt;
     if body.content_length().is_some_and(|n| n > limit) {
         return Err(Failure::TooLong(limit));
     }
     let mut body = body.into_boxed_body();
-    let mut bytes = Vec::new();
+    let mut total = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| classify(&e, Some("reading the answer")))?;
         if let Ok(data) = frame.into_data() {
-            if (bytes.len() + data.len()) as u64 > limit {
+            total += data.len() as u64;
+            if total > limit {
                 return Err(Failure::TooLong(limit));
             }
-            bytes.extend_from_slice(&data);
+            each(&data)?;
         }
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// A client error as a failure, by its WASI error code: timeouts are not
@@ -136,5 +164,37 @@ impl Remote for HttpRemote {
 
     fn url(&self) -> &str {
         &self.base
+    }
+
+    fn get_into<'a>(
+        &'a self,
+        path: &'a str,
+        limit: u64,
+        sink: &'a RefCell<BlobSink>,
+    ) -> Fut<'a, Result<bool, Failure>> {
+        Box::pin(async move {
+            let req = Request::get(format!("{}/{path}", self.base))
+                .body(Body::empty())
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            let work = async {
+                let resp = self
+                    .client
+                    .send(req)
+                    .await
+                    .map_err(|e| classify(&e, None))?;
+                match resp.status().as_u16() {
+                    200 => {}
+                    404 => return Ok(false),
+                    status => return Err(Failure::Status(status)),
+                }
+                sink.borrow_mut().restart().map_err(Failure::Local)?;
+                each_chunk(resp.into_body(), limit, |chunk| {
+                    sink.borrow_mut().write(chunk).map_err(Failure::Local)
+                })
+                .await?;
+                Ok(true)
+            };
+            self.within_timeout(work).await
+        })
     }
 }

@@ -17,12 +17,13 @@
 //! Knows the cache and the layout; HTTP itself is the [`Remote`]
 //! implementor's (wstd's client in the component, a map in tests).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 
 use futures::stream::{self, StreamExt};
 
+use crate::blobs::BlobSink;
 use crate::cache::{validate_entry, Cache, Lookup, OutputEntry};
 
 /// A boxed future, not `Send`: the component has one thread.
@@ -42,6 +43,9 @@ pub enum Failure {
     Status(u16),
     /// An answer longer than the caller's limit; reading stopped there.
     TooLong(u64),
+    /// The answer could not be kept here (a full disk): not the remote's
+    /// fault, not tried again.
+    Local(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -50,6 +54,7 @@ impl std::fmt::Display for Failure {
             Failure::Transport(why) | Failure::Timeout(why) => write!(f, "{why}"),
             Failure::Status(code) => write!(f, "HTTP status {code}"),
             Failure::TooLong(limit) => write!(f, "the answer is longer than {limit} bytes"),
+            Failure::Local(why) => write!(f, "{why}"),
         }
     }
 }
@@ -63,6 +68,28 @@ pub trait Remote {
     fn put<'a>(&'a self, path: &'a str, body: Vec<u8>) -> Fut<'a, Result<(), Failure>>;
     /// The base URL, for messages.
     fn url(&self) -> &str;
+
+    /// The body of `path` into `sink` as it arrives (restarted first), at
+    /// most `limit` bytes; `Ok(false)` for 404. By default through
+    /// [`Remote::get`]; a client that can stream overrides it, so a blob
+    /// is never whole in memory.
+    fn get_into<'a>(
+        &'a self,
+        path: &'a str,
+        limit: u64,
+        sink: &'a RefCell<BlobSink>,
+    ) -> Fut<'a, Result<bool, Failure>> {
+        Box::pin(async move {
+            let Some(body) = self.get(path, limit).await? else {
+                return Ok(false);
+            };
+            let mut sink = sink.borrow_mut();
+            sink.restart()
+                .and_then(|()| sink.write(&body))
+                .map_err(Failure::Local)?;
+            Ok(true)
+        })
+    }
 }
 
 /// The longest action entry taken from a remote: a real one is a few
@@ -156,6 +183,16 @@ impl<'a> Session<'a> {
 
     async fn get(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Missed> {
         self.request("GET", path, || self.remote.get(path, limit))
+            .await
+    }
+
+    async fn get_into(
+        &self,
+        path: &str,
+        limit: u64,
+        sink: &RefCell<BlobSink>,
+    ) -> Result<bool, Missed> {
+        self.request("GET", path, || self.remote.get_into(path, limit, sink))
             .await
     }
 
@@ -299,12 +336,13 @@ async fn pull_one(
                 continue;
             }
             let path = format!("cas/{blob}");
-            let data = session
-                .get(&path, *size)
-                .await?
-                .ok_or_else(|| format!("GET {path}: the remote has the entry but not this blob"))?;
-            cache
-                .put_blob(blob, &data)
+            let sink = RefCell::new(BlobSink::new(cache.dir(), blob)?);
+            if !session.get_into(&path, *size, &sink).await? {
+                let why = format!("GET {path}: the remote has the entry but not this blob");
+                return Err(why.into());
+            }
+            sink.into_inner()
+                .finish()
                 .map_err(|e| format!("GET {path}: {e}"))?;
         }
     }
