@@ -8,12 +8,13 @@
 //! do not hash to its name is deleted and refused.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{
     copy_hashing, hash_file, io_text, is_sha256_hex, open_regular, sha256_hex, unique_suffix,
 };
+use crate::wfile::{self, How};
 
 /// A file's content: its sha256 (hex) and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,7 @@ fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {
 /// rename.
 pub fn put(cache: &Path, rel: &str, bytes: &[u8]) -> Result<(), String> {
     let tmp = cache.join("tmp").join(unique_suffix());
-    let written = with_parent(&tmp, |t| fs::write(t, bytes))
+    let written = with_parent(&tmp, |t| wfile::open(t, How::New)?.write_all(bytes))
         .map_err(|e| io_err("cannot write", &tmp, e))
         .and_then(|_| rename_into(&tmp, &cache.join(rel)));
     if written.is_err() {
@@ -127,7 +128,7 @@ pub struct BlobSink {
     cache: PathBuf,
     hash: String,
     tmp: PathBuf,
-    file: Option<fs::File>,
+    file: Option<wfile::File>,
     hasher: sha2::Sha256,
     size: u64,
 }
@@ -149,7 +150,7 @@ impl BlobSink {
 
     /// Starts over with an empty temporary file.
     pub fn restart(&mut self) -> Result<(), String> {
-        let file = with_parent(&self.tmp, |t| fs::File::create(t))
+        let file = with_parent(&self.tmp, |t| wfile::open(t, How::Truncate))
             .map_err(|e| io_err("cannot write", &self.tmp, e))?;
         self.file = Some(file);
         self.hasher = Default::default();

@@ -29,15 +29,26 @@ impl Run for Component {
             Ok(code) => code,
             Err(msg) => {
                 eprintln!("runqueue: {msg}");
-                return Err(());
+                fail()
             }
         };
         if code == EXIT_OK {
             Ok(())
         } else {
-            Err(())
+            fail()
         }
     }
+}
+
+/// Ends the command as failed through `wasi:cli/exit`, so that the
+/// component's own output stays the last word: a runtime given `err` from
+/// `run` may add its own (jco prints a JavaScript `ComponentError` stack).
+fn fail() -> ! {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    wasip2::cli::exit::exit(Err(()));
+    unreachable!("wasi:cli/exit does not return")
 }
 
 /// Runs one command line: the exit code, or the message of bad input.

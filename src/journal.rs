@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{io_text, unique_suffix};
 use crate::signature::SigParts;
+use crate::wfile::{self, How};
 
 /// How many recent durations the history keeps per task.
 pub const HISTORY_DURATIONS: usize = 10;
@@ -147,15 +148,10 @@ impl Journal {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&self.path)?;
-        if ends_torn(&mut file)? {
+        if ends_torn(&self.path)? {
             text.insert(0, b'\n');
         }
-        file.write_all(&text)
+        wfile::open(&self.path, How::Append)?.write_all(&text)
     }
 
     /// Rewrites the journal with one history per task: temporary file, then
@@ -170,7 +166,9 @@ impl Journal {
         let tmp = self
             .path
             .with_file_name(format!("journal.{}", unique_suffix()));
-        let written = fs::write(&tmp, &text).and_then(|_| fs::rename(&tmp, &self.path));
+        let written = wfile::open(&tmp, How::New)
+            .and_then(|mut f| f.write_all(&text))
+            .and_then(|_| fs::rename(&tmp, &self.path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(self.error("compact", &e));
@@ -195,7 +193,11 @@ fn lines(records: &[Record]) -> Vec<u8> {
 }
 
 /// Whether the file's last byte is not a line end (a torn record).
-fn ends_torn(file: &mut fs::File) -> io::Result<bool> {
+fn ends_torn(path: &Path) -> io::Result<bool> {
+    let mut file = match fs::File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        opened => opened?,
+    };
     if file.metadata()?.len() == 0 {
         return Ok(false);
     }

@@ -49,6 +49,7 @@ pub mod seams;
 pub mod signature;
 pub mod signing;
 pub mod simulate;
+pub mod wfile;
 pub mod work;
 
 #[cfg(target_arch = "wasm32")]

@@ -72,11 +72,15 @@ fn run_composed(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let command =
         wasmtime_wasi::p2::bindings::sync::Command::instantiate(&mut store, component, linker)
             .expect("instantiate with WASI only");
-    let ok = command
-        .wasi_cli_run()
-        .call_run(&mut store)
-        .expect("no trap")
-        .is_ok();
+    // A failed command ends through wasi:cli/exit, which wasmtime reports
+    // as an error carrying the exit status.
+    let ok = match command.wasi_cli_run().call_run(&mut store) {
+        Ok(result) => result.is_ok(),
+        Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => exit.0 == 0,
+            None => panic!("a trap: {e:?}"),
+        },
+    };
     drop(store);
     let text = |p: MemoryOutputPipe| String::from_utf8_lossy(&p.contents()).into_owned();
     (ok, text(out), text(err))
@@ -334,4 +338,103 @@ fn the_components_import_and_export_exactly_what_they_should() {
     want.push("export wasi:cli/run@0.2.12".to_string());
     want.sort();
     assert_eq!(composed, want);
+}
+
+/// jco (the Bytecode Alliance's JavaScript component runtime), pinned, in
+/// `target/jco`: installed from npm on first use (Node is on the machine).
+fn jco() -> (PathBuf, PathBuf) {
+    let dir = common::paths::repo().join("target/jco");
+    let bin = dir.join("node_modules/.bin/jco");
+    if !bin.exists() {
+        let npm = std::process::Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .args([
+                "@bytecodealliance/jco@1.35.0",
+                "@bytecodealliance/preview2-shim@0.26.1",
+            ])
+            .output()
+            .expect("npm (Node 20) is needed to install jco");
+        assert!(npm.status.success(), "npm install jco: {}", stderr(&npm));
+    }
+    // jco's default preopen is `/`: give the component the `.` it expects.
+    let preopen = dir.join("preopen.mjs");
+    std::fs::write(
+        &preopen,
+        "import { _setPreopens } from '@bytecodealliance/preview2-shim/filesystem';\n\
+         _setPreopens({ '.': process.cwd() });\n",
+    )
+    .unwrap();
+    (bin, preopen)
+}
+
+/// The lines a build prints that do not depend on timing or pids.
+fn summary_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| l.starts_with("Tasks Summary") || l.contains("FAILED"))
+        .map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest))
+        .collect()
+}
+
+/// The same simulated build (examples/simprocess) under wasmtime and
+/// under jco on Node: the same summaries, a cached second build, a failed
+/// task that is the last word (no JavaScript error after it), exit 1.
+#[test]
+fn the_composed_component_runs_alike_under_wasmtime_and_jco() {
+    let (jco, preopen) = jco();
+    let graph =
+        std::fs::read_to_string(common::paths::repo().join("examples/simprocess/graph.json"))
+            .unwrap();
+    let failing = r#"{"version":1,"tasks":[{"id":"a","run":"sleep 0.1; exit 3"},{"id":"b","deps":["a"],"run":"true"}]}"#;
+    let mut outs = Vec::new();
+    for runtime in ["wasmtime", "jco"] {
+        let ws = Ws::new();
+        ws.write("g.json", &graph);
+        ws.write("bad.json", failing);
+        let run = |args: &[&str]| {
+            let mut cmd = match runtime {
+                "wasmtime" => {
+                    let mut c = std::process::Command::new(wasmtime_cli());
+                    c.args(["run", "--dir", &format!("{}::.", ws.path().display())]);
+                    c
+                }
+                _ => {
+                    let mut c = std::process::Command::new("node");
+                    c.arg(&jco).args(["run", "--jco-import"]).arg(&preopen);
+                    c
+                }
+            };
+            cmd.current_dir(ws.path())
+                .arg(composed_path())
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let first = run(&["build", "g.json", "-j", "4"]);
+        assert!(first.status.success(), "{runtime}: {}", stderr(&first));
+        assert_eq!(stderr(&first), "", "{runtime}: no warnings");
+        let second = run(&["build", "g.json", "-j", "4"]);
+        assert!(second.status.success(), "{runtime}: {}", stderr(&second));
+        let failed = run(&["build", "bad.json"]);
+        assert_eq!(failed.status.code(), Some(1), "{runtime}");
+        assert_eq!(
+            stderr(&failed),
+            "",
+            "{runtime}: the component's output is the last word"
+        );
+        assert!(
+            ws.join(".runqueue/logs/zlib/log.do_fetch").is_file(),
+            "{runtime}"
+        );
+        outs.push([first, second, failed].map(|o| stdout(&o)));
+    }
+    for (w, j) in outs[0].iter().zip(&outs[1]) {
+        assert_eq!(summary_lines(w), summary_lines(j));
+        assert!(!summary_lines(w).is_empty());
+    }
+    assert!(
+        outs[1][1].contains("16 didn't need to be rerun"),
+        "{}",
+        outs[1][1]
+    );
 }

@@ -35,6 +35,9 @@ mod blobs;
 #[path = "../../../src/digest.rs"]
 #[allow(dead_code)]
 mod digest;
+#[path = "../../../src/wfile.rs"]
+#[allow(dead_code)]
+mod wfile;
 
 use exports::runqueue::executor::files;
 use exports::runqueue::executor::process::{self as wit, Command, ExitStatus, SpawnError};
@@ -153,11 +156,10 @@ impl wit::Guest for Provider {
             std::fs::create_dir_all(&d)
                 .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
         }
-        std::fs::write(
-            &cmd.log,
-            format!("simulated: {text}\nsimulated: {secs} s, exit code {code}\n"),
-        )
-        .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
+        let log = format!("simulated: {text}\nsimulated: {secs} s, exit code {code}\n");
+        wfile::open(std::path::Path::new(&cmd.log), wfile::How::Truncate)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, log.as_bytes()))
+            .map_err(|e| SpawnError::Other(format!("log \"{}\": {e}", cmd.log)))?;
         let start = monotonic_clock::now();
         Ok(wit::Child::new(Child {
             pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
@@ -169,8 +171,10 @@ impl wit::Guest for Provider {
     }
 
     fn interrupt() -> Pollable {
-        // Nothing interrupts a simulation: a timer that never fires.
-        monotonic_clock::subscribe_instant(u64::MAX)
+        // Nothing interrupts a simulation: a timer that never fires in a
+        // build's time. (Twenty days, not u64::MAX: JavaScript runtimes turn
+        // a timer past 2^31 ms into one of 1 ms.)
+        monotonic_clock::subscribe_duration(20 * 24 * 3600 * 1_000_000_000)
     }
 
     fn parallelism() -> u32 {
