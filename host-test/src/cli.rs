@@ -651,8 +651,9 @@ pub fn find_component(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// Refuses, before anything runs, a `--report`, `--trace` or `--chart`
-/// path that could not be written after the build: its directory missing,
-/// or a directory in its place. Nothing is created.
+/// path that could not be written after the build: a directory in its
+/// place, or a file where one of its directories should be. Missing
+/// directories are made when the file is written. Nothing is created here.
 fn check_writable(show: &Show) -> Result<(), String> {
     let given = [
         ("--report", &show.report),
@@ -661,19 +662,19 @@ fn check_writable(show: &Show) -> Result<(), String> {
     ];
     for (option, path) in given {
         let Some(path) = path else { continue };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(format!(
-                "{option} {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            ));
-        }
         if path.is_dir() {
             return Err(format!("{option} {}: is a directory", path.display()));
+        }
+        let existing = path
+            .ancestors()
+            .skip(1)
+            .find(|a| a.as_os_str().is_empty() || a.exists());
+        if let Some(a) = existing.filter(|a| !a.as_os_str().is_empty() && !a.is_dir()) {
+            return Err(format!(
+                "{option} {}: {} is not a directory",
+                path.display(),
+                a.display()
+            ));
         }
     }
     Ok(())
@@ -708,9 +709,12 @@ fn kill_strays() {
 /// Writes the files `--report`, `--trace` and `--chart` ask for.
 fn write_outputs(report: &Report, show: &Show) -> Result<(), String> {
     let write = |path: &Option<PathBuf>, text: String| match path {
-        Some(p) => {
-            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
-        }
+        Some(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(p, text))
+            .map_err(|e| format!("cannot write {}: {e}", p.display())),
         None => Ok(()),
     };
     write(

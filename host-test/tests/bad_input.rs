@@ -367,17 +367,17 @@ fn log_directories_outside_the_workspace() {
 }
 
 /// `--report`, `--trace` and `--chart` are checked before the build, not
-/// found unwritable after it ran.
+/// found unwritable after it ran (missing directories are made after it).
 #[test]
 fn unwritable_report_paths_are_refused_before_anything_runs() {
     let f = Fixture::new();
     let graph = br#"{"version":1,"tasks":[{"id":"a","run":"echo hi; touch ran"}]}"#;
     for option in ["--report", "--trace", "--chart"] {
-        let want = format!("runqueue: {option} no/such/t.json: directory no/such does not exist\n");
+        let want = format!("runqueue: {option} src/main.c/t.json: src/main.c is not a directory\n");
         f.refuse_named(
             OsStr::new("g.json"),
             graph,
-            &[option, "no/such/t.json"],
+            &[option, "src/main.c/t.json"],
             &want,
         )
         .unwrap_or_else(|e| panic!("{option}: {e}"));

@@ -287,3 +287,17 @@ fn a_silent_task_gets_a_stall_warning_and_a_chatty_one_does_not() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// Report files may name directories that do not exist yet (the build
+/// makes `.runqueue` itself): they are made when the file is written.
+#[test]
+fn report_files_get_their_directories_made() {
+    let ws = Ws::new();
+    let out = ws.cli_build(
+        r#"{"version":1,"tasks":[{"id":"a","run":"true"}]}"#,
+        &["--report", ".runqueue/r.json", "--trace", "deep/er/t.json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(ws.join(".runqueue/r.json").is_file());
+    assert!(ws.join("deep/er/t.json").is_file());
+}
