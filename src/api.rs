@@ -213,6 +213,14 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         .map_err(Error::InvalidGraph)
 }
 
+/// A cache to look into (plan, explain), using only entries signed by one
+/// of `trusted_keys` if any are given, as a build given them would.
+fn reading_cache(dir: Option<&str>, trusted_keys: &[String]) -> Result<Option<Cache>, Error> {
+    let trust = Trust::parse(trusted_keys)
+        .map_err(|e| Error::InvalidRequest(format!("trusted key: {e}")))?;
+    Ok(dir.map(|d| Cache::new(d).with_keys(None, trust)))
+}
+
 /// The cache the options ask for, with its keys; `Err` for keys that are
 /// not keys, or keys with no cache.
 fn cache_of(options: &Options) -> Result<Option<Cache>, Error> {
@@ -256,24 +264,29 @@ pub fn explain(
     task: &str,
     workspace: &Path,
     cache_dir: Option<&str>,
+    trusted_keys: &[String],
 ) -> Result<Vec<String>, Error> {
     let graph = parse(graph)?;
     let id = graph
         .ids()
         .find(|&id| graph.task(id).id == task)
         .ok_or_else(|| Error::InvalidRequest(format!("no task \"{task}\" in the graph")))?;
-    let cache = cache_dir
-        .map(Cache::new)
+    let cache = reading_cache(cache_dir, trusted_keys)?
         .ok_or_else(|| Error::InvalidRequest("explain needs a cache directory".into()))?;
     let sigs = signatures_in(&graph, workspace, "explain").map_err(Error::InvalidGraph)?;
     Ok(reuse::explain(&graph, id, &sigs, &cache))
 }
 
 /// What `run` would do, without doing it. Runs nothing.
-pub fn plan(graph: &str, workspace: &Path, cache_dir: Option<&str>) -> Result<Vec<String>, Error> {
+pub fn plan(
+    graph: &str,
+    workspace: &Path,
+    cache_dir: Option<&str>,
+    trusted_keys: &[String],
+) -> Result<Vec<String>, Error> {
     let graph = parse(graph)?;
     let sigs = signatures_in(&graph, workspace, "plan").map_err(Error::InvalidGraph)?;
-    let cache = cache_dir.map(Cache::new);
+    let cache = reading_cache(cache_dir, trusted_keys)?;
     let given = TaskMap::filled(&graph, None);
     let known = recorded_durations(&graph, cache.as_ref(), given, |_| true);
     let durations = expected_durations(&graph, known.as_slice());

@@ -71,12 +71,22 @@ fn main(args: &[String]) -> Result<i32, String> {
                 .iter()
                 .for_each(|l| say(l));
         }
-        Request::Plan { cache, .. } => {
-            let out = api::plan(&text, ws, cache.as_deref()).map_err(failed)?;
+        Request::Plan {
+            cache,
+            trusted_keys,
+            ..
+        } => {
+            let out = api::plan(&text, ws, cache.as_deref(), &trusted_keys).map_err(failed)?;
             out.iter().for_each(|l| say(l));
         }
-        Request::Explain { task, cache, .. } => {
-            let out = api::explain(&text, &task, ws, cache.as_deref()).map_err(failed)?;
+        Request::Explain {
+            task,
+            cache,
+            trusted_keys,
+            ..
+        } => {
+            let out = api::explain(&text, &task, ws, cache.as_deref(), &trusted_keys);
+            let out = out.map_err(failed)?;
             out.iter().for_each(|l| say(l));
         }
         Request::Simulate {

@@ -67,12 +67,14 @@ impl Guest for Component {
         options: wit::Options,
     ) -> Result<Vec<String>, wit::Error> {
         let ws = Path::new(WORKSPACE);
-        api::explain(&graph, &task, ws, options.cache_dir.as_deref()).map_err(to_wit_error)
+        let (cache, trusted) = (options.cache_dir.as_deref(), &options.trusted_keys);
+        api::explain(&graph, &task, ws, cache, trusted).map_err(to_wit_error)
     }
 
     fn plan(graph: String, options: wit::Options) -> Result<Vec<String>, wit::Error> {
         let ws = Path::new(WORKSPACE);
-        api::plan(&graph, ws, options.cache_dir.as_deref()).map_err(to_wit_error)
+        let (cache, trusted) = (options.cache_dir.as_deref(), &options.trusted_keys);
+        api::plan(&graph, ws, cache, trusted).map_err(to_wit_error)
     }
 
     fn simulate(

@@ -121,6 +121,8 @@ enum Request {
         /// The task id.
         task: String,
         #[command(flatten)]
+        trust: Trust,
+        #[command(flatten)]
         place: Place,
     },
     /// What `build` would do, without doing it: every task in the order one
@@ -128,6 +130,8 @@ enum Request {
     Plan {
         /// The graph file (JSON, format version 1).
         graph: PathBuf,
+        #[command(flatten)]
+        trust: Trust,
         #[command(flatten)]
         place: Place,
     },
@@ -192,6 +196,13 @@ struct Keys {
     /// (from `runqueue keygen`).
     #[arg(long, value_name = "FILE")]
     cache_signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    trust: Trust,
+}
+
+/// Trusting cache entries.
+#[derive(clap::Args, Debug)]
+struct Trust {
     /// Use only cache entries signed by this public key (repeatable; any
     /// of them), local and remote alike; others are misses.
     #[arg(long, value_name = "FILE")]
@@ -203,12 +214,15 @@ impl Keys {
     fn texts(&self) -> Result<(Option<String>, Vec<String>), Failure> {
         let read = |p: &PathBuf| read_text(p).map_err(bad_input);
         let signing = self.cache_signing_key.as_ref().map(read).transpose()?;
-        let trusted = self
-            .cache_trust
-            .iter()
-            .map(read)
-            .collect::<Result<_, _>>()?;
-        Ok((signing, trusted))
+        Ok((signing, self.trust.texts()?))
+    }
+}
+
+impl Trust {
+    /// The trusted key files' texts.
+    fn texts(&self) -> Result<Vec<String>, Failure> {
+        let read = |p: &PathBuf| read_text(p).map_err(bad_input);
+        self.cache_trust.iter().map(read).collect()
     }
 }
 
@@ -330,8 +344,17 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             public,
         } => keygen(&name, &secret, &public),
         Request::Check { graph } => check(&loader, &graph).await,
-        Request::Explain { graph, task, place } => explain(&loader, &graph, &task, &place).await,
-        Request::Plan { graph, place } => plan(&loader, &graph, &place).await,
+        Request::Explain {
+            graph,
+            task,
+            trust,
+            place,
+        } => explain(&loader, &graph, &task, &trust, &place).await,
+        Request::Plan {
+            graph,
+            trust,
+            place,
+        } => plan(&loader, &graph, &trust, &place).await,
         Request::Simulate {
             graph,
             jobs,
@@ -469,24 +492,32 @@ async fn check(loader: &Loader, graph: &Path) -> Result<i32, Failure> {
     Ok(EXIT_OK)
 }
 
-async fn explain(loader: &Loader, graph: &Path, task: &str, place: &Place) -> Result<i32, Failure> {
+async fn explain(
+    loader: &Loader,
+    graph: &Path,
+    task: &str,
+    trust: &Trust,
+    place: &Place,
+) -> Result<i32, Failure> {
     let text = graph_text(graph)?;
     let ws = open_workspace(place)?;
     let rq = loader.load(false)?;
     let options = RunOptions {
         cache: Some(place.cache.clone()),
+        trusted_keys: trust.texts()?,
         ..RunOptions::default()
     };
     print_all(answer(graph, rq.explain(&text, task, &options, &ws).await)?);
     Ok(EXIT_OK)
 }
 
-async fn plan(loader: &Loader, graph: &Path, place: &Place) -> Result<i32, Failure> {
+async fn plan(loader: &Loader, graph: &Path, trust: &Trust, place: &Place) -> Result<i32, Failure> {
     let text = graph_text(graph)?;
     let ws = open_workspace(place)?;
     let rq = loader.load(false)?;
     let options = RunOptions {
         cache: place.cache(),
+        trusted_keys: trust.texts()?,
         ..RunOptions::default()
     };
     print_all(answer(graph, rq.plan(&text, &options, &ws).await)?);

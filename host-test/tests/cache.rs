@@ -722,3 +722,21 @@ fn the_history_journal_survives_a_killed_build() {
         "nothing written before was lost"
     );
 }
+
+/// `plan` and `explain` given `--cache-trust` see the cache as a build
+/// given it would: an entry signed by another key is not covered.
+#[test]
+fn plan_and_explain_take_the_trusted_keys_a_build_would() {
+    let ws = workspace();
+    for name in ["ci", "dev"] {
+        let out = ws.cli(&["keygen", name, &format!("{name}.sec"), &format!("{name}.pub")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let out = ws.cli_build(GRAPH, &["--cache-signing-key", "ci.sec"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = |key: &str| stdout(&ws.cli(&["plan", "g.json", "--cache-trust", key]));
+    assert!(plan("ci.pub").contains("0 to run, 4 covered by the cache"), "{}", plan("ci.pub"));
+    assert!(plan("dev.pub").contains("4 to run, 0 covered by the cache"), "{}", plan("dev.pub"));
+    let explain = stdout(&ws.cli(&["explain", "g.json", "a:do_fetch", "--cache-trust", "dev.pub"]));
+    assert!(explain.contains("signed by key \"ci\", which is not trusted"), "{explain}");
+}

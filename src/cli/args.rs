@@ -30,7 +30,7 @@ pub const SUBCOMMANDS: [Spec; 5] = [
     Spec {
         name: "plan",
         positional: &["GRAPH"],
-        options: &["--cache", "--no-cache"],
+        options: &["--cache", "--no-cache", "--cache-trust"],
     },
     Spec {
         name: "simulate",
@@ -46,7 +46,7 @@ pub const SUBCOMMANDS: [Spec; 5] = [
     Spec {
         name: "explain",
         positional: &["GRAPH", "TASK"],
-        options: &["--cache"],
+        options: &["--cache", "--cache-trust"],
     },
     Spec {
         name: "build",
@@ -72,9 +72,9 @@ pub const SUBCOMMANDS: [Spec; 5] = [
 const FLAGS: [&str; 3] = ["--keep-going", "--no-cache", "--remote-cache-read-only"];
 
 pub const USAGE: &str = "usage: runqueue check GRAPH
-       runqueue plan GRAPH [--cache DIR | --no-cache]
+       runqueue plan GRAPH [--cache DIR | --no-cache] [--cache-trust FILE]...
        runqueue simulate GRAPH [-j N] [--durations FILE] [--scheduler S] [--cache DIR | --no-cache]
-       runqueue explain GRAPH TASK [--cache DIR]
+       runqueue explain GRAPH TASK [--cache DIR] [--cache-trust FILE]...
        runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]
                       [--remote-cache URL [--remote-cache-read-only] [--remote-cache-timeout SECS]]
                       [--cache-signing-key FILE] [--cache-trust FILE]...";
@@ -88,6 +88,8 @@ pub enum Request {
     Plan {
         graph: String,
         cache: Option<String>,
+        /// Public key files' texts (`--cache-trust`).
+        trusted_keys: Vec<String>,
     },
     Simulate {
         graph: String,
@@ -100,6 +102,7 @@ pub enum Request {
         graph: String,
         task: String,
         cache: Option<String>,
+        trusted_keys: Vec<String>,
     },
     Build {
         graph: String,
@@ -123,6 +126,14 @@ impl Given {
     fn values(&self, name: &str) -> Vec<&str> {
         let given = self.options.iter().filter(|(n, _)| *n == name);
         given.filter_map(|(_, v)| v.as_deref()).collect()
+    }
+
+    /// The texts of the `--cache-trust` key files.
+    fn trusted_keys(&self) -> Result<Vec<String>, String> {
+        self.values("--cache-trust")
+            .into_iter()
+            .map(read_key)
+            .collect()
     }
 
     fn has(&self, name: &str) -> bool {
@@ -219,6 +230,7 @@ fn request(spec: &Spec, g: &Given) -> Result<Request, String> {
         "plan" => Request::Plan {
             graph: g.graph(),
             cache: g.cache(),
+            trusted_keys: g.trusted_keys()?,
         },
         "simulate" => Request::Simulate {
             graph: g.graph(),
@@ -231,6 +243,7 @@ fn request(spec: &Spec, g: &Given) -> Result<Request, String> {
             graph: g.graph(),
             task: g.positional[1].clone(),
             cache: g.cache(),
+            trusted_keys: g.trusted_keys()?,
         },
         _ => Request::Build {
             graph: g.graph(),
@@ -266,11 +279,7 @@ fn build_options(g: &Given) -> Result<Options, String> {
         timeout_ms: seconds("--timeout", g.value("--timeout"))?.map(millis),
         remote,
         signing_key: g.value("--cache-signing-key").map(read_key).transpose()?,
-        trusted_keys: g
-            .values("--cache-trust")
-            .into_iter()
-            .map(read_key)
-            .collect::<Result<_, _>>()?,
+        trusted_keys: g.trusted_keys()?,
     })
 }
 
