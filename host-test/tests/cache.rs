@@ -729,14 +729,36 @@ fn the_history_journal_survives_a_killed_build() {
 fn plan_and_explain_take_the_trusted_keys_a_build_would() {
     let ws = workspace();
     for name in ["ci", "dev"] {
-        let out = ws.cli(&["keygen", name, &format!("{name}.sec"), &format!("{name}.pub")]);
+        let out = ws.cli(&[
+            "keygen",
+            name,
+            &format!("{name}.sec"),
+            &format!("{name}.pub"),
+        ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
     let out = ws.cli_build(GRAPH, &["--cache-signing-key", "ci.sec"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan = |key: &str| stdout(&ws.cli(&["plan", "g.json", "--cache-trust", key]));
-    assert!(plan("ci.pub").contains("0 to run, 4 covered by the cache"), "{}", plan("ci.pub"));
-    assert!(plan("dev.pub").contains("4 to run, 0 covered by the cache"), "{}", plan("dev.pub"));
-    let explain = stdout(&ws.cli(&["explain", "g.json", "a:do_fetch", "--cache-trust", "dev.pub"]));
-    assert!(explain.contains("signed by key \"ci\", which is not trusted"), "{explain}");
+    assert!(
+        plan("ci.pub").contains("0 to run, 4 covered by the cache"),
+        "{}",
+        plan("ci.pub")
+    );
+    assert!(
+        plan("dev.pub").contains("4 to run, 0 covered by the cache"),
+        "{}",
+        plan("dev.pub")
+    );
+    let explain = stdout(&ws.cli(&[
+        "explain",
+        "g.json",
+        "a:do_fetch",
+        "--cache-trust",
+        "dev.pub",
+    ]));
+    assert!(
+        explain.contains("signed by key \"ci\", which is not trusted"),
+        "{explain}"
+    );
 }
