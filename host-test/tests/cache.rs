@@ -691,7 +691,10 @@ fn the_history_journal_survives_a_killed_build() {
         .unwrap();
     let journal = ws.join(".runqueue/cache/journal");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !journal.exists() && std::time::Instant::now() < deadline {
+    // Until a first whole record is there (the file is made a moment
+    // before its first bytes land).
+    let written = || std::fs::read(&journal).is_ok_and(|b| b.contains(&b'\n'));
+    while !written() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap(); // SIGKILL, part way through
