@@ -28,6 +28,20 @@ fn build_with_outputs(ws: &Ws, extra: &[&str]) -> std::process::Output {
     ws.cli_build(GRAPH, &[&["-j", "2"], extra].concat())
 }
 
+/// Builds `GRAPH` in `ws` reading from `server` only, with `extra`; the
+/// build succeeds whatever the server does.
+fn read_only_build(ws: &Ws, server: &Nginx, extra: &[&str]) -> std::process::Output {
+    let url = server.url();
+    let args = [
+        &["--remote-cache", &url, "--remote-cache-read-only"][..],
+        extra,
+    ]
+    .concat();
+    let out = build_with_outputs(ws, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
+
 fn summary_line(out: &std::process::Output) -> String {
     stdout(out)
         .lines()
@@ -93,11 +107,7 @@ fn two_workspaces_with_their_own_caches_share_one_server() {
 fn read_only_mode_writes_nothing_to_the_server() {
     let server = Nginx::start();
     let ws = Ws::new();
-    let out = build_with_outputs(
-        &ws,
-        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    read_only_build(&ws, &server, &[]);
     assert_eq!(server.files(), Vec::<PathBuf>::new());
     let requests = server.requests();
     assert_eq!(requests.len(), 3, "one lookup per task: {requests:?}");
@@ -142,11 +152,7 @@ fn wrong_bytes_from_the_server_are_never_restored() {
         std::fs::write(&p, vec![b'!'; len]).unwrap();
     }
     let second = Ws::new();
-    let out = build_with_outputs(
-        &second,
-        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = read_only_build(&second, &server, &[]);
     let err = stderr(&out);
     assert!(err.contains("3 of 3 lookups failed"), "{err}");
     assert!(err.contains("has the wrong bytes"), "{err}");
@@ -382,11 +388,7 @@ fn a_poisoned_entry_writes_nothing_but_declared_outputs() {
         std::fs::write(&at, poisoned.to_string()).unwrap();
         let second = Ws::new();
         second.write("src/main.c", "original\n");
-        let out = build_with_outputs(
-            &second,
-            &["--remote-cache", &server.url(), "--remote-cache-read-only"],
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let out = read_only_build(&second, &server, &[]);
         assert!(stderr(&out).contains(why), "{}", stderr(&out));
         assert_eq!(second.read("src/main.c"), "original\n");
         assert!(second.join("out/image.bin").is_file(), "made by the task");
@@ -423,11 +425,7 @@ fn endless_answers_from_the_server_are_cut_short() {
     grown.extend_from_slice(&junk);
     std::fs::write(server.path(Path::new(&blob)), grown).unwrap();
     let second = Ws::new();
-    let out = build_with_outputs(
-        &second,
-        &["--remote-cache", &server.url(), "--remote-cache-read-only"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = read_only_build(&second, &server, &[]);
     let err = stderr(&out);
     assert!(err.contains("3 of 3 lookups failed"), "{err}");
     assert!(
@@ -451,15 +449,7 @@ fn endless_answers_from_the_server_are_cut_short() {
 fn signed_entries_cannot_be_forged_by_the_server() {
     let server = Nginx::start();
     let keys = Ws::new();
-    for name in ["ci", "dev"] {
-        let out = keys.cli(&[
-            "keygen",
-            name,
-            &format!("{name}.sec"),
-            &format!("{name}.pub"),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    }
+    keys.keygen(&["ci", "dev"]);
     let key = |f: &str| keys.join(f).display().to_string();
     let ci = Ws::new();
     let out = build_with_outputs(
@@ -473,18 +463,7 @@ fn signed_entries_cannot_be_forged_by_the_server() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let reader = |trust: &str| {
-        let ws = Ws::new();
-        let out = build_with_outputs(
-            &ws,
-            &[
-                "--remote-cache",
-                &server.url(),
-                "--remote-cache-read-only",
-                "--cache-trust",
-                &key(trust),
-            ],
-        );
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let out = read_only_build(&Ws::new(), &server, &["--cache-trust", &key(trust)]);
         (summary_line(&out), stderr(&out))
     };
     let (summary, err) = reader("ci.pub");

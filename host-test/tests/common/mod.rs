@@ -184,6 +184,15 @@ impl Ws {
         child.wait_with_output().expect("wait")
     }
 
+    /// Makes a key pair `NAME.sec` and `NAME.pub` here for each name.
+    pub fn keygen(&self, names: &[&str]) {
+        for name in names {
+            let (secret, public) = (format!("{name}.sec"), format!("{name}.pub"));
+            let out = self.cli(&["keygen", name, &secret, &public]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        }
+    }
+
     /// Writes `graph` to `g.json` and runs `runqueue build g.json` with
     /// `args` in this workspace.
     pub fn cli_build(&self, graph: &str, args: &[&str]) -> Output {
