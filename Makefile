@@ -114,6 +114,8 @@ check: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --release -- -D warnings
 	$(CARGO) clippy -p runqueue -p simprocess --target $(WASM) --release -- -D warnings
+	$(CARGO) clippy -p runqueue --target $(WASM) --release --features remote-cache -- -D warnings
+	$(CARGO) clippy -p runqueue --target $(WASM) --release --features command -- -D warnings
 
 clean:
 	$(CARGO) clean

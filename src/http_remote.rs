@@ -40,9 +40,22 @@ impl HttpRemote {
         })
     }
 
-    /// Sends one request and reads the answer, at most `limit` bytes of
-    /// it: (status, body).
-    async fn exchange(&self, req: Request<Body>, limit: u64) -> Result<(u16, Vec<u8>), Failure> {
+    /// A GET of `path` under the base URL.
+    fn get_request(&self, path: &str) -> Result<Request<Body>, Failure> {
+        Request::get(format!("{}/{path}", self.base))
+            .body(Body::empty())
+            .map_err(|e| Failure::Transport(e.to_string()))
+    }
+
+    /// Sends one request and, if `wanted(status)`, hands the answer to
+    /// `each` frame by frame, at most `limit` bytes of it; the status.
+    async fn exchange(
+        &self,
+        req: Request<Body>,
+        limit: u64,
+        wanted: impl Fn(u16) -> bool,
+        each: impl FnMut(&[u8]) -> Result<(), Failure>,
+    ) -> Result<u16, Failure> {
         let work = async {
             let resp = self
                 .client
@@ -50,8 +63,10 @@ impl HttpRemote {
                 .await
                 .map_err(|e| classify(&e, None))?;
             let status = resp.status().as_u16();
-            let body = read_at_most(resp.into_body(), limit).await?;
-            Ok((status, body))
+            if wanted(status) {
+                each_chunk(resp.into_body(), limit, each).await?;
+            }
+            Ok(status)
         };
         self.within_timeout(work).await
     }
@@ -72,20 +87,8 @@ impl HttpRemote {
     }
 }
 
-/// The bytes of `body`, frame by frame, refused as soon as there are more
-/// than `limit` (whatever its Content-Length said).
-async fn read_at_most(body: Body, limit: u64) -> Result<Vec<u8>, Failure> {
-    let mut bytes = Vec::new();
-    each_chunk(body, limit, |chunk| {
-        bytes.extend_from_slice(chunk);
-        Ok(())
-    })
-    .await?;
-    Ok(bytes)
-}
-
-/// Hands `body` to `each` frame by frame, stopping once there are more
-/// than `limit` bytes.
+/// Hands `body` to `each` frame by frame, refused as soon as there are
+/// more than `limit` bytes (whatever its Content-Length said).
 async fn each_chunk(
     body: Body,
     limit: u64,
@@ -139,13 +142,18 @@ fn classify(e: &wstd::http::Error, doing: Option<&str>) -> Failure {
 impl Remote for HttpRemote {
     fn get<'a>(&'a self, path: &'a str, limit: u64) -> Fut<'a, Result<Option<Vec<u8>>, Failure>> {
         Box::pin(async move {
-            let req = Request::get(format!("{}/{path}", self.base))
-                .body(Body::empty())
-                .map_err(|e| Failure::Transport(e.to_string()))?;
-            match self.exchange(req, limit).await? {
-                (200, body) => Ok(Some(body)),
-                (404, _) => Ok(None),
-                (status, _) => Err(Failure::Status(status)),
+            let mut body = Vec::new();
+            let keep = |chunk: &[u8]| {
+                body.extend_from_slice(chunk);
+                Ok(())
+            };
+            match self
+                .exchange(self.get_request(path)?, limit, |_| true, keep)
+                .await?
+            {
+                200 => Ok(Some(body)),
+                404 => Ok(None),
+                status => Err(Failure::Status(status)),
             }
         })
     }
@@ -155,9 +163,12 @@ impl Remote for HttpRemote {
             let req = Request::put(format!("{}/{path}", self.base))
                 .body(Body::from(body))
                 .map_err(|e| Failure::Transport(e.to_string()))?;
-            match self.exchange(req, MAX_ENTRY_BYTES).await? {
-                (200..=299, _) => Ok(()),
-                (status, _) => Err(Failure::Status(status)),
+            match self
+                .exchange(req, MAX_ENTRY_BYTES, |_| true, |_| Ok(()))
+                .await?
+            {
+                200..=299 => Ok(()),
+                status => Err(Failure::Status(status)),
             }
         })
     }
@@ -173,28 +184,18 @@ impl Remote for HttpRemote {
         sink: &'a RefCell<BlobSink>,
     ) -> Fut<'a, Result<bool, Failure>> {
         Box::pin(async move {
-            let req = Request::get(format!("{}/{path}", self.base))
-                .body(Body::empty())
-                .map_err(|e| Failure::Transport(e.to_string()))?;
-            let work = async {
-                let resp = self
-                    .client
-                    .send(req)
-                    .await
-                    .map_err(|e| classify(&e, None))?;
-                match resp.status().as_u16() {
-                    200 => {}
-                    404 => return Ok(false),
-                    status => return Err(Failure::Status(status)),
-                }
-                sink.borrow_mut().restart().map_err(Failure::Local)?;
-                each_chunk(resp.into_body(), limit, |chunk| {
-                    sink.borrow_mut().write(chunk).map_err(Failure::Local)
-                })
-                .await?;
-                Ok(true)
-            };
-            self.within_timeout(work).await
+            // Started (again, on a retry) before the answer: even an empty
+            // blob is a file.
+            sink.borrow_mut().restart().map_err(Failure::Local)?;
+            let keep = |chunk: &[u8]| sink.borrow_mut().write(chunk).map_err(Failure::Local);
+            match self
+                .exchange(self.get_request(path)?, limit, |s| s == 200, keep)
+                .await?
+            {
+                200 => Ok(true),
+                404 => Ok(false),
+                status => Err(Failure::Status(status)),
+            }
         })
     }
 }
