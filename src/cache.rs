@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::{self, blob_path, blob_rel, Blob};
+use crate::confine::link_escapes;
 use crate::digest::{is_sha256_hex, sha256_hex};
-use crate::graph::normalize;
+use crate::graph::{is_within, normalize};
 pub use crate::journal::History;
 use crate::journal::Journal;
 pub use crate::journal::Record;
@@ -157,19 +158,6 @@ pub fn validate_entry(sig: &str, bytes: &[u8]) -> Result<ActionEntry, String> {
         }
     }
     Ok(entry)
-}
-
-/// Whether a symlink at `rel` pointing to `target` leads out of the
-/// workspace. WASI cannot read a link to an absolute path: that escapes too.
-fn link_escapes(rel: &str, target: &str) -> bool {
-    let parent = rel.rsplit_once('/').map_or("", |(d, _)| d);
-    target.starts_with('/') || normalize(&format!("{parent}/{target}")).is_none()
-}
-
-/// Whether `path` is `dir` or below it.
-fn is_within(path: &str, dir: &str) -> bool {
-    path.strip_prefix(dir)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 impl ActionEntry {

@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::graph::{normalize, Graph};
+use crate::graph::{is_within, normalize, Graph};
 
 /// Where task logs go unless told otherwise, relative to the workspace.
 pub const DEFAULT_LOG_DIR: &str = ".runqueue/logs";
@@ -44,10 +44,7 @@ pub fn check_kept_apart(graph: &Graph, dir: &str, what: &str) -> Result<(), Stri
     let Some(dir) = normalize(dir).filter(|d| !d.is_empty()) else {
         return Ok(()); // absolute: outside the workspace
     };
-    let inside = |p: &str| {
-        p.strip_prefix(dir.as_str())
-            .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-    };
+    let inside = |p: &str| is_within(p, &dir);
     for task in &graph.tasks {
         let paths = task.inputs.iter().map(|p| ("input", p));
         if let Some((field, path)) = paths
@@ -83,6 +80,16 @@ pub fn check_paths(graph: &Graph, ws: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a symlink at `rel` pointing to `target` leads out of the
+/// workspace (lexically, from where the link is). WASI cannot read a link
+/// to an absolute path: that escapes too.
+pub fn link_escapes(rel: &str, target: &str) -> bool {
+    let parent = rel
+        .rsplit_once('/')
+        .map_or(String::new(), |(d, _)| format!("{d}/"));
+    target.starts_with('/') || normalize(&format!("{parent}{target}")).is_none()
+}
+
 /// The first existing prefix of `rel` that is a symlink leading out of
 /// `ws` (lexically, from where the link is), if any.
 pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
@@ -91,7 +98,6 @@ pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
         if !prefix.is_empty() {
             prefix.push('/');
         }
-        let parent_len = prefix.len();
         prefix.push_str(part);
         let meta = fs::symlink_metadata(ws.join(&prefix)).ok()?;
         if !meta.is_symlink() {
@@ -99,11 +105,7 @@ pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
         }
         // WASI cannot read a link to an absolute path: that escapes too.
         let escapes = match fs::read_link(ws.join(&prefix)) {
-            Ok(target) => {
-                let target = target.to_string_lossy();
-                target.starts_with('/')
-                    || normalize(&format!("{}{target}", &prefix[..parent_len])).is_none()
-            }
+            Ok(target) => link_escapes(&prefix, &target.to_string_lossy()),
             Err(_) => true,
         };
         if escapes {
@@ -111,4 +113,19 @@ pub fn escaping_symlink(ws: &Path, rel: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_escapes;
+
+    #[test]
+    fn a_link_escapes_only_if_it_leads_out() {
+        assert!(!link_escapes("link", "f"), "a top-level link to a sibling");
+        assert!(!link_escapes("out/l", "../f"));
+        assert!(!link_escapes("a/b/l", "../../c"));
+        assert!(link_escapes("l", "../x"));
+        assert!(link_escapes("out/l", "../../x"));
+        assert!(link_escapes("out/l", "/etc"));
+    }
 }

@@ -7,7 +7,7 @@
 //!
 //! Knows task paths; knows nothing of files on disk.
 
-use crate::graph::{GraphError, Task};
+use crate::graph::{is_within, GraphError, Task};
 
 /// The directory runqueue keeps for itself inside the workspace.
 pub const RESERVED: &str = ".runqueue";
@@ -127,7 +127,7 @@ fn check_reserved(tasks: &[Task]) -> Result<(), GraphError> {
     for t in tasks {
         let fields = t.inputs.iter().map(|p| ("input", p));
         for (field, path) in fields.chain(t.outputs.iter().map(|p| ("output", p))) {
-            if path.split('/').next() == Some(RESERVED) {
+            if is_within(path, RESERVED) {
                 return Err(GraphError::Reserved {
                     task: t.id.clone(),
                     field,
