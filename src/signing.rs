@@ -6,8 +6,8 @@
 //!
 //! Key files are one line each: `runqueue-secret-key:NAME:HEX` (the
 //! 32-byte seed) and `runqueue-public-key:NAME:HEX`. A signed entry is
-//! `{"signed": ENTRY, "key": NAME, "ed25519": HEX}`, the signature over
-//! [`DOMAIN`] followed by ENTRY's exact bytes.
+//! `{"signed":ENTRY,"key":NAME,"ed25519":HEX}` (beginning exactly so),
+//! the signature over [`DOMAIN`] followed by ENTRY's exact bytes.
 //!
 //! Knows keys and bytes; knows nothing of the cache's layout.
 
@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 /// else.
 const DOMAIN: &[u8] = b"runqueue action entry v1\0";
 const SECRET: &str = "runqueue-secret-key";
+/// How every signed entry begins.
+const SEALED_START: &[u8] = b"{\"signed\":";
 const PUBLIC: &str = "runqueue-public-key";
 
 /// A named secret key that signs entries.
@@ -76,11 +78,13 @@ impl Signer {
 
     /// `entry` signed: the bytes to store in its place.
     pub fn seal(&self, entry: &[u8]) -> Vec<u8> {
+        // What is signed is exactly what is embedded.
+        let entry = entry.trim_ascii_end();
         let signature = self.key.sign(&[DOMAIN, entry].concat());
-        let entry = String::from_utf8_lossy(entry);
         format!(
-            "{{\"signed\":{},\"key\":{},\"ed25519\":\"{}\"}}\n",
-            entry.trim_end(),
+            "{}{},\"key\":{},\"ed25519\":\"{}\"}}\n",
+            String::from_utf8_lossy(SEALED_START),
+            String::from_utf8_lossy(entry),
             serde_json::to_string(&self.name).expect("a string"),
             to_hex(&signature.to_bytes())
         )
@@ -134,7 +138,13 @@ impl Trust {
     }
 }
 
+/// `stored` as a signed entry, if it is one. Only bytes that start as
+/// [`Signer::seal`] writes them are parsed as such: every lookup comes
+/// here, and an unsigned entry would otherwise be parsed whole twice.
 fn sealed(stored: &[u8]) -> Option<Sealed<'_>> {
+    if !stored.starts_with(SEALED_START) {
+        return None;
+    }
     serde_json::from_slice(stored).ok()
 }
 
@@ -196,10 +206,12 @@ mod tests {
     fn only_entries_signed_by_a_trusted_key_pass() {
         let entry = br#"{"format":1,"task":"t"}"#;
         let (ci, ci_pub) = pair("ci", 7);
+        let with_newline = [&entry[..], b"\n"].concat();
         let (dev, _) = pair("dev", 9);
         let trust = Trust::parse(&[ci_pub]).unwrap();
         let sealed = ci.seal(entry);
         assert_eq!(trust.check(&sealed), Ok(()));
+        assert_eq!(trust.check(&ci.seal(&with_newline)), Ok(()));
         assert_eq!(unseal(&sealed), entry);
         assert_eq!(unseal(entry), entry);
         assert!(trust.check(entry).unwrap_err().contains("is not signed"));
