@@ -6,8 +6,8 @@
 //!
 //! Key files are one line each: `runqueue-secret-key:NAME:HEX` (the
 //! 32-byte seed) and `runqueue-public-key:NAME:HEX`. A signed entry is
-//! `{"signed":ENTRY,"key":NAME,"ed25519":HEX}` (beginning exactly so),
-//! the signature over [`DOMAIN`] followed by ENTRY's exact bytes.
+//! `{"signed": ENTRY, "key": NAME, "ed25519": HEX}`, the signature over
+//! [`DOMAIN`] followed by ENTRY's exact bytes.
 //!
 //! Knows keys and bytes; knows nothing of the cache's layout.
 
@@ -19,8 +19,6 @@ use serde_json::value::RawValue;
 /// else.
 const DOMAIN: &[u8] = b"runqueue action entry v1\0";
 const SECRET: &str = "runqueue-secret-key";
-/// How every signed entry begins.
-const SEALED_START: &[u8] = b"{\"signed\":";
 const PUBLIC: &str = "runqueue-public-key";
 
 /// A named secret key that signs entries.
@@ -82,8 +80,7 @@ impl Signer {
         let entry = entry.trim_ascii_end();
         let signature = self.key.sign(&[DOMAIN, entry].concat());
         format!(
-            "{}{},\"key\":{},\"ed25519\":\"{}\"}}\n",
-            String::from_utf8_lossy(SEALED_START),
+            "{{\"signed\":{},\"key\":{},\"ed25519\":\"{}\"}}\n",
             String::from_utf8_lossy(entry),
             serde_json::to_string(&self.name).expect("a string"),
             to_hex(&signature.to_bytes())
@@ -138,11 +135,17 @@ impl Trust {
     }
 }
 
-/// `stored` as a signed entry, if it is one. Only bytes that start as
-/// [`Signer::seal`] writes them are parsed as such: every lookup comes
-/// here, and an unsigned entry would otherwise be parsed whole twice.
+/// `stored` as a signed entry, if it is one. Only an object whose first
+/// key is one of the wrapper's is parsed as such (an action entry's is
+/// `format`): every lookup comes here, and an unsigned entry would
+/// otherwise be parsed whole twice.
 fn sealed(stored: &[u8]) -> Option<Sealed<'_>> {
-    if !stored.starts_with(SEALED_START) {
+    let first_key = stored
+        .trim_ascii_start()
+        .strip_prefix(b"{")?
+        .trim_ascii_start();
+    let wrapper = [&b"\"signed\""[..], b"\"key\"", b"\"ed25519\""];
+    if !wrapper.iter().any(|k| first_key.starts_with(k)) {
         return None;
     }
     serde_json::from_slice(stored).ok()
