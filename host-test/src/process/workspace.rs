@@ -104,6 +104,21 @@ impl Workspace {
 
     /// [`Workspace::ensure_dir`] of `parts`; messages name `rel`.
     fn ensure(&self, parts: &[String], rel: &str) -> Result<Dir, String> {
+        let at = parts.join("/");
+        // Nearly always there already: one open, and a walk only if not.
+        let handle = match self.open_dir(&at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.make_dirs(parts, rel)?,
+            opened => opened.map_err(|e| self.explain(rel, e))?,
+        };
+        Ok(Dir {
+            handle: Arc::new(handle),
+            rel: at,
+        })
+    }
+
+    /// Creates what is missing of `parts`, one directory at a time, each
+    /// in its parent opened beneath the root; the last one, opened.
+    fn make_dirs(&self, parts: &[String], rel: &str) -> Result<OwnedFd, String> {
         let mut at = String::new();
         for part in parts {
             if !at.is_empty() {
@@ -115,11 +130,7 @@ impl Workspace {
                 other => drop(other.map_err(|e| self.explain(rel, e))?),
             }
         }
-        let handle = self.open_dir(&at).map_err(|e| self.explain(rel, e))?;
-        Ok(Dir {
-            handle: Arc::new(handle),
-            rel: at,
-        })
+        self.open_dir(&at).map_err(|e| self.explain(rel, e))
     }
 
     /// `rel`'s directory (created with what is missing) held open, and its
