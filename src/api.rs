@@ -216,9 +216,13 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
 /// A cache to look into (plan, explain), using only entries signed by one
 /// of `trusted_keys` if any are given, as a build given them would.
 fn reading_cache(dir: Option<&str>, trusted_keys: &[String]) -> Result<Option<Cache>, Error> {
-    let trust = Trust::parse(trusted_keys)
-        .map_err(|e| Error::InvalidRequest(format!("trusted key: {e}")))?;
+    let trust = trust_of(trusted_keys)?;
     Ok(dir.map(|d| Cache::new(d).with_keys(None, trust)))
+}
+
+/// Public key files' texts as trust, or bad input saying why.
+fn trust_of(trusted_keys: &[String]) -> Result<Trust, Error> {
+    Trust::parse(trusted_keys).map_err(|e| Error::InvalidRequest(format!("trusted key: {e}")))
 }
 
 /// The cache the options ask for, with its keys; `Err` for keys that are
@@ -239,9 +243,9 @@ fn cache_of(options: &Options) -> Result<Option<Cache>, Error> {
         .map(Signer::parse)
         .transpose();
     let signer = signer.map_err(|e| Error::InvalidRequest(format!("signing key: {e}")))?;
-    let trust = Trust::parse(&options.trusted_keys)
-        .map_err(|e| Error::InvalidRequest(format!("trusted key: {e}")))?;
-    Ok(Some(Cache::new(dir).with_keys(signer, trust)))
+    Ok(Some(
+        Cache::new(dir).with_keys(signer, trust_of(&options.trusted_keys)?),
+    ))
 }
 
 /// The remote cache the options ask for; it needs a local cache to read
