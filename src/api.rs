@@ -18,7 +18,7 @@ use crate::import;
 use crate::plan::{longest_chain, remaining_path, Policy};
 use crate::remote::Remote;
 use crate::report::Report;
-use crate::reuse;
+use crate::reuse::{self, Fate, Notes};
 use crate::seams::{FileModes, Files, Processes, Progress};
 use crate::signature::signatures_in;
 use crate::signing::{Signer, Trust};
@@ -277,7 +277,9 @@ pub fn explain(
         .ok_or_else(|| Error::InvalidRequest(format!("no task \"{task}\" in the graph")))?;
     let cache = reading_cache(cache_dir, trusted_keys)?
         .ok_or_else(|| Error::InvalidRequest("explain needs a cache directory".into()))?;
-    let sigs = signatures_in(&graph, workspace, "explain").map_err(Error::InvalidGraph)?;
+    let mut sigs = signatures_in(&graph, workspace, "explain").map_err(Error::InvalidGraph)?;
+    let forced = TaskMap::filled(&graph, false);
+    reuse::decide(&graph, &mut sigs, &cache, &forced, &mut Notes::default());
     Ok(reuse::explain(&graph, id, &sigs, &cache))
 }
 
@@ -289,12 +291,17 @@ pub fn plan(
     trusted_keys: &[String],
 ) -> Result<Vec<String>, Error> {
     let graph = parse(graph)?;
-    let sigs = signatures_in(&graph, workspace, "plan").map_err(Error::InvalidGraph)?;
+    let mut sigs = signatures_in(&graph, workspace, "plan").map_err(Error::InvalidGraph)?;
     let cache = reading_cache(cache_dir, trusted_keys)?;
+    let forced = TaskMap::filled(&graph, false);
+    let fates = match &cache {
+        Some(c) => reuse::decide(&graph, &mut sigs, c, &forced, &mut Notes::default()).fates,
+        None => TaskMap::filled(&graph, Fate::Run),
+    };
     let given = TaskMap::filled(&graph, None);
     let known = recorded_durations(&graph, cache.as_ref(), given, |_| true);
     let durations = expected_durations(&graph, known.as_slice());
-    Ok(reuse::plan(&graph, &sigs, cache.as_ref(), &durations))
+    Ok(reuse::plan(&graph, &fates, &durations))
 }
 
 /// Runs the real scheduler against a virtual clock. Runs nothing.

@@ -6,6 +6,8 @@
 //! Layout under the cache directory:
 //! - `cas/<h0h1>/<sha256>`: a blob, named by the sha256 of its bytes;
 //! - `ac/<s0s1>/<signature>.json`: an [`ActionEntry`], written last;
+//! - `eq/<s0s1>/<signature>.json`: the [`crate::cutoff::OutputsRecord`]
+//!   of the run that stored the entry, written with it;
 //! - `journal`: the history of task runs ([`crate::journal`]);
 //! - `tmp/`: temporary files, renamed into place when complete.
 //!
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blobs::{self, blob_path, blob_rel, Blob};
 use crate::confine::link_escapes;
+use crate::cutoff::{parse_record, record_rel, OutputsRecord};
 use crate::digest::{is_sha256_hex, sha256_hex};
 use crate::graph::{is_within, normalize};
 pub use crate::journal::History;
@@ -307,6 +310,19 @@ impl Cache {
         blobs::put(&self.dir, &blob_rel(hash), bytes)
     }
 
+    /// The outputs record of `sig`, if there is one (`Err`: unusable).
+    pub fn outputs_record(&self, sig: &str) -> Option<Result<OutputsRecord, String>> {
+        let bytes = fs::read(self.dir.join(record_rel(sig))).ok()?;
+        Some(parse_record(sig, &bytes).map_err(|why| format!("the outputs record {why}")))
+    }
+
+    /// Stores `bytes` as the outputs record of `sig` (temp + rename) if
+    /// they are one.
+    pub fn put_record(&self, sig: &str, bytes: &[u8]) -> Result<(), String> {
+        parse_record(sig, bytes).map_err(|why| format!("the outputs record {why}"))?;
+        blobs::put(&self.dir, &record_rel(sig), bytes)
+    }
+
     /// Removes the entry for `sig` (it was found corrupt); best effort.
     pub fn remove_entry(&self, sig: &str) {
         let _ = fs::remove_file(self.entry_path(sig));
@@ -458,6 +474,13 @@ pub fn entry_file(
     };
     let json = serde_json::to_vec_pretty(&entry).expect("entries serialize");
     ((entry_rel(sig), json), entry)
+}
+
+/// The outputs record as the file to write (path relative to the cache,
+/// bytes).
+pub fn record_file(record: &OutputsRecord) -> (String, Vec<u8>) {
+    let json = serde_json::to_vec(record).expect("records serialize");
+    (record_rel(&record.signature), json)
 }
 
 /// The workspace paths of the files among `entries`.

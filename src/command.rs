@@ -121,6 +121,7 @@ fn summary(report: &crate::report::Report) -> i32 {
         total: report.tasks.len() as u32,
         succeeded: report.succeeded as u32,
         cached: report.cached as u32,
+        cut_off: report.cut_off as u32,
         failed: report.failed as u32,
         not_run: report.not_run as u32,
         peak_parallel: report.peak_parallel as u32,

@@ -205,6 +205,7 @@ fn to_wit_report(r: Report) -> types::Report {
             failed: r.failed as u32,
             not_run: r.not_run as u32,
             cached: r.cached as u32,
+            cut_off: r.cut_off as u32,
             peak_parallel: r.peak_parallel as u32,
             wall_ms: r.wall_ms,
         },
@@ -234,6 +235,7 @@ fn to_wit_task(t: &TaskRecord) -> types::TaskReport {
         log: t.log.clone(),
         signature: t.signature.clone(),
         restored: t.restored,
+        cut_off: t.cut_off.clone(),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod blobs;
 pub mod cache;
 pub mod cli;
 pub mod confine;
+pub mod cutoff;
 pub mod digest;
 pub mod estimate;
 pub mod graph;

@@ -20,6 +20,9 @@ pub enum TaskState {
     Ready,
     /// Started; holds a slot until it finishes.
     Running,
+    /// Its process succeeded and left its slot; its dependents wait for
+    /// the digest of its outputs (their signatures cover it).
+    Storing,
     /// Finished successfully. Final.
     Succeeded,
     /// Finished unsuccessfully (non-zero exit, signal, could not start). Final.
@@ -161,6 +164,8 @@ pub struct Plan<'g> {
     /// How many tasks became ready so far: the FIFO order.
     readied: u64,
     running: usize,
+    /// Tasks in [`TaskState::Storing`].
+    storing: usize,
     peak_running: usize,
     max_parallel: usize,
     keep_going: bool,
@@ -173,6 +178,18 @@ pub struct Plan<'g> {
 }
 
 impl<'g> Plan<'g> {
+    /// New priorities for every task (some turned out covered by the
+    /// cache: they weigh nothing now); the ready queues are reordered.
+    pub fn reprioritize(&mut self, priority: TaskMap<u64>) {
+        self.priority = priority;
+        if matches!(self.policy, Policy::CriticalPath | Policy::Speed) {
+            for queue in &mut self.ready {
+                let ids: Vec<TaskId> = queue.drain().map(|(_, Reverse(id))| id).collect();
+                queue.extend(ids.into_iter().map(|id| (self.priority[id], Reverse(id))));
+            }
+        }
+    }
+
     /// A plan with every task waiting and the roots ready. `priority` is
     /// indexed by task (see [`Policy::priorities`]); `max_parallel` is at
     /// least 1.
@@ -195,6 +212,7 @@ impl<'g> Plan<'g> {
             pool_running: vec![0; graph.pools.len() + 1],
             readied: 0,
             running: 0,
+            storing: 0,
             peak_running: 0,
             max_parallel: max_parallel.max(1),
             keep_going,
@@ -235,10 +253,12 @@ impl<'g> Plan<'g> {
                 self.pool_running[queue] += 1;
                 self.peak_running = self.peak_running.max(self.running);
             }
-            (Running, Succeeded | Failed) => {
+            (Running, Succeeded | Failed | Storing) => {
                 self.running -= 1;
                 self.pool_running[queue] -= 1;
+                self.storing += usize::from(to == Storing);
             }
+            (Storing, Succeeded) => self.storing -= 1,
             // Ready tasks are only skipped when the build stops; the heap is
             // dropped then.
             (Waiting | Ready, Skipped(_)) => {}
@@ -282,7 +302,13 @@ impl<'g> Plan<'g> {
         Some(id)
     }
 
-    /// Records the end of a running task. Success makes dependents whose
+    /// A running task's process succeeded, but its dependents wait for
+    /// [`Plan::finish`]: its slot is free for the next task now.
+    pub fn exited(&mut self, id: TaskId) {
+        self.set(id, TaskState::Storing);
+    }
+
+    /// Records the end of a running (or storing) task. Success makes dependents whose
     /// dependencies have all succeeded ready; failure skips every task
     /// downstream of it and, unless keep-going, stops the build.
     pub fn finish(&mut self, id: TaskId, success: bool) {
@@ -317,9 +343,9 @@ impl<'g> Plan<'g> {
         self.stopping = true;
     }
 
-    /// True when nothing runs and nothing more will start.
+    /// True when nothing runs or stores and nothing more will start.
     pub fn is_done(&self) -> bool {
-        self.running == 0 && (self.stopping || self.ready_count == 0)
+        self.running == 0 && self.storing == 0 && (self.stopping || self.ready_count == 0)
     }
 
     /// Ends the plan: every task that never ran is skipped because the build

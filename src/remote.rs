@@ -7,7 +7,8 @@
 //! looked up remotely, many at once; a hit's blobs are fetched, each
 //! checked against its sha256, stored locally, and the entry stored last;
 //! the build then restores from the local cache as usual. Write-through:
-//! after the build, the entries this run stored go up, blobs first.
+//! after the build, the entries this run stored go up, blobs first, with
+//! their outputs records (early cutoff) under `ac/` keys of their own.
 //!
 //! The remote never breaks a build: any failure (down, slow, 4xx/5xx, wrong
 //! bytes) is a warning and a local miss. After [`GIVE_UP_AFTER`] transport
@@ -20,11 +21,13 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 use futures::stream::{self, StreamExt};
 
 use crate::blobs::BlobSink;
-use crate::cache::{validate_entry, Cache, Lookup, OutputEntry};
+use crate::cache::{record_file, validate_entry, Cache, Lookup, OutputEntry};
+use crate::cutoff::{record_key, MAX_RECORD_BYTES};
 
 /// A boxed future, not `Send`: the component has one thread.
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -139,6 +142,8 @@ const REASONS_SHOWN: usize = 3;
 struct Session<'a> {
     remote: &'a dyn Remote,
     transport_failures: Cell<usize>,
+    /// Some request went unanswered (after retries).
+    unanswered: Cell<bool>,
 }
 
 impl<'a> Session<'a> {
@@ -150,9 +155,11 @@ impl<'a> Session<'a> {
     /// of failures in a row.
     fn note<T>(&self, r: &Result<T, Failure>) {
         match r {
-            Err(Failure::Transport(_) | Failure::Timeout(_)) => self
-                .transport_failures
-                .set(self.transport_failures.get() + 1),
+            Err(Failure::Transport(_) | Failure::Timeout(_)) => {
+                self.unanswered.set(true);
+                self.transport_failures
+                    .set(self.transport_failures.get() + 1)
+            }
             _ => self.transport_failures.set(0),
         }
     }
@@ -302,17 +309,82 @@ pub async fn pull(
     let session = Session {
         remote,
         transport_failures: Cell::new(0),
+        unanswered: Cell::new(false),
     };
+    pull_in(&session, cache, wanted, concurrency).await
+}
+
+async fn pull_in(
+    session: &Session<'_>,
+    cache: &Cache,
+    wanted: &[(String, &[String])],
+    concurrency: usize,
+) -> Stats {
     let wanted: Vec<&(String, &[String])> = wanted
         .iter()
         .filter(|(sig, _)| !matches!(cache.lookup(sig), Lookup::Hit(_)))
         .collect();
     let results: Vec<Result<bool, Missed>> = stream::iter(wanted)
-        .map(|(sig, outputs)| pull_one(&session, cache, sig, outputs))
+        .map(|(sig, outputs)| pull_one(session, cache, sig, outputs))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     session.summarize("lookups", results)
+}
+
+/// Asks the remote for one signature at a time during the build (those
+/// known only once dependencies ran), as one session: transport failures
+/// add up to giving up, and [`Asker::summary`] says once what failed.
+pub struct Asker<'a> {
+    session: Rc<Session<'a>>,
+    results: Rc<RefCell<Vec<Result<bool, Missed>>>>,
+}
+
+impl<'a> Asker<'a> {
+    pub fn new(remote: &'a dyn Remote) -> Asker<'a> {
+        let session = Session {
+            remote,
+            transport_failures: Cell::new(0),
+            unanswered: Cell::new(false),
+        };
+        Asker {
+            session: Rc::new(session),
+            results: Rc::default(),
+        }
+    }
+
+    /// Whether asking is still worth it: every request was answered so
+    /// far (an answer may be a 403 or a bad entry: that costs a round trip,
+    /// a dead or slow server costs timeouts).
+    pub fn usable(&self) -> bool {
+        !self.session.unanswered.get()
+    }
+
+    /// As [`pull`], in this session.
+    pub async fn pull_many(
+        &self,
+        cache: &Cache,
+        wanted: &[(String, &[String])],
+        concurrency: usize,
+    ) -> Stats {
+        pull_in(&self.session, cache, wanted, concurrency).await
+    }
+
+    /// Fetches the entry of `sig` (a task with declared `outputs`) into
+    /// `cache` if the remote has a sound one.
+    pub fn pull(&self, cache: &'a Cache, sig: String, outputs: Vec<String>) -> Fut<'a, ()> {
+        let (session, results) = (self.session.clone(), self.results.clone());
+        Box::pin(async move {
+            let r = pull_one(&session, cache, &sig, &outputs).await;
+            results.borrow_mut().push(r);
+        })
+    }
+
+    /// What went wrong, as one warning (none if nothing did).
+    pub fn summary(&self) -> Stats {
+        let results = std::mem::take(&mut *self.results.borrow_mut());
+        self.session.summarize("lookups during the build", results)
+    }
 }
 
 /// One signature: `Ok(false)` if the remote does not have it.
@@ -347,7 +419,20 @@ async fn pull_one(
         }
     }
     cache.put_entry(sig, &bytes)?;
+    pull_record(session, cache, sig).await?;
     Ok(true)
+}
+
+/// The outputs record of `sig`, stored locally if the remote has a sound
+/// one; a missing one only means no cutoff past the task.
+async fn pull_record(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<(), Missed> {
+    let key = record_key(sig);
+    if let Some(bytes) = session.get(&key, MAX_RECORD_BYTES).await? {
+        cache
+            .put_record(sig, &bytes)
+            .map_err(|why| format!("{key}: {why}"))?;
+    }
+    Ok(())
 }
 
 /// Sends the entries of `sigs` (and their blobs, first) from `cache` to
@@ -361,6 +446,7 @@ pub async fn push(
     let session = Session {
         remote,
         transport_failures: Cell::new(0),
+        unanswered: Cell::new(false),
     };
     let results: Vec<Result<bool, Missed>> = stream::iter(sigs)
         .map(|sig| push_one(&session, cache, sig))
@@ -383,6 +469,10 @@ async fn push_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<boo
         }
     }
     session.put(&format!("ac/{sig}"), bytes).await?;
+    if let Some(Ok(record)) = cache.outputs_record(sig) {
+        let (_, bytes) = record_file(&record);
+        session.put(&record_key(sig), bytes).await?;
+    }
     Ok(true)
 }
 

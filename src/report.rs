@@ -92,11 +92,14 @@ pub struct TaskRecord {
     pub signature: Option<String>,
     /// For cached tasks: whether its outputs were restored.
     pub restored: bool,
+    /// For tasks covered only once their dependencies ran (early cutoff):
+    /// why, e.g. "a's outputs identical to the run of 2026-12-02 07:49 UTC".
+    pub cut_off: Option<String>,
 }
 
 impl TaskRecord {
     /// A task not yet decided.
-    pub fn new(id: &str, signature: &str) -> TaskRecord {
+    pub fn new(id: &str, signature: Option<&str>) -> TaskRecord {
         TaskRecord {
             id: id.to_string(),
             outcome: None,
@@ -106,8 +109,9 @@ impl TaskRecord {
             start_ms: None,
             end_ms: None,
             log: None,
-            signature: Some(signature.to_string()),
+            signature: signature.map(str::to_string),
             restored: false,
+            cut_off: None,
         }
     }
 
@@ -128,6 +132,9 @@ pub struct Report {
     pub failed: usize,
     pub not_run: usize,
     pub cached: usize,
+    /// Of the cached tasks, those covered only once their dependencies ran
+    /// and left outputs identical to an earlier run.
+    pub cut_off: usize,
     /// The most task processes running at the same moment (cached tasks
     /// and tasks with nothing to run hold no slot and do not count).
     pub peak_parallel: usize,

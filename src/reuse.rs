@@ -11,11 +11,15 @@ use std::path::Path;
 use crate::cache::{
     collect_outputs, entry_file, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
 };
+use crate::cutoff::{
+    date, equivalence, new_record, now_secs, outputs_digest, unihash_of_outputs, Equivalence,
+    OutputsRecord,
+};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
 use crate::plan::Policy;
 use crate::seams::{Blob, FileModes, Files, LocalFuture};
-use crate::signature::{differences, Signature};
+use crate::signature::{differences, Signature, Signatures};
 
 /// What the build does with a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,118 +29,256 @@ pub enum Fate {
     /// Covered by the cache; `restored` says whether its outputs were put
     /// in the workspace (only those something needs are).
     Cached { restored: bool },
+    /// Its signature waits for the outputs of a dependency that runs
+    /// first: decided once that one has run (covered then, it is cut off).
+    Undecided,
+}
+
+/// Decisions taken before anything runs.
+pub struct Decisions {
+    pub fates: TaskMap<Fate>,
+    /// The entry of each covered task.
+    pub entries: TaskMap<Option<ActionEntry>>,
+}
+
+/// What deciding found wrong, kept to be said once: warnings as they
+/// come, and tasks whose entries or records could not serve, summarized.
+#[derive(Default)]
+pub struct Notes {
+    pub warnings: Vec<String>,
+    untrusted: Vec<String>,
+    unrecorded: Vec<String>,
+    disagreeing: Vec<String>,
+}
+
+impl Notes {
+    /// Every note as a warning line, each summary once; empties the notes.
+    pub fn take(&mut self) -> Vec<String> {
+        let mut out = std::mem::take(&mut self.warnings);
+        let mut summary = |tasks: &mut Vec<String>, what: &str| {
+            tasks.dedup();
+            if let Some(first) = tasks.first() {
+                out.push(format!("{} task(s) {what} (first: {first})", tasks.len()));
+            }
+            tasks.clear();
+        };
+        summary(
+            &mut self.untrusted,
+            "run because their cache entries are not signed by a trusted key",
+        );
+        summary(
+            &mut self.unrecorded,
+            "have cache entries but no outputs record: no early cutoff past them",
+        );
+        summary(
+            &mut self.disagreeing,
+            "have an outputs record that disagrees with their cache entry: no early cutoff past them",
+        );
+        out
+    }
+}
+
+/// Signs every task whose dependencies' unihashes are known, dependencies
+/// first, and decides it ([`decide_one`]); the others are undecided. Tasks
+/// in `forced` run whatever the cache holds.
+pub fn decide(
+    graph: &Graph,
+    sigs: &mut Signatures,
+    cache: &Cache,
+    forced: &TaskMap<bool>,
+    notes: &mut Notes,
+) -> Decisions {
+    let mut fates = TaskMap::filled(graph, Fate::Undecided);
+    let mut entries = TaskMap::filled(graph, None);
+    for &id in &graph.topo_order {
+        if sigs.sign(graph, id).is_none() {
+            continue;
+        }
+        if forced[id] {
+            if !waits_for_outputs(graph, id) {
+                sigs.chain(id);
+            }
+            fates[id] = Fate::Run;
+            continue;
+        }
+        entries[id] = decide_one(graph, id, sigs, cache, notes);
+        fates[id] = match entries[id] {
+            Some(_) => Fate::Cached { restored: false },
+            None => Fate::Run,
+        };
+    }
+    Decisions { fates, entries }
+}
+
+/// Decides the signed task `id`: its usable entry if the cache covers it
+/// (`None`: it runs). Sets its unihash if that is known now: a covered
+/// task's from its outputs record, checked against its entry; a task that
+/// runs chains unless its dependents wait for its outputs.
+pub fn decide_one(
+    graph: &Graph,
+    id: TaskId,
+    sigs: &mut Signatures,
+    cache: &Cache,
+    notes: &mut Notes,
+) -> Option<ActionEntry> {
+    let sig = sigs.get(id).expect("a decided task is signed").hash.clone();
+    let entry = usable_entry(graph, id, &sig, cache, notes);
+    match &entry {
+        Some(e) if !graph.task(id).outputs.is_empty() => {
+            covered_unihash(graph, id, e, sigs, cache, notes)
+        }
+        None if waits_for_outputs(graph, id) => {}
+        _ => sigs.chain(id),
+    }
+    entry
+}
+
+/// Whether dependents of `id`, when it runs, wait for the digest of its
+/// outputs (it has declared outputs, kept in the cache) rather than chain.
+fn waits_for_outputs(graph: &Graph, id: TaskId) -> bool {
+    let task = graph.task(id);
+    !task.nostamp && !task.outputs.is_empty()
+}
+
+/// A covered task's unihash: from its outputs record if that agrees with
+/// its entry; otherwise (no record, an unusable one, or one naming other
+/// outputs) it chains, noted.
+fn covered_unihash(
+    graph: &Graph,
+    id: TaskId,
+    entry: &ActionEntry,
+    sigs: &mut Signatures,
+    cache: &Cache,
+    notes: &mut Notes,
+) {
+    let sig = sigs.get(id).expect("a covered task is signed");
+    // An unusable record is as good as none.
+    let record = cache.outputs_record(&sig.hash).and_then(Result::ok);
+    let name = graph.task(id).id.clone();
+    match equivalence(entry, record.as_ref()) {
+        Equivalence::Known(digest) => {
+            let uni = unihash_of_outputs(&digest, &sig.parts);
+            sigs.set_unihash(id, uni);
+        }
+        Equivalence::NoRecord => {
+            notes.unrecorded.push(name);
+            sigs.chain(id);
+        }
+        Equivalence::Disagrees => {
+            notes.disagreeing.push(name);
+            sigs.chain(id);
+        }
+    }
 }
 
 /// Decides each task's fate and restores what is needed, before anything
-/// runs. A task runs if its signature has no usable entry (or it is
-/// nostamp). A covered task is restored if it is final (nothing depends on
-/// it), or a task that runs depends on it, directly or through other
-/// tasks, or a restored task with nothing to run (an aggregate like
-/// `do_build`) depends on it; otherwise it is left alone. A restore that
-/// fails (missing or corrupt blob) turns the task into one that runs, which
-/// can make more of its dependencies needed: repeat until nothing changes.
-/// The restores of a round run at once, on the [`Files`] seam.
+/// runs ([`decide`]). A covered task is restored if it is final (nothing
+/// depends on it), or a task that runs or is undecided depends on it,
+/// directly or through other tasks, or a restored task with nothing to run
+/// (an aggregate like `do_build`) depends on it; otherwise it is left
+/// alone. A restore that fails (missing or corrupt blob) turns the task
+/// into one that runs, which changes what its dependents' signatures can
+/// be: decide again until every restore succeeds. The restores of a round
+/// run at once, on the [`Files`] seam.
 pub async fn setscene(
     graph: &Graph,
-    sigs: &TaskMap<Signature>,
+    sigs: &mut Signatures,
     cache: &Cache,
     seams: (&Path, &dyn FileModes, &dyn Files),
-    warn: &mut dyn FnMut(String),
-) -> TaskMap<Fate> {
+    notes: &mut Notes,
+) -> Decisions {
     let (ws, modes, files) = seams;
-    let mut untrusted = Vec::new();
-    let mut entries = TaskMap::from_fn(graph, |id| {
-        usable_entry(graph, id, sigs, cache, warn, &mut untrusted)
-    });
-    if let Some(first) = untrusted.first() {
-        warn(format!(
-            "{} task(s) run because their cache entries are not signed by a trusted key (first: {first})",
-            untrusted.len()
-        ));
-    }
-    let mut restored = TaskMap::filled(graph, false);
+    let mut forced = TaskMap::filled(graph, false);
+    let mut restored: TaskMap<Option<String>> = TaskMap::filled(graph, None);
     loop {
-        let needed = needed(graph, &entries);
+        sigs.reset();
+        let mut decided = decide(graph, sigs, cache, &forced, notes);
+        let needed = needed(graph, &decided.fates);
+        let sig_of = |id: TaskId| sigs.get(id).map(|s| s.hash.clone());
         let due: Vec<TaskId> = graph
             .ids()
-            .filter(|&id| !restored[id] && needed[id] && entries[id].is_some())
+            .filter(|&id| needed[id] && decided.entries[id].is_some() && restored[id] != sig_of(id))
             .collect();
         let restores = due.iter().map(|&id| {
-            let entry = entries[id].as_ref().expect("due tasks have entries");
+            let entry = decided.entries[id]
+                .as_ref()
+                .expect("due tasks have entries");
             cache.restore(ws, entry, modes, files)
         });
         let results = futures::future::join_all(restores).await;
-        let mut changed = false;
+        let mut failed = false;
         for (id, result) in due.into_iter().zip(results) {
+            let sig = sig_of(id).expect("covered tasks are signed");
             match result {
-                Ok(()) => restored[id] = true,
+                Ok(()) => restored[id] = Some(sig),
                 Err(why) => {
-                    warn(format!(
+                    notes.warnings.push(format!(
                         "{}: cannot restore from the cache: {why}; the task runs",
                         graph.task(id).id
                     ));
-                    cache.remove_entry(&sigs[id].hash);
-                    entries[id] = None;
-                    changed = true;
+                    cache.remove_entry(&sig);
+                    forced[id] = true;
+                    failed = true;
                 }
             }
         }
-        if !changed {
-            break;
+        if !failed {
+            for id in graph.ids() {
+                if let Fate::Cached { restored: r } = &mut decided.fates[id] {
+                    *r = restored[id] == sig_of(id);
+                }
+            }
+            return decided;
         }
     }
-    TaskMap::from_fn(graph, |id| match entries[id] {
-        None => Fate::Run,
-        Some(_) => Fate::Cached {
-            restored: restored[id],
-        },
-    })
 }
 
-/// The cache entry for task `id`'s signature, if there is a sound one and
-/// the task is not nostamp; a corrupt entry is removed with a warning, an
-/// untrusted one is noted in `untrusted`.
+/// The cache entry for signature `sig` of task `id`, if there is a sound
+/// one and the task is not nostamp; a corrupt entry is removed with a
+/// warning, an untrusted one is noted.
 fn usable_entry(
     graph: &Graph,
     id: TaskId,
-    sigs: &TaskMap<Signature>,
+    sig: &str,
     cache: &Cache,
-    warn: &mut dyn FnMut(String),
-    untrusted: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Option<ActionEntry> {
-    if graph.task(id).nostamp {
+    let task = graph.task(id);
+    if task.nostamp {
         return None;
     }
-    match cache.lookup(&sigs[id].hash) {
+    match cache.lookup(sig) {
         Lookup::Untrusted(why) => {
-            untrusted.push(format!("{}: {why}", graph.task(id).id));
+            notes.untrusted.push(format!("{}: {why}", task.id));
             None
         }
-        Lookup::Hit(e) => match e.confined_to(&graph.task(id).outputs) {
+        Lookup::Hit(e) => match e.confined_to(&task.outputs) {
             Ok(()) => Some(e),
             Err(why) => {
-                warn(format!(
+                notes.warnings.push(format!(
                     "{}: the cache entry {why}; it is removed and the task runs",
-                    graph.task(id).id
+                    task.id
                 ));
-                cache.remove_entry(&sigs[id].hash);
+                cache.remove_entry(sig);
                 None
             }
         },
         Lookup::Miss => None,
         Lookup::Corrupt(why) => {
-            warn(format!("{}: {why}; the task runs", graph.task(id).id));
-            cache.remove_entry(&sigs[id].hash);
+            notes
+                .warnings
+                .push(format!("{}: {why}; the task runs", task.id));
+            cache.remove_entry(sig);
             None
         }
     }
 }
 
 /// Which covered tasks' outputs must be in the workspace: a task is needed
-/// if it is final, or a task that runs (no entry) depends on it directly
-/// or not, or a needed task with nothing to run depends on it.
-fn needed(graph: &Graph, entries: &TaskMap<Option<ActionEntry>>) -> TaskMap<bool> {
-    let runs = |id: TaskId| entries[id].is_none();
+/// if it is final, or a task that runs or is undecided depends on it
+/// directly or not, or a needed task with nothing to run depends on it.
+fn needed(graph: &Graph, fates: &TaskMap<Fate>) -> TaskMap<bool> {
+    let runs = |id: TaskId| matches!(fates[id], Fate::Run | Fate::Undecided);
     let mut feeds = TaskMap::filled(graph, false);
     let mut needed = TaskMap::filled(graph, false);
     for &id in graph.topo_order.iter().rev() {
@@ -202,53 +344,80 @@ pub fn store_blobs(
     })
 }
 
-/// What a stored task leaves to write: its action entry (none for a
-/// nostamp task, or when its blobs could not be stored) and the history
-/// record of its run.
+/// What a stored task leaves to write: its action entry and outputs record
+/// (none for a nostamp task, or when its blobs could not be stored) and
+/// the history record of its run.
 pub struct Committed {
     /// The entry file (path relative to the cache, bytes) and its signature.
     pub entry: Option<((String, Vec<u8>), String)>,
+    /// What its outputs came to, for a task with declared outputs.
+    pub outputs: Option<OutputsRecord>,
     pub record: Record,
 }
 
-/// Once its blobs are stored, the task's action entry and history record,
-/// for the caller to write with others. Cache trouble is only a warning:
+/// Once its blobs are stored, the task's action entry, outputs record and
+/// history record, for the caller to write with others; its unihash is
+/// set (from its outputs, or chained). Cache trouble is only a warning:
 /// the build goes on without it.
 pub fn commit(
     graph: &Graph,
     stored: StoredBlobs,
-    sigs: &TaskMap<Signature>,
+    sigs: &mut Signatures,
+    cache: &Cache,
     warn: &mut dyn FnMut(String),
 ) -> Committed {
     let StoredBlobs { job, blobs } = stored;
     let task = graph.task(job.id);
-    let sig = &sigs[job.id];
-    let entry = match (task.nostamp, blobs) {
+    let sig = sigs.get(job.id).expect("a task that ran is signed").clone();
+    let outputs = match (task.nostamp, blobs) {
         (true, _) => None,
         (false, Err(e)) => {
             warn(format!("{}: {}", task.id, StoreError::Io(e)));
             None
         }
-        (false, Ok(b)) => {
-            let entries = with_blobs(job.entries, b);
-            let (file, _) = entry_file(&task.id, &sig.hash, entries, job.duration_ms);
-            Some((file, sig.hash.clone()))
-        }
+        (false, Ok(b)) => Some(with_blobs(job.entries, b)),
     };
-    let record = Record {
+    let record = outputs
+        .as_ref()
+        .filter(|_| !task.outputs.is_empty())
+        .map(|o| {
+            let digest = outputs_digest(o);
+            sigs.set_unihash(job.id, unihash_of_outputs(&digest, &sig.parts));
+            let previous = previous_record(cache, &task.id);
+            new_record(&task.id, &sig.hash, &digest, now_secs(), previous.as_ref())
+        });
+    if sigs.unihash(job.id).is_none() {
+        sigs.chain(job.id);
+    }
+    let entry = outputs.map(|o| {
+        let (file, _) = entry_file(&task.id, &sig.hash, o, job.duration_ms);
+        (file, sig.hash.clone())
+    });
+    let history = Record {
         task: task.id.clone(),
         signature: sig.hash.clone(),
-        parts: sig.parts.clone(),
+        parts: sig.parts,
         duration_ms: Some(job.duration_ms),
     };
-    Committed { entry, record }
+    Committed {
+        entry,
+        outputs: record,
+        record: history,
+    }
+}
+
+/// The outputs record of the last recorded run of `task`, if usable.
+fn previous_record(cache: &Cache, task: &str) -> Option<OutputsRecord> {
+    cache.outputs_record(&cache.history(task)?.signature)?.ok()
 }
 
 /// Why `id` is or is not covered by the cache, one line per reason, like
-/// `bitbake-diffsigs`.
-pub fn explain(graph: &Graph, id: TaskId, sigs: &TaskMap<Signature>, cache: &Cache) -> Vec<String> {
+/// `bitbake-diffsigs`. `sigs` are as [`decide`] left them.
+pub fn explain(graph: &Graph, id: TaskId, sigs: &Signatures, cache: &Cache) -> Vec<String> {
     let task = graph.task(id);
-    let Signature { parts, hash: sig } = &sigs[id];
+    let Some(Signature { parts, hash: sig }) = sigs.get(id) else {
+        return not_decided(graph, id, sigs);
+    };
     let mut out = vec![format!("{}: signature {sig}", task.id)];
     if task.nostamp {
         out.push("not cached: the task is nostamp, it runs every time".to_string());
@@ -261,6 +430,7 @@ pub fn explain(graph: &Graph, id: TaskId, sigs: &TaskMap<Signature>, cache: &Cac
                 entry.outputs.len(),
                 entry.duration_ms
             ));
+            out.extend(cut_off_by(graph, id, sigs, cache));
             return out;
         }
         Lookup::Corrupt(why) | Lookup::Untrusted(why) => out.push(format!("not cached: {why}")),
@@ -280,24 +450,57 @@ pub fn explain(graph: &Graph, id: TaskId, sigs: &TaskMap<Signature>, cache: &Cac
     out
 }
 
+/// For a task whose signature waits on dependencies that run first.
+fn not_decided(graph: &Graph, id: TaskId, sigs: &Signatures) -> Vec<String> {
+    let waits: Vec<&str> = graph
+        .task(id)
+        .deps
+        .iter()
+        .filter(|&&d| sigs.unihash(d).is_none())
+        .map(|&d| graph.task(d).id.as_str())
+        .collect();
+    vec![
+        format!("{}: signature not known yet", graph.task(id).id),
+        format!(
+            "not decided: its signature covers the outputs of {}, which run first \
+             (see `runqueue explain` for them); if they come out identical to an earlier \
+             run, it is cut off, otherwise it runs",
+            waits.join(", ")
+        ),
+    ]
+}
+
+/// "cut off" lines for the covered task `id`: dependencies whose last run
+/// left outputs identical to an earlier run's under another signature.
+fn cut_off_by(graph: &Graph, id: TaskId, sigs: &Signatures, cache: &Cache) -> Vec<String> {
+    let record = |d: TaskId| cache.outputs_record(&sigs.get(d)?.hash)?.ok();
+    graph
+        .task(id)
+        .deps
+        .iter()
+        .filter_map(|&d| Some((d, record(d)?)))
+        .filter(|(_, r)| r.reproduced())
+        .map(|(d, r)| {
+            format!(
+                "cut off: {}'s outputs identical to the run of {}",
+                graph.task(d).id,
+                date(r.first_at)
+            )
+        })
+        .collect()
+}
+
 /// What a build would do, without doing it (`bitbake -n`): a count line,
-/// then every task in the order one slot would start them, marked `run`
-/// or `cached` (its signature has an entry in `cache`).
-pub fn plan(
-    graph: &Graph,
-    sigs: &TaskMap<Signature>,
-    cache: Option<&Cache>,
-    durations: &[u64],
-) -> Vec<String> {
-    let covered = TaskMap::from_fn(graph, |id| {
-        !graph.task(id).nostamp
-            && cache.is_some_and(|c| matches!(c.lookup(&sigs[id].hash), Lookup::Hit(_)))
-    });
+/// then every task in the order one slot would start them, marked `run`,
+/// `cached` (its signature has an entry in `cache`) or `run?` (its
+/// signature waits on outputs: it runs unless they come out identical).
+pub fn plan(graph: &Graph, fates: &TaskMap<Fate>, durations: &[u64]) -> Vec<String> {
+    let covered = |id: TaskId| matches!(fates[id], Fate::Cached { .. });
     // Covered tasks weigh nothing, as in a real run.
     let weights: Vec<u64> = graph
         .ids()
         .map(|id| {
-            if covered[id] {
+            if covered(id) {
                 0
             } else {
                 durations[id.index()]
@@ -306,16 +509,26 @@ pub fn plan(
         .collect();
     let sim = crate::simulate::simulate(graph, &weights, &weights, Policy::CriticalPath, 1);
     let mut order: Vec<TaskId> = graph.ids().collect();
-    order.sort_by_key(|&id| (sim.starts[id.index()], covered[id], id));
-    let cached = covered.iter().filter(|&&c| c).count();
-    let mut out = vec![format!(
+    order.sort_by_key(|&id| (sim.starts[id.index()], covered(id), id));
+    let count = |f: fn(&Fate) -> bool| fates.iter().filter(|x| f(x)).count();
+    let cached = count(|f| matches!(f, Fate::Cached { .. }));
+    let undecided = count(|f| *f == Fate::Undecided);
+    let mut head = format!(
         "{} tasks: {} to run, {} covered by the cache",
         graph.len(),
         graph.len() - cached,
         cached
-    )];
+    );
+    if undecided > 0 {
+        head += &format!(" ({undecided} of those to run are cut off if their dependencies' outputs come out identical)");
+    }
+    let mut out = vec![head];
     out.extend(order.iter().map(|&id| {
-        let mark = if covered[id] { "cached" } else { "run" };
+        let mark = match fates[id] {
+            Fate::Cached { .. } => "cached",
+            Fate::Run => "run",
+            Fate::Undecided => "run?",
+        };
         format!("{mark:<7}{}", graph.task(id).id)
     }));
     out

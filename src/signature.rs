@@ -15,7 +15,7 @@ use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::seams::Files;
 
 /// Bumped whenever the encoding changes, so old cache entries stop matching.
-pub const SIGNATURE_VERSION: u32 = 1;
+pub const SIGNATURE_VERSION: u32 = 2;
 
 /// What goes into a signature. The signature is the sha256 of this record's
 /// compact JSON: fields in this order, maps sorted by key. Nothing of the
@@ -33,7 +33,8 @@ pub struct SigParts {
     /// Every input file (directories expanded to the files below them) to
     /// `sha256:<hex>`, or a symlink to `symlink:<target>`.
     pub inputs: BTreeMap<String, String>,
-    /// Each dependency's id to its signature.
+    /// Each dependency's id to its unihash ([`crate::cutoff`]): the digest
+    /// of its outputs and of its own dependencies', or its signature.
     pub deps: BTreeMap<String, String>,
     /// For `nostamp` tasks, a value unique to this run; otherwise absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,16 +191,12 @@ pub struct Signature {
     pub hash: String,
 }
 
-/// Every task's signature, for the workspace at `ws` as it is now: refuses
-/// task paths that lead out through a symlink, hashes the inputs (a
-/// missing one is an error naming the task), then chains dependencies.
-pub fn signatures_in(
-    graph: &Graph,
-    ws: &Path,
-    run_nonce: &str,
-) -> Result<TaskMap<Signature>, String> {
+/// Every task's signature, as far as it can be known for the workspace at
+/// `ws` as it is now: refuses task paths that lead out through a symlink
+/// and hashes the inputs (a missing one is an error naming the task).
+pub fn signatures_in(graph: &Graph, ws: &Path, run_nonce: &str) -> Result<Signatures, String> {
     crate::confine::check_paths(graph, ws)?;
-    Ok(signatures(graph, hash_inputs(graph, ws)?, run_nonce))
+    Ok(Signatures::new(graph, hash_inputs(graph, ws)?, run_nonce))
 }
 
 /// As [`signatures_in`], with the inputs hashed by `files`.
@@ -208,41 +205,98 @@ pub async fn signatures_by(
     ws: &Path,
     run_nonce: &str,
     files: &dyn Files,
-) -> Result<TaskMap<Signature>, String> {
+) -> Result<Signatures, String> {
     crate::confine::check_paths(graph, ws)?;
     let inputs = hash_inputs_by(graph, ws, files).await?;
-    Ok(signatures(graph, inputs, run_nonce))
+    Ok(Signatures::new(graph, inputs, run_nonce))
 }
 
-/// The signature of every task, dependencies first. `inputs` comes from
-/// [`hash_inputs`]; `run_nonce` makes `nostamp` tasks unique to this run.
-pub fn signatures(
-    graph: &Graph,
-    inputs: TaskMap<BTreeMap<String, String>>,
-    run_nonce: &str,
-) -> TaskMap<Signature> {
-    let mut sigs: TaskMap<Option<Signature>> = TaskMap::filled(graph, None);
-    let mut inputs = inputs;
-    for &id in &graph.topo_order {
-        let task = graph.task(id);
-        let deps = task
-            .deps
-            .iter()
-            .map(|&d| {
-                let sig = sigs[d].as_ref().expect("dependencies come first");
-                (graph.task(d).id.clone(), sig.hash.clone())
-            })
-            .collect();
-        let parts = SigParts {
-            deps,
+/// Task signatures, made as they become known: a task is signed once the
+/// unihash of each of its dependencies is known (see [`crate::cutoff`]:
+/// the digest of its outputs, or its own signature).
+pub struct Signatures {
+    /// What the graph and the inputs say of each task, without its
+    /// dependencies.
+    base: TaskMap<SigParts>,
+    sigs: TaskMap<Option<Signature>>,
+    unihashes: TaskMap<Option<String>>,
+}
+
+impl Signatures {
+    /// Nothing signed yet. `inputs` comes from [`hash_inputs`];
+    /// `run_nonce` makes `nostamp` tasks unique to this run.
+    pub fn new(
+        graph: &Graph,
+        inputs: TaskMap<BTreeMap<String, String>>,
+        run_nonce: &str,
+    ) -> Signatures {
+        let mut inputs = inputs;
+        let base = TaskMap::from_fn(graph, |id| SigParts {
             inputs: std::mem::take(&mut inputs[id]),
-            nostamp: task.nostamp.then(|| format!("{run_nonce}:{}", id.0)),
+            nostamp: graph
+                .task(id)
+                .nostamp
+                .then(|| format!("{run_nonce}:{}", id.0)),
             ..SigParts::of_task(graph, id)
-        };
-        let hash = parts.signature();
-        sigs[id] = Some(Signature { parts, hash });
+        });
+        Signatures {
+            base,
+            sigs: TaskMap::filled(graph, None),
+            unihashes: TaskMap::filled(graph, None),
+        }
     }
-    TaskMap::from_fn(graph, |id| sigs[id].take().expect("every task visited"))
+
+    /// Every task signed, each chaining its dependencies' signatures (no
+    /// cutoff: what a build without a cache, which hashes no outputs, uses).
+    pub fn chain_all(&mut self, graph: &Graph) {
+        for &id in &graph.topo_order {
+            self.sign(graph, id);
+            self.chain(id);
+        }
+    }
+
+    pub fn get(&self, id: TaskId) -> Option<&Signature> {
+        self.sigs[id].as_ref()
+    }
+
+    /// Signs `id` if every dependency's unihash is known (and it is not
+    /// signed yet); its signature, if it has one.
+    pub fn sign(&mut self, graph: &Graph, id: TaskId) -> Option<&Signature> {
+        if self.sigs[id].is_none() {
+            let deps = graph.task(id).deps.iter().map(|&d| {
+                let uni = self.unihashes[d].clone()?;
+                Some((graph.task(d).id.clone(), uni))
+            });
+            let parts = SigParts {
+                deps: deps.collect::<Option<_>>()?,
+                ..self.base[id].clone()
+            };
+            let hash = parts.signature();
+            self.sigs[id] = Some(Signature { parts, hash });
+        }
+        self.sigs[id].as_ref()
+    }
+
+    /// What dependents of `id` cover of it, if known.
+    pub fn unihash(&self, id: TaskId) -> Option<&str> {
+        self.unihashes[id].as_deref()
+    }
+
+    pub fn set_unihash(&mut self, id: TaskId, unihash: String) {
+        self.unihashes[id] = Some(unihash);
+    }
+
+    /// Dependents of the signed task `id` cover its signature.
+    pub fn chain(&mut self, id: TaskId) {
+        let sig = self.sigs[id].as_ref().expect("a chained task is signed");
+        self.unihashes[id] = Some(sig.hash.clone());
+    }
+
+    /// Forgets every signature and unihash (decisions start over).
+    pub fn reset(&mut self) {
+        self.sigs.iter_mut().for_each(|s| *s = None);
+        self.unihashes.iter_mut().for_each(|u| *u = None);
+    }
 }
 
 impl SigParts {
@@ -306,7 +360,7 @@ pub fn differences(old: &SigParts, new: &SigParts) -> Vec<String> {
         |k, _, _| format!("input file {k} changed"),
     );
     map_diff("dependency", &old.deps, &new.deps, &mut out, |k, _, _| {
-        format!("dependency {k} changed its signature (see `runqueue explain` for {k})")
+        format!("dependency {k} changed its outputs or signature (see `runqueue explain` for {k})")
     });
     if new.nostamp.is_some() {
         out.push("the task is nostamp: it runs every time".to_string());
@@ -354,7 +408,9 @@ mod tests {
     fn sigs(text: &str, root: &Path, nonce: &str) -> Vec<Signature> {
         let g = Graph::parse(text).unwrap();
         let inputs = hash_inputs(&g, root).unwrap();
-        signatures(&g, inputs, nonce).into_vec()
+        let mut sigs = Signatures::new(&g, inputs, nonce);
+        sigs.chain_all(&g);
+        g.ids().map(|id| sigs.get(id).unwrap().clone()).collect()
     }
 
     fn workspace() -> tempfile::TempDir {
@@ -374,7 +430,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"version":1,"action":{{"run":"make"}},"env":{{"CC":"gcc","LANG":"C"}},"cwd":"","outputs":["out/a"],"inputs":{{}},"deps":{{"a:do_fetch":"{fetch_sig}"}}}}"#
+                r#"{{"version":2,"action":{{"run":"make"}},"env":{{"CC":"gcc","LANG":"C"}},"cwd":"","outputs":["out/a"],"inputs":{{}},"deps":{{"a:do_fetch":"{fetch_sig}"}}}}"#
             )
         );
         assert_eq!(
@@ -418,7 +474,7 @@ mod tests {
         );
         assert_eq!(
             differences(&before[1].parts, &after[1].parts),
-            ["dependency a:do_fetch changed its signature (see `runqueue explain` for a:do_fetch)"]
+            ["dependency a:do_fetch changed its outputs or signature (see `runqueue explain` for a:do_fetch)"]
         );
     }
 

@@ -25,6 +25,9 @@ pub struct JsonTask<'a> {
     pub duration_ms: Option<u64>,
     pub cached: bool,
     pub restored: bool,
+    /// Why a cached task was cut off (its dependencies' outputs came out
+    /// identical to an earlier run), or null.
+    pub cut_off: Option<&'a str>,
     pub pid: Option<u32>,
     pub log: Option<&'a str>,
     pub message: Option<&'a str>,
@@ -45,6 +48,7 @@ pub struct JsonTotals {
     pub failed: u32,
     pub not_run: u32,
     pub cached: u32,
+    pub cut_off: u32,
     pub peak_parallel: u32,
     pub max_parallel: u32,
     pub wall_ms: u64,
@@ -94,6 +98,7 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
                 duration_ms: duration(task),
                 cached: task.state == TaskState::Cached,
                 restored: task.restored,
+                cut_off: task.cut_off.as_deref(),
                 pid: task.pid,
                 log: task.log.as_deref(),
                 message: task.message.as_deref(),
@@ -105,6 +110,7 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
             failed: t.failed,
             not_run: t.not_run,
             cached: t.cached,
+            cut_off: t.cut_off,
             peak_parallel: t.peak_parallel,
             max_parallel: report.max_parallel,
             wall_ms: t.wall_ms,
@@ -146,7 +152,8 @@ pub fn slots(report: &Report) -> (Vec<(&TaskReport, usize)>, usize) {
 }
 
 /// A Chrome trace-event JSON (Perfetto, chrome://tracing): one complete
-/// ("X") event per executed task, one track per slot.
+/// ("X") event per executed task, one track per slot; an instant event
+/// ("i", category `cut-off`) where a task was cut off.
 pub fn chrome_trace(report: &Report) -> String {
     let (tasks, n) = slots(report);
     let mut events = Vec::new();
@@ -162,6 +169,13 @@ pub fn chrome_trace(report: &Report) -> String {
             "name": t.id, "cat": state_name(t.state), "ph": "X", "pid": 1, "tid": slot,
             "ts": start * 1000, "dur": (end - start) * 1000,
             "args": {"state": state_name(t.state), "pid": t.pid, "log": t.log, "message": t.message},
+        }));
+    }
+    for t in report.tasks.iter().filter(|t| t.cut_off.is_some()) {
+        events.push(serde_json::json!({
+            "name": format!("cut off: {}", t.id), "cat": "cut-off", "ph": "i", "s": "g",
+            "pid": 1, "tid": 0, "ts": t.end_ms.unwrap_or(0) * 1000,
+            "args": {"task": t.id, "why": t.cut_off},
         }));
     }
     serde_json::json!({"traceEvents": events, "displayTimeUnit": "ms"}).to_string()

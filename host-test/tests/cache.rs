@@ -236,8 +236,9 @@ fn one_change_reruns_exactly_that_task_and_its_dependents() {
     let cases = [
         Case {
             name: "script",
+            // "hello" has no z: the same output, so the image is cut off.
             change: |_, g| g.replace("tr a-z A-Z", "tr a-y A-Y"),
-            reruns: &["a:do_compile", "img:do_image"],
+            reruns: &["a:do_compile"],
             explained: ("a:do_compile", "  script changed: run "),
         },
         Case {
@@ -269,11 +270,11 @@ fn one_change_reruns_exactly_that_task_and_its_dependents() {
             "{}: {why:#?}",
             case.name
         );
+        // Its signature covers a:do_compile's outputs, not known before it runs.
         let dependent = explain(&ws, &graph, "img:do_image");
         assert!(
-            dependent
-                .iter()
-                .any(|l| l.starts_with("  dependency ") && l.contains("changed its signature")),
+            dependent[1]
+                .starts_with("not decided: its signature covers the outputs of a:do_compile,"),
             "{}: {dependent:#?}",
             case.name
         );

@@ -124,6 +124,7 @@ fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
         "duration_ms",
         "cached",
         "restored",
+        "cut_off",
         "pid",
         "log",
         "message",

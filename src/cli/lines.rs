@@ -57,6 +57,8 @@ pub struct Tally {
     pub total: u32,
     pub succeeded: u32,
     pub cached: u32,
+    /// Of the cached, those cut off.
+    pub cut_off: u32,
     pub failed: u32,
     pub not_run: u32,
     pub peak_parallel: u32,
@@ -78,11 +80,15 @@ pub fn summary_lines(t: &Tally) -> [String; 2] {
             }
         ),
         format!(
-            "Summary: {} tasks: {} succeeded, {} cached, {} failed, {} not run. \
+            "Summary: {} tasks: {} succeeded, {} cached{}, {} failed, {} not run. \
              Peak parallelism {} (limit {}). Wall time {:.2}s.",
             t.total,
             t.succeeded,
             t.cached,
+            match t.cut_off {
+                0 => String::new(),
+                n => format!(" ({n} cut off)"),
+            },
             t.failed,
             t.not_run,
             t.peak_parallel,
@@ -102,6 +108,7 @@ mod tests {
             total: 5,
             succeeded: 3,
             cached: 1,
+            cut_off: 0,
             failed: 1,
             not_run: 0,
             peak_parallel: 2,

@@ -31,6 +31,7 @@ fn tally(report: &Report) -> Vec<String> {
         total: t.total,
         succeeded: t.succeeded,
         cached: t.cached,
+        cut_off: t.cut_off,
         failed: t.failed,
         not_run: t.not_run,
         peak_parallel: t.peak_parallel,

@@ -12,16 +12,21 @@ use std::path::PathBuf;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::cache::{file_paths, Cache};
+use crate::cache::{file_paths, record_file, ActionEntry, Cache};
 use crate::estimate::{expected_durations, recorded_durations};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
 use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
+use crate::remote::Fut;
 use crate::remote::{self, Remote};
 use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
-use crate::reuse::{check_outputs, commit, setscene, store_blobs, Fate, PendingStore, StoredBlobs};
+use crate::reuse::{
+    check_outputs, commit, setscene, store_blobs, Decisions, Fate, Notes, PendingStore, StoredBlobs,
+};
 use crate::seams::{Child, Command, Event, FileModes, Files, LocalFuture, Processes, Progress};
-use crate::signature::{signatures_by, Signature};
+use crate::signature::{signatures_by, Signatures};
+
+mod late;
 
 /// How to run, with every default resolved.
 #[derive(Debug, Clone)]
@@ -100,6 +105,8 @@ pub async fn run<'a>(
         run.await_next().await;
     }
     run.record_history(0);
+    run.say_notes();
+    run.say_remote();
     run.plan.close();
     run.push_to_remote().await;
     run.skip_rest();
@@ -115,6 +122,12 @@ enum Done {
     Stored(StoredBlobs),
     /// Action entries of these signatures are written (or not).
     Written(Vec<String>, Result<(), String>),
+    /// The remote was asked for the entry of this task's signature,
+    /// known only now (its dependencies ran).
+    Pulled(TaskId),
+    /// The outputs of these covered tasks were put in the workspace (or
+    /// not) for this task, which waits to start.
+    Restored(TaskId, Vec<(TaskId, Result<(), String>)>),
 }
 
 /// History records are appended this many at a time (and at the end).
@@ -125,16 +138,27 @@ struct Run<'a, 'g> {
     graph: &'g Graph,
     config: &'a Config,
     seams: Seams<'a>,
-    sigs: TaskMap<Signature>,
+    sigs: Signatures,
     fates: TaskMap<Fate>,
+    /// The entry of each covered task, kept until its outputs are restored.
+    covered: TaskMap<Option<ActionEntry>>,
+    /// Cutoff decided during the build (see [`late`]).
+    late: late::Late<'a>,
+    /// Why deciding found entries or records unusable, said at the end.
+    notes: Notes,
+    /// Expected durations, for priorities (covered tasks weigh 0).
+    expected: Vec<u64>,
     plan: Plan<'g>,
     records: TaskMap<TaskRecord>,
-    /// Running processes, stores and entry writes in progress.
-    pending: FuturesUnordered<LocalFuture<Done>>,
+    /// Running processes, stores, entry writes, restores and remote
+    /// lookups in progress.
+    pending: FuturesUnordered<Fut<'a, Done>>,
     /// Runs not yet appended to the history journal.
     history: Vec<Record>,
-    /// Action entries not yet written, with their signatures.
-    entries: Vec<((String, Vec<u8>), String)>,
+    /// Action entries and outputs records not yet written.
+    entries: Vec<(String, Vec<u8>)>,
+    /// The signatures of the entries among them.
+    entry_sigs: Vec<String>,
     /// A job writing entries is in progress.
     writing: bool,
     /// Signatures this run stored, for the remote.
@@ -156,15 +180,38 @@ impl<'a, 'g> Run<'a, 'g> {
         mut seams: Seams<'a>,
     ) -> Result<Run<'a, 'g>, String> {
         let (ws, nonce) = (&config.workspace, &config.run_nonce);
-        let sigs = signatures_by(graph, ws, nonce, seams.files).await?;
+        let mut sigs = signatures_by(graph, ws, nonce, seams.files).await?;
         let t0 = seams.processes.now_ms();
-        pull_from_remote(graph, config, &sigs, &mut seams).await;
-        let fates = decide_fates(graph, config, &sigs, &mut seams).await;
-        let plan = plan_for(graph, config, &fates);
+        let mut notes = Notes::default();
+        let asker = seams.remote.map(remote::Asker::new);
+        let decided = decide_fates(
+            graph,
+            config,
+            &mut sigs,
+            (&mut seams, asker.as_ref()),
+            &mut notes,
+        )
+        .await;
+        for w in notes.take() {
+            seams.progress.event(Event::Warning(&w));
+        }
+        let Decisions { fates, entries } = decided;
+        let expected = expected_for(graph, config, &fates);
+        let priorities = config.policy.priorities(graph, &expected);
+        let plan = Plan::new(
+            graph,
+            config.policy,
+            priorities,
+            config.max_parallel,
+            config.keep_going,
+        );
         let records = TaskMap::from_fn(graph, |id| {
-            TaskRecord::new(&graph.task(id).id, &sigs[id].hash)
+            TaskRecord::new(&graph.task(id).id, sigs.get(id).map(|s| s.hash.as_str()))
         });
-        let cached = fates.iter().filter(|f| **f != Fate::Run).count();
+        let cached = fates
+            .iter()
+            .filter(|f| matches!(f, Fate::Cached { .. }))
+            .count();
         seams.progress.event(Event::Planned {
             total: graph.len(),
             cached,
@@ -176,11 +223,16 @@ impl<'a, 'g> Run<'a, 'g> {
             seams,
             sigs,
             fates,
+            covered: entries,
+            late: late::Late::new(graph, asker),
+            notes,
+            expected,
             plan,
             records,
             pending: FuturesUnordered::new(),
             history: Vec::new(),
             entries: Vec::new(),
+            entry_sigs: Vec::new(),
             writing: false,
             stored: Vec::new(),
             interrupt,
@@ -195,39 +247,45 @@ impl<'a, 'g> Run<'a, 'g> {
     }
 
     /// Starts ready tasks while slots are free: covered tasks end at once,
-    /// tasks with nothing to run too, the rest get a process.
+    /// tasks with nothing to run too, the rest get a process. A task whose
+    /// signature waited for its dependencies' outputs is decided first.
     fn start_ready(&mut self) {
+        self.reweigh();
         while let Some(id) = self.plan.start_next() {
-            let now = self.now();
-            self.records[id].start_ms = Some(now);
-            if let Fate::Cached { restored } = self.fates[id] {
-                self.finish_cached(id, restored, now);
+            self.records[id].start_ms = Some(self.now());
+            if self.fates[id] == Fate::Undecided && self.decide_late(id) {
                 continue;
             }
-            match command_for(self.graph, id, self.config) {
-                Some(cmd) => self.spawn(id, cmd, now),
-                None => {
-                    self.records[id].end_ms = Some(now);
-                    let ended = self.after_success(id, 0);
-                    self.finish(id, ended);
-                }
+            self.start_decided(id);
+        }
+    }
+
+    /// Starts the decided task `id`'s process (or ends it at once when it
+    /// has nothing to run).
+    fn launch(&mut self, id: TaskId) {
+        let now = self.now();
+        match command_for(self.graph, id, self.config) {
+            Some(cmd) => self.spawn(id, cmd, now),
+            None => {
+                self.records[id].end_ms = Some(now);
+                self.succeeded(id, 0);
             }
         }
     }
 
-    fn finish_cached(&mut self, id: TaskId, restored: bool, now: u64) {
+    fn finish_cached(&mut self, id: TaskId, restored: bool) {
+        let now = self.now();
+        let cut_off = self.late.reason(id);
         let rec = &mut self.records[id];
         rec.end_ms = Some(now);
         rec.restored = restored;
         rec.outcome = Some(Outcome::Cached);
-        rec.message = Some(
-            if restored {
-                "restored from the cache"
-            } else {
-                "covered by the cache; outputs not needed"
-            }
-            .to_string(),
-        );
+        rec.message = Some(match (&cut_off, restored) {
+            (Some(why), _) => format!("cut off: {why}"),
+            (None, true) => "restored from the cache".to_string(),
+            (None, false) => "covered by the cache; outputs not needed".to_string(),
+        });
+        rec.cut_off = cut_off;
         self.plan.finish(id, true);
         self.seams.progress.event(Event::Finished(rec));
     }
@@ -240,7 +298,8 @@ impl<'a, 'g> Run<'a, 'g> {
                 let rec = &mut self.records[id];
                 rec.end_ms = Some(now);
                 rec.log = None; // no process, no log
-                return self.finish(id, Ended::Lost(format!("cannot start: {why}")));
+                let why = Ended::Lost(format!("cannot start: {why}"));
+                return self.finish(id, why, false);
             }
         };
         self.records[id].pid = Some(child.pid());
@@ -275,6 +334,8 @@ impl<'a, 'g> Run<'a, 'g> {
             Done::Exited(id, ended, ran_ms) => self.exited(id, ended, ran_ms),
             Done::Stored(stored) => self.stored(stored),
             Done::Written(sigs, written) => self.written(sigs, written),
+            Done::Pulled(id) => self.pulled(id),
+            Done::Restored(id, results) => self.restored(id, results),
         }
     }
 
@@ -285,27 +346,34 @@ impl<'a, 'g> Run<'a, 'g> {
         let start = self.records[id].start_ms.unwrap_or(now);
         let end = ran_ms.map_or(now, |ran| (start + ran).min(now));
         self.records[id].end_ms = Some(end);
-        let ended = match ended {
+        match ended {
             Ended::Exited(s) if s.success() => {
                 let took = self.records[id].took_ms();
-                self.after_success(id, took)
+                self.succeeded(id, took);
             }
-            other => other,
-        };
-        self.finish(id, ended);
+            other => self.finish(id, other, false),
+        }
     }
 
-    /// A task's blobs are stored: its action entry is written, its run
-    /// waits to be recorded.
+    /// A task's blobs are stored: its action entry and outputs record are
+    /// written, its run waits to be recorded, and its dependents, whose
+    /// signatures cover its outputs, may start.
     fn stored(&mut self, stored: StoredBlobs) {
+        let id = stored.job.id;
+        let cache = self.config.cache.as_ref().expect("only a cache stores");
         let mut warnings = Vec::new();
-        let committed = commit(self.graph, stored, &self.sigs, &mut |w| warnings.push(w));
+        let mut warn = |w| warnings.push(w);
+        let committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
         self.history.push(committed.record);
-        if let Some(cache) = &self.config.cache {
-            let seal =
-                |((rel, bytes), sig): ((String, Vec<u8>), String)| ((rel, cache.seal(bytes)), sig);
-            self.entries.extend(committed.entry.map(seal));
+        if let Some(((rel, bytes), sig)) = committed.entry {
+            self.entries.push((rel, cache.seal(bytes)));
+            self.entry_sigs.push(sig);
         }
+        if let Some(record) = &committed.outputs {
+            self.entries.push(record_file(record));
+        }
+        self.late.ran(self.graph, id, committed.outputs.as_ref());
+        self.plan.finish(id, true);
         for w in &warnings {
             self.seams.progress.event(Event::Warning(w));
         }
@@ -324,7 +392,8 @@ impl<'a, 'g> Run<'a, 'g> {
             return;
         }
         self.writing = true;
-        let (files, sigs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries).into_iter().unzip();
+        let files = std::mem::take(&mut self.entries);
+        let sigs = std::mem::take(&mut self.entry_sigs);
         let writing = self.seams.files.put(cache.dir_str(), files);
         self.pending
             .push(Box::pin(async move { Done::Written(sigs, writing.await) }));
@@ -375,15 +444,18 @@ impl<'a, 'g> Run<'a, 'g> {
     }
 
     /// A task's command succeeded: check its declared outputs (a missing or
-    /// escaping one fails it) and queue them for the cache.
-    fn after_success(&mut self, id: TaskId, duration_ms: u64) -> Ended {
+    /// escaping one fails it) and queue them for the cache. With a cache,
+    /// its dependents wait until they are stored (their signatures cover
+    /// the digest of its outputs); its slot is free at once.
+    fn succeeded(&mut self, id: TaskId, duration_ms: u64) {
         let ws = &self.config.workspace;
         match check_outputs(self.graph, id, ws, duration_ms, self.seams.modes) {
             Ok(job) => {
+                let storing = self.config.cache.is_some();
+                self.finish(id, Ended::Exited(ExitStatus::Code(0)), storing);
                 self.store(job);
-                Ended::Exited(ExitStatus::Code(0))
             }
-            Err(why) => Ended::Lost(why),
+            Err(why) => self.finish(id, Ended::Lost(why), false),
         }
     }
 
@@ -404,8 +476,9 @@ impl<'a, 'g> Run<'a, 'g> {
             .push(Box::pin(async move { Done::Stored(storing.await) }));
     }
 
-    /// Records a task's end in the plan and its record, and tells.
-    fn finish(&mut self, id: TaskId, ended: Ended) {
+    /// Records a task's end in its record and tells; in the plan too,
+    /// unless it is `storing` its outputs (then [`Run::stored`] does).
+    fn finish(&mut self, id: TaskId, ended: Ended, storing: bool) {
         let rec = &mut self.records[id];
         if let Ended::Exited(status) = ended {
             rec.exit = Some(status);
@@ -417,8 +490,18 @@ impl<'a, 'g> Run<'a, 'g> {
         } else {
             Outcome::Failed
         });
-        self.plan.finish(id, success);
+        match success && storing {
+            true => self.plan.exited(id),
+            false => self.plan.finish(id, success),
+        }
         self.seams.progress.event(Event::Finished(rec));
+    }
+
+    /// Says once what deciding during the build found wrong.
+    fn say_notes(&mut self) {
+        for w in self.notes.take() {
+            self.seams.progress.event(Event::Warning(&w));
+        }
     }
 
     /// Write-through: what this run stored goes up, blobs first.
@@ -474,6 +557,7 @@ impl<'a, 'g> Run<'a, 'g> {
             failed: count(Outcome::Failed),
             not_run: count(Outcome::NotRun),
             cached: count(Outcome::Cached),
+            cut_off: records.iter().filter(|r| r.cut_off.is_some()).count(),
             peak_parallel: self.peak,
             wall_ms: self.now(),
             max_parallel: self.plan.max_parallel(),
@@ -510,65 +594,86 @@ async fn end_of(child: &dyn Child, timeout: Option<(u64, LocalFuture<()>)>) -> E
     }
 }
 
-/// Read-through: what the local cache lacks comes from the remote into the
-/// local cache, checked; setscene then restores locally.
-async fn pull_from_remote(
-    graph: &Graph,
-    config: &Config,
-    sigs: &TaskMap<Signature>,
-    seams: &mut Seams<'_>,
-) {
-    let (Some(cache), Some(remote)) = (&config.cache, seams.remote) else {
-        return;
-    };
-    let wanted: Vec<(String, &[String])> = graph
-        .ids()
-        .filter(|&id| !graph.task(id).nostamp)
-        .map(|id| (sigs[id].hash.clone(), graph.task(id).outputs.as_slice()))
-        .collect();
-    let stats = remote::pull(remote, cache, &wanted, config.remote_concurrency).await;
-    for w in &stats.warnings {
-        seams.progress.event(Event::Warning(w));
-    }
-}
-
-/// Which tasks run and which the cache covers (restoring what is needed).
+/// Which tasks run, which the cache covers (restoring what is needed) and
+/// which wait for their dependencies' outputs. Without a cache every task
+/// runs and chains.
 async fn decide_fates(
     graph: &Graph,
     config: &Config,
-    sigs: &TaskMap<Signature>,
-    seams: &mut Seams<'_>,
-) -> TaskMap<Fate> {
+    sigs: &mut Signatures,
+    (seams, asker): (&mut Seams<'_>, Option<&remote::Asker<'_>>),
+    notes: &mut Notes,
+) -> Decisions {
     let Some(cache) = &config.cache else {
-        return TaskMap::filled(graph, Fate::Run);
+        sigs.chain_all(graph);
+        let fates = TaskMap::filled(graph, Fate::Run);
+        let entries = TaskMap::filled(graph, None);
+        return Decisions { fates, entries };
     };
-    let mut warnings = Vec::new();
+    if let Some(asker) = asker {
+        pull_from_remote(graph, config, cache, sigs, (seams, asker), notes).await;
+    }
     let ws = &config.workspace;
     let files = (ws.as_path(), seams.modes, seams.files);
-    let fates = setscene(graph, sigs, cache, files, &mut |w| warnings.push(w)).await;
-    for w in &warnings {
-        seams.progress.event(Event::Warning(w));
-    }
-    fates
+    setscene(graph, sigs, cache, files, notes).await
 }
 
-/// The plan, prioritized by expected durations: what history recorded for
-/// tasks that will run; covered tasks end at once and add nothing to a path.
-fn plan_for<'g>(graph: &'g Graph, config: &Config, fates: &TaskMap<Fate>) -> Plan<'g> {
-    let runs = |id: TaskId| fates[id] == Fate::Run;
+/// Read-through: what the local cache lacks comes from the remote into the
+/// local cache, checked; setscene then restores locally. A signature
+/// becomes known once its dependencies' outputs are: ask, decide what is
+/// known now, and ask again for what that made known, until the remote
+/// adds nothing.
+async fn pull_from_remote(
+    graph: &Graph,
+    config: &Config,
+    cache: &crate::cache::Cache,
+    sigs: &mut Signatures,
+    (seams, asker): (&mut Seams<'_>, &remote::Asker<'_>),
+    notes: &mut Notes,
+) {
+    let mut asked = TaskMap::filled(graph, false);
+    loop {
+        sigs.reset();
+        let forced = TaskMap::filled(graph, false);
+        let decided = crate::reuse::decide(graph, sigs, cache, &forced, notes);
+        let new: Vec<TaskId> = graph
+            .ids()
+            .filter(|&id| !asked[id] && decided.fates[id] == Fate::Run && !graph.task(id).nostamp)
+            .collect();
+        let wanted: Vec<(String, &[String])> = new
+            .iter()
+            .map(|&id| {
+                asked[id] = true;
+                let sig = sigs.get(id).expect("tasks that run are signed");
+                (sig.hash.clone(), graph.task(id).outputs.as_slice())
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let stats = asker
+            .pull_many(cache, &wanted, config.remote_concurrency)
+            .await;
+        for w in &stats.warnings {
+            seams.progress.event(Event::Warning(w));
+        }
+        if stats.done == 0 || !asker.usable() {
+            return;
+        }
+    }
+}
+
+/// Expected durations: what history recorded for tasks that will (or may)
+/// run; covered tasks end at once and add nothing to a path.
+fn expected_for(graph: &Graph, config: &Config, fates: &TaskMap<Fate>) -> Vec<u64> {
+    let runs = |id: TaskId| !matches!(fates[id], Fate::Cached { .. });
     let given = TaskMap::filled(graph, None);
     let known = recorded_durations(graph, config.cache.as_ref(), given, runs);
     let mut expected = expected_durations(graph, known.as_slice());
     for id in graph.ids().filter(|&id| !runs(id)) {
         expected[id.index()] = 0;
     }
-    Plan::new(
-        graph,
-        config.policy,
-        config.policy.priorities(graph, &expected),
-        config.max_parallel,
-        config.keep_going,
-    )
+    expected
 }
 
 #[cfg(test)]
