@@ -18,6 +18,7 @@ use crate::import;
 use crate::plan::{longest_chain, remaining_path, Policy};
 use crate::remote::Remote;
 use crate::report::Report;
+use crate::reproducible;
 use crate::reuse::{self, Fate, Notes};
 use crate::seams::{FileModes, Files, Processes, Progress};
 use crate::signature::signatures_in;
@@ -69,6 +70,11 @@ pub struct Options {
     pub signing_key: Option<String>,
     /// Public key files' texts: only entries signed by one are used.
     pub trusted_keys: Vec<String>,
+    /// Every dependent's signature chains (no early cutoff).
+    pub no_cutoff: bool,
+    /// Build twice, the second time in another directory, and fail what
+    /// is not reproducible ([`crate::reproducible`]).
+    pub check_reproducible: bool,
 }
 
 impl Default for Options {
@@ -83,6 +89,8 @@ impl Default for Options {
             remote: None,
             signing_key: None,
             trusted_keys: Vec::new(),
+            no_cutoff: false,
+            check_reproducible: false,
         }
     }
 }
@@ -200,6 +208,7 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         default_timeout_ms: options.timeout_ms,
         remote_concurrency: options.remote.as_ref().map_or(1, |r| r.concurrency.max(1)) as usize,
         remote_read_only: options.remote.as_ref().is_some_and(|r| r.read_only),
+        cutoff: !options.no_cutoff,
     };
     let seams = Seams {
         processes: host.processes,
@@ -208,9 +217,11 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         files: host.files,
         remote: remote.as_deref(),
     };
-    work::run(&graph, &config, seams)
-        .await
-        .map_err(Error::InvalidGraph)
+    let report = match options.check_reproducible {
+        true => reproducible::check(&graph, &config, seams).await,
+        false => work::run(&graph, &config, seams).await,
+    };
+    report.map_err(Error::InvalidGraph)
 }
 
 /// A cache to look into (plan, explain), using only entries signed by one

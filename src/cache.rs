@@ -355,10 +355,7 @@ impl Cache {
         files.restore(self.dir_str(), restore_files(entry)).await?;
         for o in &entry.outputs {
             if let OutputEntry::Symlink { path, target } = o {
-                let dest = ws.join(path);
-                remove_any(&dest)?;
-                make_parent(&dest)?;
-                symlink(target, &dest).map_err(|e| io_err("cannot create symlink", &dest, e))?;
+                link_at(target, &ws.join(path))?;
             }
         }
         Ok(())
@@ -545,6 +542,13 @@ fn remove_any(p: &Path) -> Result<(), String> {
         Ok(_) => fs::remove_file(p).map_err(|e| io_err("cannot replace", p, e)),
         Err(_) => Ok(()),
     }
+}
+
+/// Makes `link` a symlink to `target`, replacing what is there.
+pub fn link_at(target: &str, link: &Path) -> Result<(), String> {
+    remove_any(link)?;
+    make_parent(link)?;
+    symlink(target, link).map_err(|e| io_err("cannot create symlink", link, e))
 }
 
 #[cfg(unix)]

@@ -174,6 +174,8 @@ fn from_wit_options(o: wit::Options) -> api::Options {
         }),
         signing_key: o.signing_key,
         trusted_keys: o.trusted_keys,
+        no_cutoff: o.no_cutoff,
+        check_reproducible: o.check_reproducible,
     }
 }
 

@@ -45,6 +45,7 @@ pub mod plan;
 mod plan_properties;
 pub mod remote;
 pub mod report;
+pub mod reproducible;
 pub mod reuse;
 pub mod seams;
 pub mod signature;

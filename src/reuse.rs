@@ -95,7 +95,7 @@ pub fn decide(
             continue;
         }
         if forced[id] {
-            if !waits_for_outputs(graph, id) {
+            if !(sigs.cuts_off() && waits_for_outputs(graph, id)) {
                 sigs.chain(id);
             }
             fates[id] = Fate::Run;
@@ -127,7 +127,7 @@ pub fn decide_one(
         Some(e) if !graph.task(id).outputs.is_empty() => {
             covered_unihash(graph, id, e, sigs, cache, notes)
         }
-        None if waits_for_outputs(graph, id) => {}
+        None if sigs.cuts_off() && waits_for_outputs(graph, id) => {}
         _ => sigs.chain(id),
     }
     entry

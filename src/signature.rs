@@ -220,6 +220,8 @@ pub struct Signatures {
     base: TaskMap<SigParts>,
     sigs: TaskMap<Option<Signature>>,
     unihashes: TaskMap<Option<String>>,
+    /// Unihashes may be output digests; otherwise every task chains.
+    cutoff: bool,
 }
 
 impl Signatures {
@@ -243,6 +245,7 @@ impl Signatures {
             base,
             sigs: TaskMap::filled(graph, None),
             unihashes: TaskMap::filled(graph, None),
+            cutoff: true,
         }
     }
 
@@ -282,8 +285,22 @@ impl Signatures {
         self.unihashes[id].as_deref()
     }
 
+    /// Sets the unihash of `id` (it chains without cutoff).
     pub fn set_unihash(&mut self, id: TaskId, unihash: String) {
-        self.unihashes[id] = Some(unihash);
+        match self.cutoff {
+            true => self.unihashes[id] = Some(unihash),
+            false => self.chain(id),
+        }
+    }
+
+    /// No early cutoff: every task chains.
+    pub fn without_cutoff(&mut self) {
+        self.cutoff = false;
+    }
+
+    /// Whether a dependent may cover a task's outputs rather than chain.
+    pub fn cuts_off(&self) -> bool {
+        self.cutoff
     }
 
     /// Dependents of the signed task `id` cover its signature.

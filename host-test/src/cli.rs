@@ -101,6 +101,15 @@ enum Request {
         /// How long one remote cache request may take.
         #[arg(long, value_name = "SECS", default_value = DEFAULT_REMOTE_TIMEOUT, value_parser = parse_seconds)]
         remote_cache_timeout: Duration,
+        /// No early cutoff: a task that reruns makes its dependents rerun
+        /// even when its outputs come out identical.
+        #[arg(long)]
+        no_cutoff: bool,
+        /// Build twice without the cache, the second time in
+        /// .runqueue/repro with only the declared inputs, and fail the
+        /// tasks whose outputs differ (or that fail there).
+        #[arg(long)]
+        check_reproducible: bool,
         #[command(flatten)]
         keys: Keys,
         #[command(flatten)]
@@ -575,6 +584,8 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         remote_cache,
         remote_cache_read_only,
         remote_cache_timeout,
+        no_cutoff,
+        check_reproducible,
         keys,
         place,
         show,
@@ -603,6 +614,8 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         remote_cache: remote,
         signing_key,
         trusted_keys,
+        no_cutoff,
+        check_reproducible,
     };
     let controls = Controls {
         interrupts: Some(interrupt_requests()),

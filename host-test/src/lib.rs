@@ -46,6 +46,8 @@
 //!     remote_cache: None,
 //!     signing_key: None,
 //!     trusted_keys: Vec::new(),
+//!     no_cutoff: false,
+//!     check_reproducible: false,
 //! };
 //! let graph = std::fs::read_to_string("build/graph.json")?;
 //! match runqueue.runqueue_executor_runner().call_run(&mut store, &graph, &options).await? {

@@ -34,6 +34,11 @@ pub struct RunOptions {
     pub signing_key: Option<String>,
     /// Public key files' texts: only entries signed by one are used.
     pub trusted_keys: Vec<String>,
+    /// No early cutoff: dependents' signatures chain.
+    pub no_cutoff: bool,
+    /// Build twice (the second time in `.runqueue/repro`) and fail the
+    /// tasks that are not reproducible.
+    pub check_reproducible: bool,
 }
 
 impl Default for RunOptions {
@@ -48,6 +53,8 @@ impl Default for RunOptions {
             remote_cache: None,
             signing_key: None,
             trusted_keys: Vec::new(),
+            no_cutoff: false,
+            check_reproducible: false,
         }
     }
 }
@@ -132,5 +139,7 @@ pub(crate) fn wit_options(options: &RunOptions, cache_dir: Option<String>) -> ru
         }),
         signing_key: options.signing_key.clone(),
         trusted_keys: options.trusted_keys.clone(),
+        no_cutoff: options.no_cutoff,
+        check_reproducible: options.check_reproducible,
     }
 }

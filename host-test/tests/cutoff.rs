@@ -112,6 +112,27 @@ fn a_comment_at_the_root_of_a_100_task_chain_runs_one_task() {
 }
 
 #[test]
+fn without_cutoff_a_comment_reruns_everything_downstream() {
+    let g = chain(10);
+    let ws = chain_ws("# v1\nhello\n");
+    let no_cutoff = || RunOptions {
+        max_parallel: Some(4),
+        cache: Some(runqueue_host::DEFAULT_CACHE.into()),
+        no_cutoff: true,
+        ..Default::default()
+    };
+    assert_eq!(ran(&ws.run_with(&g, no_cutoff())).len(), 10);
+    assert!(
+        ran(&ws.run_with(&g, no_cutoff())).is_empty(),
+        "still cached"
+    );
+    ws.write("src/in.txt", "# v2\nhello\n");
+    let second = ws.run_with(&g, no_cutoff());
+    assert_eq!(ran(&second).len(), 10);
+    assert_eq!(second.report().totals.cut_off, 0);
+}
+
+#[test]
 fn an_altered_output_reruns_the_whole_chain() {
     let g = chain(100);
     let ws = chain_ws("# v1\nhello\n");
@@ -252,4 +273,62 @@ fn two_workspaces_sharing_a_remote_cache_share_the_cutoff() {
         !Path::new(&second.join("out/5")).exists(),
         "not needed, not restored"
     );
+}
+
+/// A copy, a timestamp, the working directory's path, and a task reading
+/// a file the graph does not declare.
+const UNREPRODUCIBLE: &str = r#"{"version":1,"tasks":[
+  {"id":"same","inputs":["src/a.txt"],"outputs":["out/same"],"run":"mkdir -p out && cp src/a.txt out/same"},
+  {"id":"after","deps":["same"],"outputs":["out/after"],"run":"tac out/same > out/after"},
+  {"id":"clock","outputs":["out/clock"],"run":"mkdir -p out && date +%s%N > out/clock"},
+  {"id":"path","outputs":["out/path"],"run":"mkdir -p out && pwd > out/path"},
+  {"id":"undeclared","outputs":["out/u"],"run":"mkdir -p out && cat notes.txt > out/u"}]}"#;
+
+#[test]
+fn check_reproducible_fails_what_a_second_directory_builds_differently() {
+    let ws = Ws::new();
+    ws.write("src/a.txt", "a\nb\n");
+    ws.write("notes.txt", "not declared\n");
+    let out = ws.cli_build(
+        UNREPRODUCIBLE,
+        &["--check-reproducible", "--report", "r.json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&ws.read("r.json")).unwrap();
+    let task = |id: &str| {
+        let t = report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id);
+        let t = t.unwrap().clone();
+        (
+            t["state"].as_str().unwrap().to_string(),
+            t["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(task("same").0, "succeeded");
+    assert_eq!(task("after").0, "succeeded");
+    for (id, path) in [("clock", "out/clock"), ("path", "out/path")] {
+        let (state, message) = task(id);
+        assert_eq!(state, "failed", "{id}");
+        assert!(
+            message.starts_with("not reproducible: its outputs differ"),
+            "{message}"
+        );
+        assert!(message.ends_with(path), "{message}");
+    }
+    let (state, message) = task("undeclared");
+    assert_eq!(state, "failed");
+    assert!(
+        message.contains("failed in a second directory"),
+        "{message}"
+    );
+    assert_eq!(report["totals"]["failed"], 3);
+    // Both builds ran for real: the second one's outputs are in its directory.
+    assert_eq!(ws.read(".runqueue/repro/out/after"), "b\na\n");
+    assert_ne!(ws.read(".runqueue/repro/out/path"), ws.read("out/path"));
+    assert!(!ws.join(".runqueue/cache").exists(), "nothing cached");
+    let summary = stdout(&out);
+    assert!(summary.contains("3 failed"), "{summary}");
 }

@@ -38,6 +38,8 @@ fn an_embedder_runs_a_graph_with_its_own_store_and_linker() {
             remote_cache: None,
             signing_key: None,
             trusted_keys: Vec::new(),
+            no_cutoff: false,
+            check_reproducible: false,
         };
         let graph = r#"{"version":1,"tasks":[
             {"id":"a","run":"echo a > a.txt","outputs":["a.txt"]},

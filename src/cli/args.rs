@@ -64,12 +64,20 @@ pub const SUBCOMMANDS: [Spec; 5] = [
             "--remote-cache-timeout",
             "--cache-signing-key",
             "--cache-trust",
+            "--no-cutoff",
+            "--check-reproducible",
         ],
     },
 ];
 
 /// Options that take no value.
-const FLAGS: [&str; 3] = ["--keep-going", "--no-cache", "--remote-cache-read-only"];
+const FLAGS: [&str; 5] = [
+    "--keep-going",
+    "--no-cache",
+    "--remote-cache-read-only",
+    "--no-cutoff",
+    "--check-reproducible",
+];
 
 pub const USAGE: &str = "usage: runqueue check GRAPH
        runqueue plan GRAPH [--cache DIR | --no-cache] [--cache-trust FILE]...
@@ -77,7 +85,7 @@ pub const USAGE: &str = "usage: runqueue check GRAPH
        runqueue explain GRAPH TASK [--cache DIR] [--cache-trust FILE]...
        runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]
                       [--remote-cache URL [--remote-cache-read-only] [--remote-cache-timeout SECS]]
-                      [--cache-signing-key FILE] [--cache-trust FILE]...";
+                      [--cache-signing-key FILE] [--cache-trust FILE]... [--no-cutoff] [--check-reproducible]";
 
 /// One command line, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +288,8 @@ fn build_options(g: &Given) -> Result<Options, String> {
         remote,
         signing_key: g.value("--cache-signing-key").map(read_key).transpose()?,
         trusted_keys: g.trusted_keys()?,
+        no_cutoff: g.has("--no-cutoff"),
+        check_reproducible: g.has("--check-reproducible"),
     })
 }
 

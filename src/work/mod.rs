@@ -52,6 +52,8 @@ pub struct Config {
     /// only read from it.
     pub remote_concurrency: usize,
     pub remote_read_only: bool,
+    /// Early cutoff ([`crate::cutoff`]); without it every task chains.
+    pub cutoff: bool,
 }
 
 /// Everything a run reaches outside itself, one seam per concern.
@@ -181,6 +183,9 @@ impl<'a, 'g> Run<'a, 'g> {
     ) -> Result<Run<'a, 'g>, String> {
         let (ws, nonce) = (&config.workspace, &config.run_nonce);
         let mut sigs = signatures_by(graph, ws, nonce, seams.files).await?;
+        if !config.cutoff {
+            sigs.without_cutoff();
+        }
         let t0 = seams.processes.now_ms();
         let mut notes = Notes::default();
         let asker = seams.remote.map(remote::Asker::new);
@@ -833,6 +838,7 @@ mod tests {
             default_timeout_ms: None,
             remote_concurrency: 1,
             remote_read_only: false,
+            cutoff: true,
         }
     }
 
