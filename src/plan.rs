@@ -630,4 +630,30 @@ mod tests {
         assert_eq!(p.start_next(), Some(TaskId(2)));
         assert_eq!(p.running(), 2);
     }
+
+    #[test]
+    fn a_storing_task_frees_its_slot_but_holds_its_dependents() {
+        let g =
+            graph(r#"{"version":1,"tasks":[{"id":"a"},{"id":"b"},{"id":"after-a","deps":["a"]}]}"#);
+        let mut p = plan(&g, 1, false);
+        let a = p.start_next().unwrap();
+        assert_eq!(names(&g, &[a]), ["a"]);
+        p.exited(a);
+        assert_eq!(p.state(a), TaskState::Storing);
+        let b = p.start_next().expect("a's slot is free");
+        assert_eq!(names(&g, &[b]), ["b"]);
+        p.finish(b, true);
+        assert_eq!(p.start_next(), None, "after-a waits for a's outputs");
+        assert!(!p.is_done(), "a is still storing");
+        p.finish(a, true);
+        assert_eq!(names(&g, &[p.start_next().unwrap()]), ["after-a"]);
+    }
+
+    #[test]
+    fn new_priorities_reorder_the_ready_tasks() {
+        let g = graph(r#"{"version":1,"tasks":[{"id":"x"},{"id":"y"},{"id":"z"}]}"#);
+        let mut p = with(&g, Policy::CriticalPath, &[3, 2, 1], 1);
+        p.reprioritize(Policy::CriticalPath.priorities(&g, &[1, 2, 3]));
+        assert_eq!(names(&g, &[p.start_next().unwrap()]), ["z"]);
+    }
 }

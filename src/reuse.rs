@@ -56,7 +56,8 @@ impl Notes {
     pub fn take(&mut self) -> Vec<String> {
         let mut out = std::mem::take(&mut self.warnings);
         let mut summary = |tasks: &mut Vec<String>, what: &str| {
-            tasks.dedup();
+            let mut seen = std::collections::HashSet::new();
+            tasks.retain(|t| seen.insert(t.clone()));
             if let Some(first) = tasks.first() {
                 out.push(format!("{} task(s) {what} (first: {first})", tasks.len()));
             }
@@ -88,26 +89,43 @@ pub fn decide(
     forced: &TaskMap<bool>,
     notes: &mut Notes,
 ) -> Decisions {
-    let mut fates = TaskMap::filled(graph, Fate::Undecided);
-    let mut entries = TaskMap::filled(graph, None);
+    let mut decided = Decisions {
+        fates: TaskMap::filled(graph, Fate::Undecided),
+        entries: TaskMap::filled(graph, None),
+    };
+    decide_more(graph, sigs, cache, forced, &mut decided, notes);
+    decided
+}
+
+/// Continues [`decide`] once the cache holds more (a remote sent
+/// entries): tasks that run are looked up again, and undecided ones whose
+/// dependencies' unihashes are known now are decided.
+pub fn decide_more(
+    graph: &Graph,
+    sigs: &mut Signatures,
+    cache: &Cache,
+    forced: &TaskMap<bool>,
+    decided: &mut Decisions,
+    notes: &mut Notes,
+) {
     for &id in &graph.topo_order {
-        if sigs.sign(graph, id).is_none() {
+        let open = matches!(decided.fates[id], Fate::Run | Fate::Undecided);
+        if !open || sigs.sign(graph, id).is_none() {
             continue;
         }
         if forced[id] {
             if !(sigs.cuts_off() && waits_for_outputs(graph, id)) {
                 sigs.chain(id);
             }
-            fates[id] = Fate::Run;
+            decided.fates[id] = Fate::Run;
             continue;
         }
-        entries[id] = decide_one(graph, id, sigs, cache, notes);
-        fates[id] = match entries[id] {
+        decided.entries[id] = decide_one(graph, id, sigs, cache, notes);
+        decided.fates[id] = match decided.entries[id] {
             Some(_) => Fate::Cached { restored: false },
             None => Fate::Run,
         };
     }
-    Decisions { fates, entries }
 }
 
 /// Decides the signed task `id`: its usable entry if the cache covers it

@@ -536,4 +536,37 @@ mod tests {
             "task \"a:do_fetch\": input \"src\": does not exist"
         );
     }
+
+    #[test]
+    fn a_dependent_is_signed_once_its_dependencies_unihashes_are_known() {
+        let dir = workspace();
+        let g = Graph::parse(GRAPH).unwrap();
+        let sign = |fetch_unihash: &str| {
+            let mut sigs = Signatures::new(&g, hash_inputs(&g, dir.path()).unwrap(), "n");
+            sigs.sign(&g, TaskId(0)).unwrap();
+            assert!(
+                sigs.sign(&g, TaskId(1)).is_none(),
+                "a:do_fetch's outputs unknown"
+            );
+            sigs.set_unihash(TaskId(0), fetch_unihash.to_string());
+            sigs.sign(&g, TaskId(1)).unwrap().hash.clone()
+        };
+        assert_eq!(sign("outputs-1"), sign("outputs-1"));
+        assert_ne!(sign("outputs-1"), sign("outputs-2"));
+        // Whatever a:do_fetch's own inputs: only what it produced counts.
+        let before = sign("outputs-1");
+        std::fs::write(dir.path().join("src/a.c"), "int a; // a comment").unwrap();
+        assert_eq!(sign("outputs-1"), before);
+    }
+
+    #[test]
+    fn without_cutoff_every_task_chains() {
+        let dir = workspace();
+        let g = Graph::parse(GRAPH).unwrap();
+        let mut sigs = Signatures::new(&g, hash_inputs(&g, dir.path()).unwrap(), "n");
+        sigs.without_cutoff();
+        let fetch = sigs.sign(&g, TaskId(0)).unwrap().hash.clone();
+        sigs.set_unihash(TaskId(0), "outputs-1".into());
+        assert_eq!(sigs.unihash(TaskId(0)), Some(fetch.as_str()));
+    }
 }

@@ -189,31 +189,13 @@ impl<'a, 'g> Run<'a, 'g> {
         let t0 = seams.processes.now_ms();
         let mut notes = Notes::default();
         let asker = seams.remote.map(remote::Asker::new);
-        let decided = decide_fates(
-            graph,
-            config,
-            &mut sigs,
-            (&mut seams, asker.as_ref()),
-            &mut notes,
-        )
-        .await;
+        let with = (&mut seams, asker.as_ref());
+        let decided = decide_fates(graph, config, &mut sigs, with, &mut notes).await;
         for w in notes.take() {
             seams.progress.event(Event::Warning(&w));
         }
-        let Decisions { fates, entries } = decided;
-        let expected = expected_for(graph, config, &fates);
-        let priorities = config.policy.priorities(graph, &expected);
-        let plan = Plan::new(
-            graph,
-            config.policy,
-            priorities,
-            config.max_parallel,
-            config.keep_going,
-        );
-        let records = TaskMap::from_fn(graph, |id| {
-            TaskRecord::new(&graph.task(id).id, sigs.get(id).map(|s| s.hash.as_str()))
-        });
-        let cached = fates
+        let cached = decided
+            .fates
             .iter()
             .filter(|f| matches!(f, Fate::Cached { .. }))
             .count();
@@ -221,16 +203,39 @@ impl<'a, 'g> Run<'a, 'g> {
             total: graph.len(),
             cached,
         });
+        let mut run = Run::new(graph, config, seams, sigs, decided);
+        run.late = late::Late::new(graph, asker);
+        run.notes = notes;
+        run.t0 = t0;
+        Ok(run)
+    }
+
+    /// A run about to start, its fates decided.
+    fn new(
+        graph: &'g Graph,
+        config: &'a Config,
+        seams: Seams<'a>,
+        sigs: Signatures,
+        decided: Decisions,
+    ) -> Run<'a, 'g> {
+        let Decisions { fates, entries } = decided;
+        let expected = expected_for(graph, config, &fates);
+        let priorities = config.policy.priorities(graph, &expected);
+        let (max, keep_going) = (config.max_parallel, config.keep_going);
+        let plan = Plan::new(graph, config.policy, priorities, max, keep_going);
+        let records = TaskMap::from_fn(graph, |id| {
+            TaskRecord::new(&graph.task(id).id, sigs.get(id).map(|s| s.hash.as_str()))
+        });
         let interrupt = Some(seams.processes.interrupted());
-        Ok(Run {
+        Run {
             graph,
             config,
             seams,
             sigs,
             fates,
             covered: entries,
-            late: late::Late::new(graph, asker),
-            notes,
+            late: late::Late::new(graph, None),
+            notes: Notes::default(),
             expected,
             plan,
             records,
@@ -241,10 +246,10 @@ impl<'a, 'g> Run<'a, 'g> {
             writing: false,
             stored: Vec::new(),
             interrupt,
-            t0,
+            t0: 0,
             processes: 0,
             peak: 0,
-        })
+        }
     }
 
     fn now(&self) -> u64 {
@@ -269,6 +274,13 @@ impl<'a, 'g> Run<'a, 'g> {
     /// has nothing to run).
     fn launch(&mut self, id: TaskId) {
         let now = self.now();
+        if self.interrupt.is_none() {
+            // It waited for the remote or a restore, and the build was
+            // interrupted meanwhile: start nothing new.
+            self.records[id].end_ms = Some(now);
+            let why = Ended::Lost("not started: the build was interrupted".into());
+            return self.finish(id, why, false);
+        }
         match command_for(self.graph, id, self.config) {
             Some(cmd) => self.spawn(id, cmd, now),
             None => {
@@ -637,10 +649,9 @@ async fn pull_from_remote(
     notes: &mut Notes,
 ) {
     let mut asked = TaskMap::filled(graph, false);
+    let forced = TaskMap::filled(graph, false);
+    let mut decided = crate::reuse::decide(graph, sigs, cache, &forced, notes);
     loop {
-        sigs.reset();
-        let forced = TaskMap::filled(graph, false);
-        let decided = crate::reuse::decide(graph, sigs, cache, &forced, notes);
         let new: Vec<TaskId> = graph
             .ids()
             .filter(|&id| !asked[id] && decided.fates[id] == Fate::Run && !graph.task(id).nostamp)
@@ -665,6 +676,7 @@ async fn pull_from_remote(
         if stats.done == 0 || !asker.usable() {
             return;
         }
+        crate::reuse::decide_more(graph, sigs, cache, &forced, &mut decided, notes);
     }
 }
 
