@@ -208,6 +208,10 @@ impl State {
                 lines
             }
             TaskState::Cached => {
+                if t.cut_off.is_some() {
+                    // Decided during the build: not among the planned.
+                    self.progress.cached += 1;
+                }
                 let restored = t.restored.then(|| self.render.line(&Step::Restored(t)));
                 let cached = || verbose.then(|| format!("[{at:>8}] cached   {}", t.id));
                 restored.flatten().or_else(cached).into_iter().collect()
