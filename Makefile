@@ -107,6 +107,7 @@ bench: build
 	$(CARGO) bench -p runqueue-host --bench schedule -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench cache -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench data -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench cutoff -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm

@@ -14,17 +14,12 @@ mod common;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
-use common::runners::{load, measure, ninja, reset, rq, secs, write_ninja};
+use common::runners::{
+    load, measure, median, moevm_durations, ninja, reset, rq, secs, write_ninja,
+};
 use runqueue::plan::Policy;
-use runqueue::simulate::{parse_durations, simulate};
-
-/// The median of three or more.
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+use runqueue::simulate::simulate;
 
 /// Every task of `json` declares `stamps/<id>` as its output.
 fn with_stamps(json: &str) -> String {
@@ -52,11 +47,7 @@ fn cache_with_history_of(ws: &Path, warm: &str, name: &str) -> String {
 
 fn yocto_race(md: &mut String) {
     let scale = 1.0 / 200.0;
-    let durations = parse_durations(
-        &std::fs::read_to_string(common::yocto_data().join("moevm__yocto_profiling.durations.tsv"))
-            .unwrap(),
-    )
-    .unwrap();
+    let durations = moevm_durations();
     let run = "sleep {seconds} && touch 'stamps/{id}'";
     let (json, graph, d) = load("moevm__yocto_profiling", &durations, Some(run), scale);
     let lower = simulate(&graph, &d, &d, Policy::CriticalPath, 8).lower_bound_ms as f64 * scale;

@@ -10,7 +10,8 @@
 mod common;
 
 use common::runners::{
-    load, make, measure, ninja, reset, rq, runqueue_bin, secs, write_make, write_ninja,
+    load, make, measure, moevm_durations, ninja, reset, rq, runqueue_bin, secs, write_make,
+    write_ninja,
 };
 
 use std::fmt::Write as _;
@@ -20,16 +21,12 @@ use std::time::Duration;
 use runqueue::estimate::expected_durations;
 use runqueue::graph::Graph;
 use runqueue::plan::Policy;
-use runqueue::simulate::{parse_durations, simulate};
+use runqueue::simulate::simulate;
 
 fn main() {
     let report = common::report_path();
     let mut md = String::new();
-    let durations = parse_durations(
-        &std::fs::read_to_string(common::yocto_data().join("moevm__yocto_profiling.durations.tsv"))
-            .unwrap(),
-    )
-    .unwrap();
+    let durations = moevm_durations();
 
     // 1. Simulation.
     writeln!(md, "## Scheduling: simulated makespan / lower bound\n").unwrap();

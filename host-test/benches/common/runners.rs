@@ -10,10 +10,38 @@ use std::time::{Duration, Instant};
 use runqueue::estimate::expected_durations;
 use runqueue::graph::Graph;
 use runqueue::import::{self, ImportOptions};
-use runqueue::simulate::durations_for;
+use runqueue::simulate::{durations_for, parse_durations};
 
+/// The CLI of this build's target directory (`CARGO_TARGET_DIR` is
+/// honoured): `cargo bench` builds the benchmarks next to it.
 pub fn runqueue_bin() -> PathBuf {
-    super::repo().join("target/release/runqueue")
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory holds tmp/")
+        .join("release/runqueue")
+}
+
+/// The moevm durations, by (recipe, task), in ms.
+pub fn moevm_durations() -> HashMap<(String, String), u64> {
+    let tsv = super::yocto_data().join("moevm__yocto_profiling.durations.tsv");
+    parse_durations(&std::fs::read_to_string(&tsv).unwrap()).unwrap()
+}
+
+/// The median of three or more.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A copy of the tree `from` at `to` (modes and times kept).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {from:?} {to:?} failed");
 }
 
 /// A graph from a Yocto edge list, with the moevm durations (by recipe and
