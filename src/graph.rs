@@ -126,6 +126,7 @@ struct TaskFile {
     nostamp: bool,
     pool: Option<String>,
     timeout: Option<f64>,
+    weight: Option<u32>,
 }
 
 /// A JSON object as a map, refusing a key given twice (serde keeps the
@@ -194,6 +195,9 @@ pub struct Task {
     pub pool: Option<usize>,
     /// Kill the task (its whole process group) after this many ms.
     pub timeout_ms: Option<u64>,
+    /// How many slots it takes, against `-j` and its pool (a `make -j4`,
+    /// a parallel link); 1 unless the graph says.
+    pub weight: u32,
 }
 
 /// A named limit on how many of its tasks run at once (BitBake's
@@ -270,6 +274,8 @@ pub enum GraphError {
     },
     EmptyPool(String),
     BadTimeout(String),
+    /// A task's weight is 0 or above [`MAX_WEIGHT`].
+    BadWeight(String),
     TooManyTasks(usize),
     /// A field longer than its limit: task (or index), field, limit.
     TooLong {
@@ -366,6 +372,10 @@ impl fmt::Display for GraphError {
             GraphError::BadTimeout(task) => write!(
                 f,
                 "task \"{task}\": \"timeout\" must be a positive number of seconds below 1e9"
+            ),
+            GraphError::BadWeight(task) => write!(
+                f,
+                "task \"{task}\": \"weight\" must be a whole number of slots from 1 to {MAX_WEIGHT}"
             ),
             GraphError::EmptyPool(name) => {
                 write!(f, "pool \"{name}\" has depth 0; give it at least 1")
@@ -632,6 +642,7 @@ fn task_of(
         nostamp: t.nostamp,
         timeout_ms: timeout_of(t)?,
         pool: pool_of(t, pools)?,
+        weight: weight_of(t)?,
     })
 }
 
@@ -665,6 +676,16 @@ fn action_of(t: &TaskFile) -> Result<Action, GraphError> {
         (None, Some(argv)) => Action::Argv(argv.clone()),
         (None, None) => Action::Nothing,
     })
+}
+
+/// The most slots one task may take.
+pub const MAX_WEIGHT: u32 = 4096;
+
+fn weight_of(t: &TaskFile) -> Result<u32, GraphError> {
+    match t.weight.unwrap_or(1) {
+        w @ 1..=MAX_WEIGHT => Ok(w),
+        _ => Err(GraphError::BadWeight(t.id.clone())),
+    }
 }
 
 fn timeout_of(t: &TaskFile) -> Result<Option<u64>, GraphError> {
@@ -948,7 +969,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),
@@ -1021,6 +1042,21 @@ mod tests {
             err(r#"{"version":1,"tasks":[{"id":"a","timeout":-1}]}"#),
             "task \"a\": \"timeout\" must be a positive number of seconds below 1e9"
         );
+    }
+
+    #[test]
+    fn weights_are_whole_slots() {
+        let g =
+            Graph::parse(r#"{"version":1,"tasks":[{"id":"a","weight":4},{"id":"b"}]}"#).unwrap();
+        assert_eq!((g.tasks[0].weight, g.tasks[1].weight), (4, 1));
+        for bad in ["0", "4097"] {
+            assert_eq!(
+                err(&format!(
+                    r#"{{"version":1,"tasks":[{{"id":"a","weight":{bad}}}]}}"#
+                )),
+                "task \"a\": \"weight\" must be a whole number of slots from 1 to 4096"
+            );
+        }
     }
 
     #[test]

@@ -159,11 +159,14 @@ pub struct Plan<'g> {
     /// `p + 1` those of `graph.pools[p]`.
     ready: Vec<BinaryHeap<Key>>,
     ready_count: usize,
-    /// Running tasks per pool, indexed like `ready`.
+    /// Slots taken by running tasks per pool (their weights), indexed
+    /// like `ready`.
     pool_running: Vec<usize>,
     /// How many tasks became ready so far: the FIFO order.
     readied: u64,
     running: usize,
+    /// Slots taken by running tasks: the sum of their weights.
+    slots: usize,
     /// Tasks in [`TaskState::Storing`].
     storing: usize,
     peak_running: usize,
@@ -212,6 +215,7 @@ impl<'g> Plan<'g> {
             pool_running: vec![0; graph.pools.len() + 1],
             readied: 0,
             running: 0,
+            slots: 0,
             storing: 0,
             peak_running: 0,
             max_parallel: max_parallel.max(1),
@@ -226,6 +230,19 @@ impl<'g> Plan<'g> {
             }
         }
         plan
+    }
+
+    fn weight(&self, id: TaskId) -> usize {
+        self.graph.task(id).weight as usize
+    }
+
+    /// Whether `id`, at the head of queue `q`, fits in the free slots and
+    /// its pool's. A task heavier than the limit runs alone. A head that
+    /// does not fit holds back its queue (never starved by lighter tasks).
+    fn fits(&self, id: TaskId, q: usize) -> bool {
+        let fits = |used: usize, limit: usize| used == 0 || used + self.weight(id) <= limit;
+        fits(self.slots, self.max_parallel)
+            && (q == 0 || fits(self.pool_running[q], self.graph.pools[q - 1].depth as usize))
     }
 
     fn queue_of(&self, id: TaskId) -> usize {
@@ -250,12 +267,14 @@ impl<'g> Plan<'g> {
             }
             (Ready, Running) => {
                 self.running += 1;
-                self.pool_running[queue] += 1;
+                self.slots += self.weight(id);
+                self.pool_running[queue] += self.weight(id);
                 self.peak_running = self.peak_running.max(self.running);
             }
             (Running, Succeeded | Failed | Storing) => {
                 self.running -= 1;
-                self.pool_running[queue] -= 1;
+                self.slots -= self.weight(id);
+                self.pool_running[queue] -= self.weight(id);
                 self.storing += usize::from(to == Storing);
             }
             (Storing, Succeeded) => self.storing -= 1,
@@ -284,7 +303,7 @@ impl<'g> Plan<'g> {
     }
 
     fn pick(&mut self) -> Option<TaskId> {
-        if self.stopping || self.running >= self.max_parallel {
+        if self.stopping || self.slots >= self.max_parallel {
             return None;
         }
         if self.policy == Policy::Waves && !self.wave_open {
@@ -292,8 +311,8 @@ impl<'g> Plan<'g> {
         }
         // The best head among the queues whose pool has room.
         let queue = (0..self.ready.len())
-            .filter(|&q| q == 0 || self.pool_running[q] < self.graph.pools[q - 1].depth as usize)
             .filter_map(|q| self.ready[q].peek().map(|key| (*key, q)))
+            .filter(|&((_, Reverse(id)), q)| self.fits(id, q))
             .max()
             .map(|(_, q)| q)?;
         let (_, Reverse(id)) = self.ready[queue].pop().expect("peeked");
@@ -655,5 +674,27 @@ mod tests {
         let mut p = with(&g, Policy::CriticalPath, &[3, 2, 1], 1);
         p.reprioritize(Policy::CriticalPath.priorities(&g, &[1, 2, 3]));
         assert_eq!(names(&g, &[p.start_next().unwrap()]), ["z"]);
+    }
+
+    #[test]
+    fn a_weighted_task_takes_its_weight_in_slots() {
+        let g = graph(
+            r#"{"version":1,"tasks":[{"id":"big","weight":3},{"id":"a"},{"id":"b"},
+               {"id":"huge","weight":9,"deps":["big"]}]}"#,
+        );
+        let mut p = with(&g, Policy::CriticalPath, &[10, 1, 1, 10], 4);
+        let started: Vec<TaskId> = std::iter::from_fn(|| p.start_next()).collect();
+        assert_eq!(names(&g, &started), ["big", "a"], "3 + 1 slots of 4");
+        p.finish(started[1], true);
+        assert_eq!(names(&g, &[p.start_next().unwrap()]), ["b"]);
+        p.finish(started[0], true);
+        assert_eq!(p.start_next(), None, "huge waits for every slot to be free");
+        p.finish(TaskId(2), true);
+        assert_eq!(
+            names(&g, &[p.start_next().unwrap()]),
+            ["huge"],
+            "and runs alone"
+        );
+        assert_eq!(p.start_next(), None);
     }
 }

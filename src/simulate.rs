@@ -19,7 +19,8 @@ pub struct Simulation {
     /// The longest dependency chain by duration.
     pub critical_path_ms: u64,
     pub critical_path: Vec<TaskId>,
-    /// max(critical path, work / slots): no schedule can beat it.
+    /// max(critical path, slot time / slots), a task's slot time being its
+    /// duration times its weight: no schedule can beat it.
     pub lower_bound_ms: u64,
     pub peak_parallel: usize,
     /// When each task started, in ms.
@@ -81,12 +82,17 @@ pub fn simulate(
     let critical_path_ms = path.iter().copied().max().unwrap_or(0);
     let work_ms: u64 = actual.iter().sum();
     let slots = max_parallel.max(1) as u64;
+    // A weighted task takes its weight in slots (at most all of them).
+    let slot_ms: u64 = graph
+        .ids()
+        .map(|id| actual[id.index()] * u64::from(graph.task(id).weight).min(slots))
+        .sum();
     Simulation {
         makespan_ms: now,
         work_ms,
         critical_path_ms,
         critical_path: longest_chain(graph, &path),
-        lower_bound_ms: critical_path_ms.max(work_ms.div_ceil(slots)),
+        lower_bound_ms: critical_path_ms.max(slot_ms.div_ceil(slots)),
         peak_parallel: plan.peak_running(),
         starts,
     }

@@ -261,3 +261,48 @@ fn durations_are_stamped_at_the_exit_not_when_the_component_notices() {
         "nap ran 0.3 s but is recorded as {took} ms"
     );
 }
+
+/// Weighted tasks (`"weight": N` slots) next to plain ones at -j4: at no
+/// moment do the running tasks' weights add up to more than 4, and a task
+/// heavier than -j runs alone.
+#[test]
+fn weighted_tasks_count_their_weight_against_the_limit() {
+    let mut tasks = vec![
+        serde_json::json!({"id": "link", "weight": 4, "run": "sleep 0.3"}),
+        serde_json::json!({"id": "huge", "weight": 9, "run": "sleep 0.3"}),
+    ];
+    for i in 0..2 {
+        tasks.push(serde_json::json!({"id": format!("make{i}"), "weight": 2, "run": "sleep 0.3"}));
+    }
+    for i in 0..4 {
+        tasks.push(serde_json::json!({"id": format!("cc{i}"), "run": "sleep 0.3"}));
+    }
+    let g = serde_json::json!({"version": 1, "tasks": tasks}).to_string();
+    let run = Ws::new().run(&g, 4, false);
+    let report = run.report();
+    assert_eq!(report.totals.succeeded, 8);
+    let weight = |id: &str| match id {
+        "link" => 4,
+        "huge" => 9,
+        id if id.starts_with("make") => 2,
+        _ => 1,
+    };
+    let spans: Vec<(&str, u64, u64)> = report
+        .tasks
+        .iter()
+        .map(|t| (t.id.as_str(), t.start_ms.unwrap(), t.end_ms.unwrap()))
+        .collect();
+    for &(id, start, _) in &spans {
+        let running: Vec<&str> = spans
+            .iter()
+            .filter(|&&(_, s, e)| s <= start && start < e)
+            .map(|&(other, _, _)| other)
+            .collect();
+        let taken: u32 = running.iter().map(|id| weight(id)).sum();
+        if running.contains(&"huge") {
+            assert_eq!(running, ["huge"], "huge runs alone");
+        } else {
+            assert!(taken <= 4, "when {id} started: {running:?}");
+        }
+    }
+}
