@@ -306,3 +306,54 @@ fn weighted_tasks_count_their_weight_against_the_limit() {
         }
     }
 }
+
+/// The `Summary:` line's limit of a one-task build run by `wrap` (a shell
+/// command line ending in `"$@"`, given the runqueue command).
+fn default_limit(wrap: &str) -> String {
+    let ws = Ws::new();
+    ws.write(
+        "g.json",
+        r#"{"version":1,"tasks":[{"id":"a","run":"true"}]}"#,
+    );
+    let rq = common::runqueue_command(ws.path());
+    let out = std::process::Command::new("sh")
+        .current_dir(ws.path())
+        .envs(rq.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .args(["-c", wrap, "sh", rq.get_program().to_str().unwrap()])
+        .args(["build", "g.json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let stdout = common::stdout(&out);
+    let at = stdout.find("(limit ").expect("a summary line");
+    stdout[at + 7..].split(')').next().unwrap().to_string()
+}
+
+/// The default -j is what the process may use: its CPU affinity (a
+/// container's cpuset) and its cgroup's CPU quota, not the machine's CPUs.
+#[test]
+fn the_default_limit_follows_affinity_and_the_cpu_quota() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(default_limit(r#"exec "$@""#), cpus.to_string());
+    assert_eq!(default_limit(r#"exec taskset -c 0 "$@""#), "1");
+    // A cgroup with half a CPU of quota (v1 or v2, where this user may
+    // make one: CI runs as root).
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers");
+    let (dir, quota) = match std::fs::read_to_string(v2) {
+        Ok(c) if c.contains("cpu") => ("/sys/fs/cgroup/runqueue-test", ("cpu.max", "50000 100000")),
+        _ => (
+            "/sys/fs/cgroup/cpu/runqueue-test",
+            ("cpu.cfs_quota_us", "50000"),
+        ),
+    };
+    let dir = format!("{dir}-{}", std::process::id());
+    if std::fs::create_dir(&dir).is_err() {
+        eprintln!("cannot make a cgroup at {dir}: the quota half of this test needs root");
+        return;
+    }
+    std::fs::write(format!("{dir}/{}", quota.0), quota.1).unwrap();
+    let wrap = format!(r#"echo $$ > {dir}/cgroup.procs && exec "$@""#);
+    let limit = default_limit(&wrap);
+    std::fs::remove_dir(&dir).unwrap();
+    assert_eq!(limit, "1");
+}
