@@ -56,26 +56,26 @@ impl OutputsRecord {
 /// The digest of a task's outputs: sha256 of their canonical listing,
 /// sorted by path. Sizes are left out (the blob hash implies them).
 pub fn outputs_digest(outputs: &[OutputEntry]) -> String {
-    let mut lines: Vec<String> = outputs
+    let mut lines: Vec<(&str, String)> = outputs
         .iter()
-        .map(|o| match o {
-            OutputEntry::File {
-                path, blob, mode, ..
-            } => format!("file {mode:o} {blob} {path}"),
-            OutputEntry::Dir { path, mode } => format!("dir {mode:o} {path}"),
-            OutputEntry::Symlink { path, target } => format!("symlink {target:?} {path}"),
+        .map(|o| {
+            let line = match o {
+                OutputEntry::File {
+                    path, blob, mode, ..
+                } => format!("file {mode:o} {blob} {path}"),
+                OutputEntry::Dir { path, mode } => format!("dir {mode:o} {path}"),
+                OutputEntry::Symlink { path, target } => format!("symlink {target:?} {path}"),
+            };
+            (o.path(), line)
         })
         .collect();
-    lines.sort_by(|a, b| path_of(a).cmp(path_of(b)));
+    lines.sort();
+    let lines: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();
     sha256_hex(
         serde_json::to_string(&lines)
             .expect("strings serialize")
             .as_bytes(),
     )
-}
-
-fn path_of(line: &str) -> &str {
-    line.rsplit(' ').next().unwrap_or(line)
 }
 
 /// The unihash of a task whose outputs have `digest`, signed with `parts`.
@@ -206,6 +206,12 @@ mod tests {
         assert_ne!(one, changed);
         let moved = outputs_digest(&[dir, file("out/a", "1"), file("out/c", "2")]);
         assert_ne!(one, moved);
+        // Paths with spaces sort by their whole path too.
+        let spaced = |order: [usize; 2]| {
+            let files = [file("a b/x y", "1"), file("c/z y", "2")];
+            outputs_digest(&order.map(|i| files[i].clone()))
+        };
+        assert_eq!(spaced([0, 1]), spaced([1, 0]));
     }
 
     #[test]
