@@ -366,6 +366,12 @@ impl Cache {
         self.with_journal(|j| j.history(task).cloned())
     }
 
+    /// The signature of the last recorded run of `task`, if any (without
+    /// copying the rest of its history).
+    pub fn last_signature(&self, task: &str) -> Option<String> {
+        self.with_journal(|j| j.history(task).map(|h| h.signature.clone()))
+    }
+
     /// Records runs of tasks: lines appended to the journal in one write.
     pub fn record_runs(&self, runs: Vec<Record>) -> Result<(), String> {
         self.with_journal(|j| j.append(runs))

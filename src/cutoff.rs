@@ -156,6 +156,15 @@ pub fn new_record(
     }
 }
 
+/// "X's outputs identical to the run of DATE", for `task` whose run left
+/// `record`, which reproduced an earlier run's outputs.
+pub fn identical_to(task: &str, record: &OutputsRecord) -> String {
+    format!(
+        "{task}'s outputs identical to the run of {}",
+        date(record.first_at)
+    )
+}
+
 /// Seconds since the epoch as `2026-12-02 07:49 UTC`.
 pub fn date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -12,8 +12,8 @@ use crate::cache::{
     collect_outputs, entry_file, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
 };
 use crate::cutoff::{
-    date, equivalence, new_record, now_secs, outputs_digest, unihash_of_outputs, Equivalence,
-    OutputsRecord,
+    equivalence, identical_to, new_record, now_secs, outputs_digest, unihash_of_outputs,
+    Equivalence, OutputsRecord,
 };
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
@@ -426,7 +426,7 @@ pub fn commit(
 
 /// The outputs record of the last recorded run of `task`, if usable.
 fn previous_record(cache: &Cache, task: &str) -> Option<OutputsRecord> {
-    cache.outputs_record(&cache.history(task)?.signature)?.ok()
+    cache.outputs_record(&cache.last_signature(task)?)?.ok()
 }
 
 /// Why `id` is or is not covered by the cache, one line per reason, like
@@ -498,13 +498,7 @@ fn cut_off_by(graph: &Graph, id: TaskId, sigs: &Signatures, cache: &Cache) -> Ve
         .iter()
         .filter_map(|&d| Some((d, record(d)?)))
         .filter(|(_, r)| r.reproduced())
-        .map(|(d, r)| {
-            format!(
-                "cut off: {}'s outputs identical to the run of {}",
-                graph.task(d).id,
-                date(r.first_at)
-            )
-        })
+        .map(|(d, r)| format!("cut off: {}", identical_to(&graph.task(d).id, &r)))
         .collect()
 }
 

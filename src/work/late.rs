@@ -12,8 +12,7 @@ use std::collections::BTreeSet;
 use futures::future::join_all;
 
 use super::{Done, Run};
-use crate::cache::Lookup;
-use crate::cutoff::{date, OutputsRecord};
+use crate::cutoff::{identical_to, OutputsRecord};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::remote::Asker;
 use crate::reuse::{decide_one, Fate};
@@ -53,46 +52,42 @@ impl<'a> Late<'a> {
     /// identical to an earlier run's, dependents cut off say so.
     pub fn ran(&mut self, graph: &Graph, id: TaskId, record: Option<&OutputsRecord>) {
         if let Some(r) = record.filter(|r| r.reproduced()) {
-            let why = format!(
-                "{}'s outputs identical to the run of {}",
-                graph.task(id).id,
-                date(r.first_at)
-            );
-            self.reasons[id] = Some(why);
+            self.reasons[id] = Some(identical_to(&graph.task(id).id, r));
         }
     }
 }
 
 impl<'a, 'g> Run<'a, 'g> {
-    /// Signs the undecided task `id`, about to start, and decides it; true
-    /// if it waits for the remote first (holding its slot).
+    /// Signs the undecided task `id`, about to start, and decides it from
+    /// the local cache; true if, not covered there, it waits for the remote
+    /// (holding its slot).
     pub(super) fn decide_late(&mut self, id: TaskId) -> bool {
         let Some(sig) = self.sigs.sign(self.graph, id).map(|s| s.hash.clone()) else {
             unreachable!("a task starts once its dependencies' unihashes are known")
         };
         self.records[id].signature = Some(sig.clone());
+        self.settle(id);
+        let asker = self.late.asker.as_ref().filter(|a| a.usable());
+        let (Some(asker), Fate::Run) = (asker, self.fates[id]) else {
+            return false;
+        };
+        if self.graph.task(id).nostamp {
+            return false;
+        }
         let cache = self
             .config
             .cache
             .as_ref()
             .expect("undecided tasks need a cache");
-        let asker = self.late.asker.as_ref().filter(|a| a.usable());
-        if let (Some(asker), false) = (asker, self.graph.task(id).nostamp) {
-            if !matches!(cache.lookup(&sig), Lookup::Hit(_)) {
-                let outputs = self.graph.task(id).outputs.clone();
-                let pulling = asker.pull(cache, sig, outputs);
-                self.pending.push(Box::pin(async move {
-                    pulling.await;
-                    Done::Pulled(id)
-                }));
-                return true;
-            }
-        }
-        self.settle(id);
-        false
+        let pulling = asker.pull(cache, sig, self.graph.task(id).outputs.clone());
+        self.pending.push(Box::pin(async move {
+            pulling.await;
+            Done::Pulled(id)
+        }));
+        true
     }
 
-    /// The remote was asked for `id`'s entry: decide and start it.
+    /// The remote was asked for `id`'s entry: decide again and start it.
     pub(super) fn pulled(&mut self, id: TaskId) {
         self.settle(id);
         self.start_decided(id);

@@ -203,20 +203,18 @@ impl<'a, 'g> Run<'a, 'g> {
             total: graph.len(),
             cached,
         });
-        let mut run = Run::new(graph, config, seams, sigs, decided);
-        run.late = late::Late::new(graph, asker);
-        run.notes = notes;
-        run.t0 = t0;
-        Ok(run)
+        let late = late::Late::new(graph, asker);
+        Ok(Run::new(graph, config, seams, (sigs, decided), late, t0))
     }
 
-    /// A run about to start, its fates decided.
+    /// A run about to start, its fates decided, its clock started at `t0`.
     fn new(
         graph: &'g Graph,
         config: &'a Config,
         seams: Seams<'a>,
-        sigs: Signatures,
-        decided: Decisions,
+        (sigs, decided): (Signatures, Decisions),
+        late: late::Late<'a>,
+        t0: u64,
     ) -> Run<'a, 'g> {
         let Decisions { fates, entries } = decided;
         let expected = expected_for(graph, config, &fates);
@@ -234,7 +232,7 @@ impl<'a, 'g> Run<'a, 'g> {
             sigs,
             fates,
             covered: entries,
-            late: late::Late::new(graph, None),
+            late,
             notes: Notes::default(),
             expected,
             plan,
@@ -246,7 +244,7 @@ impl<'a, 'g> Run<'a, 'g> {
             writing: false,
             stored: Vec::new(),
             interrupt,
-            t0: 0,
+            t0,
             processes: 0,
             peak: 0,
         }
