@@ -147,6 +147,14 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
+    fn new(remote: &'a dyn Remote) -> Session<'a> {
+        Session {
+            remote,
+            transport_failures: Cell::new(0),
+            unanswered: Cell::new(false),
+        }
+    }
+
     fn usable(&self) -> bool {
         self.transport_failures.get() < GIVE_UP_AFTER
     }
@@ -296,24 +304,10 @@ pub fn hide_password(url: &str) -> String {
     }
 }
 
-/// Fetches from `remote` into `cache` every signature of `wanted` the
-/// local cache does not have, `concurrency` at a time. Each comes with its
-/// task's declared outputs: an entry that would write anything else is
-/// refused before its blobs are fetched.
-pub async fn pull(
-    remote: &dyn Remote,
-    cache: &Cache,
-    wanted: &[(String, &[String])],
-    concurrency: usize,
-) -> Stats {
-    let session = Session {
-        remote,
-        transport_failures: Cell::new(0),
-        unanswered: Cell::new(false),
-    };
-    pull_in(&session, cache, wanted, concurrency).await
-}
-
+/// Fetches from the remote into `cache` every signature of `wanted` the
+/// local cache does not have, `concurrency` at a time, in `session`. Each
+/// comes with its task's declared outputs: an entry that would write
+/// anything else is refused before its blobs are fetched.
 async fn pull_in(
     session: &Session<'_>,
     cache: &Cache,
@@ -342,13 +336,8 @@ pub struct Asker<'a> {
 
 impl<'a> Asker<'a> {
     pub fn new(remote: &'a dyn Remote) -> Asker<'a> {
-        let session = Session {
-            remote,
-            transport_failures: Cell::new(0),
-            unanswered: Cell::new(false),
-        };
         Asker {
-            session: Rc::new(session),
+            session: Rc::new(Session::new(remote)),
             results: Rc::default(),
         }
     }
@@ -360,7 +349,10 @@ impl<'a> Asker<'a> {
         !self.session.unanswered.get()
     }
 
-    /// As [`pull`], in this session.
+    /// Fetches from the remote into `cache` every signature of `wanted`
+    /// the local cache does not have, `concurrency` at a time. Each comes
+    /// with its task's declared outputs: an entry that would write anything
+    /// else is refused before its blobs are fetched.
     pub async fn pull_many(
         &self,
         cache: &Cache,
@@ -443,11 +435,7 @@ pub async fn push(
     sigs: &[String],
     concurrency: usize,
 ) -> Stats {
-    let session = Session {
-        remote,
-        transport_failures: Cell::new(0),
-        unanswered: Cell::new(false),
-    };
+    let session = Session::new(remote);
     let results: Vec<Result<bool, Missed>> = stream::iter(sigs)
         .map(|sig| push_one(&session, cache, sig))
         .buffer_unordered(concurrency.max(1))
@@ -540,6 +528,18 @@ mod tests {
     fn want(sigs: &[String]) -> Vec<(String, &'static [String])> {
         let outputs: &'static [String] = Box::leak(Box::new(["out".to_string()]));
         sigs.iter().map(|s| (s.clone(), outputs)).collect()
+    }
+
+    /// A pull in a session of its own, as before a build.
+    async fn pull(
+        remote: &dyn Remote,
+        cache: &Cache,
+        wanted: &[(String, &[String])],
+        concurrency: usize,
+    ) -> Stats {
+        Asker::new(remote)
+            .pull_many(cache, wanted, concurrency)
+            .await
     }
 
     fn block<T>(f: impl Future<Output = T>) -> T {
