@@ -75,6 +75,9 @@ pub struct Options {
     /// Build twice, the second time in another directory, and fail what
     /// is not reproducible ([`crate::reproducible`]).
     pub check_reproducible: bool,
+    /// Bytes the running tasks may use between them; `None` asks the
+    /// host, `Some(0)` turns memory-aware starts off.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for Options {
@@ -91,6 +94,7 @@ impl Default for Options {
             trusted_keys: Vec::new(),
             no_cutoff: false,
             check_reproducible: false,
+            memory_limit: None,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct SimulateOptions {
     pub durations: Option<String>,
     /// The cache whose history supplies recorded durations.
     pub cache_dir: Option<String>,
+    /// Bytes the running tasks' recorded peaks may add up to.
+    pub memory_limit: Option<u64>,
 }
 
 /// What a simulated build took (see [`crate::simulate::Simulation`]).
@@ -127,6 +133,8 @@ pub struct Simulated {
     /// Ids along the longest chain by duration, first task first.
     pub critical_path: Vec<String>,
     pub peak_parallel: u32,
+    /// The most the running tasks' recorded peaks added up to.
+    pub peak_memory: u64,
 }
 
 /// How to import a BitBake graph.
@@ -209,6 +217,11 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
         remote_concurrency: options.remote.as_ref().map_or(1, |r| r.concurrency.max(1)) as usize,
         remote_read_only: options.remote.as_ref().is_some_and(|r| r.read_only),
         cutoff: !options.no_cutoff,
+        memory_limit: match options.memory_limit {
+            Some(0) => None,
+            Some(bytes) => Some(bytes),
+            None => Some(host.processes.memory_available() / 10 * 9),
+        },
     };
     let seams = Seams {
         processes: host.processes,
@@ -329,7 +342,14 @@ pub fn simulate(graph: &str, options: &SimulateOptions) -> Result<Simulated, Err
     let known = recorded_durations(&graph, cache.as_ref(), given, |_| true);
     let durations = expected_durations(&graph, known.as_slice());
     let slots = options.max_parallel.max(1) as usize;
-    let sim = crate::simulate::simulate(&graph, &durations, &durations, options.policy, slots);
+    let peaks = crate::simulate::Memory::recorded(&graph, cache.as_ref(), options.memory_limit);
+    let sim = crate::simulate::simulate_within(
+        &graph,
+        (&durations, &durations),
+        options.policy,
+        slots,
+        &peaks,
+    );
     Ok(Simulated {
         makespan_ms: sim.makespan_ms,
         work_ms: sim.work_ms,
@@ -337,6 +357,7 @@ pub fn simulate(graph: &str, options: &SimulateOptions) -> Result<Simulated, Err
         lower_bound_ms: sim.lower_bound_ms,
         critical_path: ids(&graph, sim.critical_path),
         peak_parallel: sim.peak_parallel as u32,
+        peak_memory: sim.peak_memory,
     })
 }
 

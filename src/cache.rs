@@ -366,6 +366,12 @@ impl Cache {
         self.with_journal(|j| j.history(task).cloned())
     }
 
+    /// Every task id in the history with the peak memory of its latest
+    /// measured run.
+    pub fn peaks(&self) -> Vec<(String, u64)> {
+        self.with_journal(|j| j.peaks())
+    }
+
     /// The signature of the last recorded run of `task`, if any (without
     /// copying the rest of its history).
     pub fn last_signature(&self, task: &str) -> Option<String> {
@@ -855,6 +861,7 @@ pub(crate) mod tests {
             signature: SIG.into(),
             parts: parts.clone(),
             duration_ms: Some(d),
+            peak_bytes: None,
         };
         cache.record_runs((0..12).map(run).collect()).unwrap();
         for c in [&cache, &Cache::new(cache.dir())] {

@@ -94,6 +94,7 @@ fn main(args: &[String]) -> Result<i32, String> {
             durations,
             policy,
             cache,
+            memory_limit,
             ..
         } => {
             let durations = durations.map(|p| read_text(Path::new(&p))).transpose()?;
@@ -102,6 +103,7 @@ fn main(args: &[String]) -> Result<i32, String> {
                 policy,
                 durations,
                 cache_dir: cache,
+                memory_limit,
             };
             let sim = api::simulate(&text, &options).map_err(failed)?;
             let out = lines::simulation_lines(&sim, jobs, policy);
@@ -124,6 +126,7 @@ fn summary(report: &crate::report::Report) -> i32 {
         cut_off: report.cut_off as u32,
         failed: report.failed as u32,
         not_run: report.not_run as u32,
+        oom_reruns: report.oom_reruns as u32,
         peak_parallel: report.peak_parallel as u32,
         max_parallel: report.max_parallel as u32,
         wall_ms: report.wall_ms,

@@ -86,6 +86,7 @@ impl Guest for Component {
             policy: from_wit_scheduler(options.scheduler),
             durations: options.durations,
             cache_dir: options.cache_dir,
+            memory_limit: options.memory_limit,
         };
         let sim = api::simulate(&graph, &options).map_err(to_wit_error)?;
         Ok(wit::Simulation {
@@ -95,6 +96,7 @@ impl Guest for Component {
             lower_bound_ms: sim.lower_bound_ms,
             critical_path: sim.critical_path,
             peak_parallel: sim.peak_parallel,
+            peak_memory: sim.peak_memory,
         })
     }
 
@@ -176,6 +178,7 @@ fn from_wit_options(o: wit::Options) -> api::Options {
         trusted_keys: o.trusted_keys,
         no_cutoff: o.no_cutoff,
         check_reproducible: o.check_reproducible,
+        memory_limit: o.memory_limit,
     }
 }
 
@@ -208,6 +211,7 @@ fn to_wit_report(r: Report) -> types::Report {
             not_run: r.not_run as u32,
             cached: r.cached as u32,
             cut_off: r.cut_off as u32,
+            oom_reruns: r.oom_reruns as u32,
             peak_parallel: r.peak_parallel as u32,
             wall_ms: r.wall_ms,
         },
@@ -238,6 +242,9 @@ fn to_wit_task(t: &TaskRecord) -> types::TaskReport {
         signature: t.signature.clone(),
         restored: t.restored,
         cut_off: t.cut_off.clone(),
+        peak_memory: t.peak_memory,
+        oom_rerun: t.oom_rerun,
+        held_by: t.held_by.iter().map(|h| h.to_string()).collect(),
     }
 }
 
@@ -271,6 +278,14 @@ impl seams::Child for HostChild {
     fn kill(&self) {
         self.0.kill();
     }
+
+    fn peak_memory(&self) -> Option<u64> {
+        self.0.peak_memory()
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.0.oom_killed()
+    }
 }
 
 impl Processes for HostProcesses {
@@ -281,6 +296,7 @@ impl Processes for HostProcesses {
             cwd: cmd.cwd.clone(),
             env: cmd.env.clone(),
             log: cmd.log.clone(),
+            jobserver: cmd.jobserver,
         })
         .map_err(|e| match e {
             process::SpawnError::NotFound(m)
@@ -310,6 +326,27 @@ impl Processes for HostProcesses {
     fn parallelism(&self) -> u32 {
         process::parallelism()
     }
+
+    fn take_slots(&mut self, n: u32) -> bool {
+        process::take_slots(n)
+    }
+
+    fn give_slots(&mut self, n: u32) {
+        process::give_slots(n)
+    }
+
+    fn slots_freed(&mut self) -> LocalFuture<()> {
+        let freed = AsyncPollable::new(process::slots_freed());
+        Box::pin(async move { freed.wait_for().await })
+    }
+
+    fn memory_available(&self) -> u64 {
+        process::memory_available()
+    }
+
+    fn memory_stall_us(&self) -> Option<u64> {
+        process::memory_stall_us()
+    }
 }
 
 /// The host's `progress` interface as [`Progress`].
@@ -327,6 +364,10 @@ impl Progress for HostProgress {
             }),
             Event::Finished(task) => progress::Event::Finished(to_wit_task(task)),
             Event::Warning(w) => progress::Event::Warning(w.to_string()),
+            Event::Held { task, why } => progress::Event::Held(progress::Held {
+                id: task.to_string(),
+                why: why.to_string(),
+            }),
             Event::Planned { total, cached } => progress::Event::Planned(progress::Planned {
                 total: total as u32,
                 cached: cached as u32,

@@ -25,6 +25,14 @@ pub fn recorded_durations(
     })
 }
 
+/// The peak memory the cache's history recorded for every task id it
+/// knows (in this graph or not: their names inform the others').
+pub fn recorded_peaks(cache: Option<&Cache>) -> HashMap<String, u64> {
+    cache
+        .map(|c| c.peaks().into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// The task name of an id: what follows the last `:` (`do_compile` for
 /// `zlib:do_compile`), or the whole id.
 pub fn task_name(id: &str) -> &str {

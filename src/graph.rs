@@ -127,6 +127,7 @@ struct TaskFile {
     pool: Option<String>,
     timeout: Option<f64>,
     weight: Option<u32>,
+    jobserver: Option<bool>,
 }
 
 /// A JSON object as a map, refusing a key given twice (serde keeps the
@@ -198,6 +199,9 @@ pub struct Task {
     /// How many slots it takes, against `-j` and its pool (a `make -j4`,
     /// a parallel link); 1 unless the graph says.
     pub weight: u32,
+    /// Its nested builds share the job slots through the jobserver;
+    /// `"jobserver": false` keeps them out (they still take `weight`).
+    pub jobserver: bool,
 }
 
 /// A named limit on how many of its tasks run at once (BitBake's
@@ -643,6 +647,7 @@ fn task_of(
         timeout_ms: timeout_of(t)?,
         pool: pool_of(t, pools)?,
         weight: weight_of(t)?,
+        jobserver: t.jobserver.unwrap_or(true),
     })
 }
 
@@ -969,7 +974,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight`, `jobserver` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),

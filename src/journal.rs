@@ -37,6 +37,9 @@ pub struct Record {
     pub parts: SigParts,
     /// How long it ran; `None` when it did not run (recorded for its parts).
     pub duration_ms: Option<u64>,
+    /// The most memory it held at once, in bytes, where the host measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_bytes: Option<u64>,
 }
 
 /// The last recorded run of a task id.
@@ -47,6 +50,8 @@ pub struct History {
     pub parts: SigParts,
     /// Most recent last.
     pub durations_ms: Vec<u64>,
+    /// The peak memory of its latest measured run.
+    pub peak_bytes: Option<u64>,
 }
 
 impl History {
@@ -56,12 +61,14 @@ impl History {
             signature: r.signature,
             parts: r.parts,
             durations_ms: r.duration_ms.into_iter().collect(),
+            peak_bytes: r.peak_bytes,
         }
     }
 
     fn add(&mut self, r: Record) {
         self.signature = r.signature;
         self.parts = r.parts;
+        self.peak_bytes = r.peak_bytes.or(self.peak_bytes);
         if let Some(d) = r.duration_ms {
             self.durations_ms.push(d);
             let excess = self.durations_ms.len().saturating_sub(HISTORY_DURATIONS);
@@ -75,12 +82,16 @@ impl History {
             [] => vec![None],
             ms => ms.iter().map(|&d| Some(d)).collect(),
         };
-        runs.into_iter().map(|duration_ms| Record {
-            task: self.task.clone(),
-            signature: self.signature.clone(),
-            parts: self.parts.clone(),
-            duration_ms,
-        })
+        let last = runs.len() - 1;
+        runs.into_iter()
+            .enumerate()
+            .map(move |(i, duration_ms)| Record {
+                task: self.task.clone(),
+                signature: self.signature.clone(),
+                parts: self.parts.clone(),
+                duration_ms,
+                peak_bytes: self.peak_bytes.filter(|_| i == last),
+            })
     }
 }
 
@@ -129,6 +140,15 @@ impl Journal {
 
     pub fn history(&self, task: &str) -> Option<&History> {
         self.by_task.get(task)
+    }
+
+    /// Every task id with a measured peak, and that peak.
+    pub fn peaks(&self) -> Vec<(String, u64)> {
+        let measured = self
+            .by_task
+            .values()
+            .filter_map(|h| Some((h.task.clone(), h.peak_bytes?)));
+        measured.collect()
     }
 
     /// Appends `records` in one write, ending a torn last line first.
@@ -224,6 +244,7 @@ mod tests {
             signature: sig.into(),
             parts: parts(),
             duration_ms: Some(ms),
+            peak_bytes: None,
         }
     }
 

@@ -25,6 +25,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod admit;
 pub mod api;
 pub mod blobs;
 pub mod cache;

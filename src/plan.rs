@@ -51,6 +51,34 @@ impl TaskState {
     }
 }
 
+/// Why the best ready task is not starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hold {
+    /// Every slot of `-j` is taken.
+    Slots,
+    /// Its pool is full.
+    Pool,
+    /// The jobserver has no slot for it: nested builds hold them.
+    Jobserver,
+    /// The predicted peaks of the running tasks and its own exceed the
+    /// memory limit.
+    Memory,
+    /// The machine is stalling on memory.
+    Pressure,
+}
+
+impl Hold {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hold::Slots => "slots",
+            Hold::Pool => "pool",
+            Hold::Jobserver => "jobserver",
+            Hold::Memory => "memory",
+            Hold::Pressure => "pressure",
+        }
+    }
+}
+
 /// How ready tasks are ordered. Only `CriticalPath` is meant for builds; the
 /// others exist so benchmarks and simulations can compare in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +206,12 @@ pub struct Plan<'g> {
     wave_open: bool,
     /// Set by [`Plan::interrupt`]: start nothing new.
     interrupted: bool,
+    /// Tasks to run alone (taking every slot): re-runs after the kernel
+    /// killed them for memory.
+    alone: TaskMap<bool>,
+    /// The best ready task and why it did not start, after the last pick
+    /// that started nothing while tasks were ready.
+    held: Option<(TaskId, Hold)>,
 }
 
 impl<'g> Plan<'g> {
@@ -223,6 +257,8 @@ impl<'g> Plan<'g> {
             stopping: false,
             wave_open: false,
             interrupted: false,
+            alone: TaskMap::filled(graph, false),
+            held: None,
         };
         for id in graph.ids() {
             if plan.unmet[id] == 0 {
@@ -233,7 +269,10 @@ impl<'g> Plan<'g> {
     }
 
     fn weight(&self, id: TaskId) -> usize {
-        self.graph.task(id).weight as usize
+        match self.alone[id] {
+            true => self.max_parallel,
+            false => self.graph.task(id).weight as usize,
+        }
     }
 
     /// Whether `id`, at the head of queue `q`, fits in the free slots and
@@ -241,7 +280,7 @@ impl<'g> Plan<'g> {
     /// does not fit holds back its queue (never starved by lighter tasks).
     fn fits(&self, id: TaskId, q: usize) -> bool {
         let fits = |used: usize, limit: usize| used == 0 || used + self.weight(id) <= limit;
-        fits(self.slots, self.max_parallel)
+        self.fits_slots(id)
             && (q == 0 || fits(self.pool_running[q], self.graph.pools[q - 1].depth as usize))
     }
 
@@ -271,6 +310,13 @@ impl<'g> Plan<'g> {
                 self.pool_running[queue] += self.weight(id);
                 self.peak_running = self.peak_running.max(self.running);
             }
+            (Running, Ready) => {
+                self.running -= 1;
+                self.slots -= self.graph.task(id).weight as usize;
+                self.pool_running[queue] -= self.graph.task(id).weight as usize;
+                self.ready[queue].push((u64::MAX, Reverse(id)));
+                self.ready_count += 1;
+            }
             (Running, Succeeded | Failed | Storing) => {
                 self.running -= 1;
                 self.slots -= self.weight(id);
@@ -292,33 +338,81 @@ impl<'g> Plan<'g> {
     /// The next task to start, if a slot is free and a task is ready whose
     /// pool has room. The task is marked running.
     pub fn start_next(&mut self) -> Option<TaskId> {
+        self.start_next_if(|_, _| Ok(()))
+    }
+
+    /// [`Plan::start_next`], when `admit` also lets the task start (the
+    /// machine has room for it; it is given the task and its slots); a task it holds back holds back the rest,
+    /// as a head too heavy for the free slots does. See [`Plan::held`].
+    pub fn start_next_if(
+        &mut self,
+        admit: impl FnMut(TaskId, usize) -> Result<(), Hold>,
+    ) -> Option<TaskId> {
         if self.policy == Policy::Waves && self.running == 0 {
             self.wave_open = true;
         }
-        let next = self.pick();
+        let next = self.pick(admit);
         if next.is_none() {
             self.wave_open = false;
         }
         next
     }
 
-    fn pick(&mut self) -> Option<TaskId> {
-        if self.stopping || self.slots >= self.max_parallel {
+    fn pick(&mut self, mut admit: impl FnMut(TaskId, usize) -> Result<(), Hold>) -> Option<TaskId> {
+        self.held = None;
+        if self.stopping || (self.policy == Policy::Waves && !self.wave_open) {
             return None;
         }
-        if self.policy == Policy::Waves && !self.wave_open {
+        let best = (0..self.ready.len())
+            .filter_map(|q| self.ready[q].peek().map(|key| (*key, q)))
+            .max()?;
+        let (_, Reverse(best_id)) = best.0;
+        if self.slots >= self.max_parallel {
+            self.held = Some((best_id, Hold::Slots));
             return None;
         }
         // The best head among the queues whose pool has room.
-        let queue = (0..self.ready.len())
+        let Some((_, queue)) = (0..self.ready.len())
             .filter_map(|q| self.ready[q].peek().map(|key| (*key, q)))
             .filter(|&((_, Reverse(id)), q)| self.fits(id, q))
             .max()
-            .map(|(_, q)| q)?;
-        let (_, Reverse(id)) = self.ready[queue].pop().expect("peeked");
+        else {
+            let pool_full = best.1 != 0 && self.fits_slots(best_id);
+            let hold = if pool_full { Hold::Pool } else { Hold::Slots };
+            self.held = Some((best_id, hold));
+            return None;
+        };
+        let (_, Reverse(id)) = *self.ready[queue].peek().expect("peeked");
+        if let Err(hold) = admit(id, self.weight(id)) {
+            self.held = Some((id, hold));
+            return None;
+        }
+        self.ready[queue].pop();
         self.ready_count -= 1;
         self.set(id, TaskState::Running);
         Some(id)
+    }
+
+    fn fits_slots(&self, id: TaskId) -> bool {
+        self.slots == 0 || self.slots + self.weight(id) <= self.max_parallel
+    }
+
+    /// The best ready task and why it is not running, when the last
+    /// attempt to start one started nothing although tasks were ready.
+    pub fn held(&self) -> Option<(TaskId, Hold)> {
+        self.held
+    }
+
+    /// A running task the kernel killed for memory goes back to the front
+    /// of its queue, to run again alone.
+    pub fn retry_alone(&mut self, id: TaskId) {
+        self.set(id, TaskState::Ready);
+        self.alone[id] = true;
+    }
+
+    /// Slots `id` takes: its weight, or every slot when it runs alone.
+    pub fn slots_of(&self, id: TaskId) -> usize {
+        self.weight(id)
     }
 
     /// A running task's process succeeded, but its dependents wait for

@@ -95,6 +95,13 @@ pub struct TaskRecord {
     /// For tasks covered only once their dependencies ran (early cutoff):
     /// why, e.g. "a's outputs identical to the run of 2026-12-02 07:49 UTC".
     pub cut_off: Option<String>,
+    /// The most memory its process held at once, in bytes, if measured.
+    pub peak_memory: Option<u64>,
+    /// The kernel's OOM killer ended its first run; it ran again alone.
+    pub oom_rerun: bool,
+    /// Why it waited while ready ([`crate::plan::Hold`] names), first seen
+    /// first.
+    pub held_by: Vec<&'static str>,
 }
 
 impl TaskRecord {
@@ -112,6 +119,9 @@ impl TaskRecord {
             signature: signature.map(str::to_string),
             restored: false,
             cut_off: None,
+            peak_memory: None,
+            oom_rerun: false,
+            held_by: Vec::new(),
         }
     }
 
@@ -135,6 +145,8 @@ pub struct Report {
     /// Of the cached tasks, those covered only once their dependencies ran
     /// and left outputs identical to an earlier run.
     pub cut_off: usize,
+    /// Tasks run again alone after the kernel killed them for memory.
+    pub oom_reruns: usize,
     /// The most task processes running at the same moment (cached tasks
     /// and tasks with nothing to run hold no slot and do not count).
     pub peak_parallel: usize,

@@ -294,6 +294,21 @@ impl Processes for Prefixed<&mut dyn Processes> {
     fn parallelism(&self) -> u32 {
         self.0.parallelism()
     }
+    fn take_slots(&mut self, n: u32) -> bool {
+        self.0.take_slots(n)
+    }
+    fn give_slots(&mut self, n: u32) {
+        self.0.give_slots(n)
+    }
+    fn slots_freed(&mut self) -> LocalFuture<()> {
+        self.0.slots_freed()
+    }
+    fn memory_available(&self) -> u64 {
+        self.0.memory_available()
+    }
+    fn memory_stall_us(&self) -> Option<u64> {
+        self.0.memory_stall_us()
+    }
 }
 
 /// The second build's progress: only its warnings reach the console,

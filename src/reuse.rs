@@ -416,6 +416,7 @@ pub fn commit(
         signature: sig.hash.clone(),
         parts: sig.parts,
         duration_ms: Some(job.duration_ms),
+        peak_bytes: None,
     };
     Committed {
         entry,

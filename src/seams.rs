@@ -25,6 +25,8 @@ pub struct Command {
     pub log: String,
     /// Stop it (with its process group) after this many ms.
     pub timeout_ms: Option<u64>,
+    /// Its nested builds share the job slots (see [`Processes::take_slots`]).
+    pub jobserver: bool,
 }
 
 /// A started process.
@@ -41,6 +43,14 @@ pub trait Child {
     fn ran_ms(&self) -> Option<u64>;
     /// Stops the process and its group: TERM now, KILL a little later.
     fn kill(&self);
+    /// The most memory it held at once, in bytes, once it exited.
+    fn peak_memory(&self) -> Option<u64> {
+        None
+    }
+    /// Whether the kernel's out-of-memory killer ended it.
+    fn oom_killed(&self) -> bool {
+        false
+    }
 }
 
 /// Starting processes, telling time, and hearing the user ask to stop.
@@ -55,6 +65,25 @@ pub trait Processes {
     fn interrupted(&mut self) -> LocalFuture<()>;
     /// How many processes can usefully run at once: the default limit.
     fn parallelism(&self) -> u32;
+    /// Takes `n` slots of the job pool shared with nested builds, all or
+    /// none; without a pool, always true.
+    fn take_slots(&mut self, _n: u32) -> bool {
+        true
+    }
+    /// Gives back slots taken with [`Processes::take_slots`].
+    fn give_slots(&mut self, _n: u32) {}
+    /// Resolves when slots may have come back since a take said no.
+    fn slots_freed(&mut self) -> LocalFuture<()> {
+        Box::pin(std::future::pending())
+    }
+    /// Bytes of memory the tasks may use between them, now.
+    fn memory_available(&self) -> u64 {
+        u64::MAX
+    }
+    /// Microseconds some process stalled on memory since boot, if known.
+    fn memory_stall_us(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Something that happened during a run.
@@ -74,6 +103,12 @@ pub enum Event<'a> {
     /// Something went wrong that does not fail the build (a corrupt cache
     /// entry, a cache that cannot be written).
     Warning(&'a str),
+    /// The next task to start waits for something other than a free
+    /// slot ([`crate::plan::Hold`]'s name); told when that changes.
+    Held {
+        task: &'a str,
+        why: &'a str,
+    },
 }
 
 /// Told of each event as it happens; must not block.

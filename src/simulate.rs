@@ -6,9 +6,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::estimate::task_name;
+use crate::admit::Admission;
+use crate::cache::Cache;
+use crate::estimate::{recorded_peaks, task_name};
 use crate::graph::{Graph, TaskId};
-use crate::plan::{longest_chain, remaining_path, Plan, Policy};
+use crate::plan::{longest_chain, remaining_path, Hold, Plan, Policy};
 
 /// What a simulated build took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +25,32 @@ pub struct Simulation {
     /// duration times its weight: no schedule can beat it.
     pub lower_bound_ms: u64,
     pub peak_parallel: usize,
+    /// The most the running tasks' peaks added up to, in bytes.
+    pub peak_memory: u64,
     /// When each task started, in ms.
     pub starts: Vec<u64>,
+}
+
+/// Each task's peak memory, and the limit their sum must stay within.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    pub peaks: Vec<u64>,
+    pub limit: Option<u64>,
+}
+
+impl Memory {
+    /// The peaks `cache`'s history recorded (by task, else the median of
+    /// the task name, else 0), within `limit`.
+    pub fn recorded(graph: &Graph, cache: Option<&Cache>, limit: Option<u64>) -> Memory {
+        let admission = Admission::new(graph, None, &recorded_peaks(cache), 1);
+        let peaks = graph
+            .ids()
+            .map(|id| admission.predicted(graph, id).unwrap_or(0));
+        Memory {
+            peaks: peaks.collect(),
+            limit,
+        }
+    }
 }
 
 impl Simulation {
@@ -49,38 +75,108 @@ pub fn simulate(
     policy: Policy,
     max_parallel: usize,
 ) -> Simulation {
-    let mut plan = Plan::new(
-        graph,
-        policy,
-        policy.priorities(graph, expected),
-        max_parallel,
-        false,
-    );
+    let memory = Memory::default();
+    simulate_within(graph, (actual, expected), policy, max_parallel, &memory)
+}
+
+/// [`simulate`], a task starting only when its peak fits beside the
+/// running tasks' within `memory`'s limit (alone, it always starts).
+pub fn simulate_within(
+    graph: &Graph,
+    (actual, expected): (&[u64], &[u64]),
+    policy: Policy,
+    max_parallel: usize,
+    memory: &Memory,
+) -> Simulation {
+    let priorities = policy.priorities(graph, expected);
+    let mut plan = Plan::new(graph, policy, priorities, max_parallel, false);
+    let mut held = Held::new(memory);
     let mut starts = vec![0u64; graph.len()];
     let mut ends: BinaryHeap<Reverse<(u64, TaskId)>> = BinaryHeap::new();
     let mut now = 0u64;
     loop {
-        while let Some(id) = plan.start_next() {
+        while let Some(id) = plan.start_next_if(|id, _| held.fits(id)) {
             starts[id.index()] = now;
             ends.push(Reverse((now + actual[id.index()], id)));
+            held.start(id);
         }
         if plan.is_done() {
             break;
         }
         let Reverse((t, id)) = ends.pop().expect("running tasks end");
         now = t;
-        plan.finish(id, true);
-        while let Some(&Reverse((t2, id2))) = ends.peek() {
+        let mut ended = vec![id];
+        while let Some(&Reverse((t2, next))) = ends.peek() {
             if t2 != now {
                 break;
             }
             ends.pop();
-            plan.finish(id2, true);
+            ended.push(next);
+        }
+        for id in ended {
+            held.end(id);
+            plan.finish(id, true);
         }
     }
+    let mut sim = bounds(graph, actual, max_parallel);
+    sim.makespan_ms = now;
+    sim.peak_parallel = plan.peak_running();
+    sim.peak_memory = held.peak;
+    sim.starts = starts;
+    sim
+}
+
+/// The running tasks' memory in a simulation.
+struct Held<'m> {
+    memory: &'m Memory,
+    in_use: u64,
+    running: usize,
+    peak: u64,
+}
+
+impl<'m> Held<'m> {
+    fn new(memory: &'m Memory) -> Self {
+        Held {
+            memory,
+            in_use: 0,
+            running: 0,
+            peak: 0,
+        }
+    }
+
+    fn peak_of(&self, id: TaskId) -> u64 {
+        self.memory.peaks.get(id.index()).copied().unwrap_or(0)
+    }
+
+    /// Whether `id` fits beside the running tasks (alone it always does).
+    fn fits(&self, id: TaskId) -> Result<(), Hold> {
+        let over = self
+            .memory
+            .limit
+            .is_some_and(|l| self.in_use + self.peak_of(id) > l);
+        match over && self.running > 0 {
+            true => Err(Hold::Memory),
+            false => Ok(()),
+        }
+    }
+
+    fn start(&mut self, id: TaskId) {
+        self.in_use += self.peak_of(id);
+        self.running += 1;
+        self.peak = self.peak.max(self.in_use);
+    }
+
+    fn end(&mut self, id: TaskId) {
+        self.in_use -= self.peak_of(id);
+        self.running -= 1;
+    }
+}
+
+/// The work, the critical path and the lower bound of `graph` on
+/// `max_parallel` slots; the schedule's figures are left at zero.
+fn bounds(graph: &Graph, actual: &[u64], max_parallel: usize) -> Simulation {
     let path = remaining_path(graph, |id| actual[id.index()]);
     let critical_path_ms = path.iter().copied().max().unwrap_or(0);
-    let work_ms: u64 = actual.iter().sum();
     let slots = max_parallel.max(1) as u64;
     // A weighted task takes its weight in slots (at most all of them).
     let slot_ms: u64 = graph
@@ -88,13 +184,14 @@ pub fn simulate(
         .map(|id| actual[id.index()] * u64::from(graph.task(id).weight).min(slots))
         .sum();
     Simulation {
-        makespan_ms: now,
-        work_ms,
+        makespan_ms: 0,
+        work_ms: actual.iter().sum(),
         critical_path_ms,
         critical_path: longest_chain(graph, &path),
         lower_bound_ms: critical_path_ms.max(slot_ms.div_ceil(slots)),
-        peak_parallel: plan.peak_running(),
-        starts,
+        peak_parallel: 0,
+        peak_memory: 0,
+        starts: Vec::new(),
     }
 }
 
@@ -180,6 +277,25 @@ mod tests {
         // One slot: everything in a row; the bound is the work.
         let one = simulate(&g, &d, &d, Policy::CriticalPath, 1);
         assert_eq!((one.makespan_ms, one.lower_bound_ms), (10_000, 10_000));
+    }
+
+    #[test]
+    fn recorded_peaks_hold_starts_within_the_memory_limit() {
+        let g =
+            Graph::parse(r#"{"version":1,"tasks":[{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d"}]}"#)
+                .unwrap();
+        const GB: u64 = 1 << 30;
+        let memory = Memory {
+            peaks: vec![2 * GB, 2 * GB, 2 * GB, 5 * GB],
+            limit: Some(4 * GB),
+        };
+        let ms = [100, 100, 100, 100];
+        let sim = simulate_within(&g, (&ms, &ms), Policy::CriticalPath, 4, &memory);
+        // Two at a time, then the one too big for the limit alone.
+        assert_eq!((sim.makespan_ms, sim.peak_parallel), (300, 2));
+        assert_eq!(sim.peak_memory, 5 * GB);
+        let free = simulate_within(&g, (&ms, &ms), Policy::CriticalPath, 4, &Memory::default());
+        assert_eq!(free.makespan_ms, 100);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use runqueue::plan::Policy;
 
 use crate::console::{Console, Verbosity};
 use crate::outputs;
-use crate::process::Activity;
+use crate::process::{Activity, JobserverMode};
 use crate::{
     CallError, Controls, ImportOptions, Report, RunError, RunOptions, Runqueue, Workspace,
 };
@@ -110,6 +110,16 @@ enum Request {
         /// tasks whose outputs differ (or that fail there).
         #[arg(long)]
         check_reproducible: bool,
+        /// Memory the running tasks may use between them, by the peaks
+        /// their earlier runs reached (512M, 4G; `none` turns it off).
+        /// Default: 90 % of what is available (MemAvailable, or the
+        /// cgroup's limit).
+        #[arg(long, value_name = "SIZE", value_parser = runqueue::cli::parse_size)]
+        memory_limit: Option<u64>,
+        /// Do not share job slots with the tasks' nested builds: no GNU
+        /// make jobserver is served or joined, tasks get no MAKEFLAGS.
+        #[arg(long)]
+        no_jobserver: bool,
         #[command(flatten)]
         keys: Keys,
         #[command(flatten)]
@@ -159,6 +169,10 @@ enum Request {
         durations: Option<PathBuf>,
         #[arg(long, default_value = "critical-path", value_parser = scheduler_parser())]
         scheduler: Policy,
+        /// Start a task only when the peaks the cache recorded (by task,
+        /// else the median of its task name) fit within SIZE together.
+        #[arg(long, value_name = "SIZE", value_parser = runqueue::cli::parse_size)]
+        memory_limit: Option<u64>,
         #[command(flatten)]
         place: Place,
     },
@@ -369,12 +383,13 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             jobs,
             durations,
             scheduler,
+            memory_limit,
             place,
         } => {
             simulate(
                 &loader,
                 &graph,
-                jobs,
+                (jobs, memory_limit.filter(|&m| m > 0)),
                 durations.as_deref(),
                 scheduler,
                 &place,
@@ -536,7 +551,7 @@ async fn plan(loader: &Loader, graph: &Path, trust: &Trust, place: &Place) -> Re
 async fn simulate(
     loader: &Loader,
     graph: &Path,
-    jobs: u32,
+    (jobs, memory_limit): (u32, Option<u64>),
     durations: Option<&Path>,
     scheduler: Policy,
     place: &Place,
@@ -549,7 +564,7 @@ async fn simulate(
     let cache = cache.as_deref().map(|dir| (&ws, dir));
     let wit_scheduler = crate::to_wit_scheduler(scheduler);
     let sim = rq
-        .simulate(&text, jobs, wit_scheduler, durations, cache)
+        .simulate(&text, (jobs, memory_limit), wit_scheduler, durations, cache)
         .await;
     let sim = crate::from_wit_simulation(answer(graph, sim)?);
     print_all(lines::simulation_lines(&sim, jobs, scheduler));
@@ -572,6 +587,17 @@ async fn import_dot(
     Ok(EXIT_OK)
 }
 
+/// No jobserver when asked; serving `-j` slots when given; else joining
+/// the make jobserver runqueue runs under, if any (as make and Ninja do),
+/// or serving one slot per CPU.
+fn jobserver_mode(jobs: Option<u32>, off: bool) -> JobserverMode {
+    match (off, jobs) {
+        (true, _) => JobserverMode::Off,
+        (false, Some(j)) => JobserverMode::Serve(j),
+        (false, None) => JobserverMode::JoinOr(crate::state::cpus()),
+    }
+}
+
 async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
     let Request::Build {
         graph,
@@ -586,6 +612,8 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         remote_cache_timeout,
         no_cutoff,
         check_reproducible,
+        memory_limit,
+        no_jobserver,
         keys,
         place,
         show,
@@ -616,8 +644,10 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         trusted_keys,
         no_cutoff,
         check_reproducible,
+        memory_limit,
     };
     let controls = Controls {
+        jobserver: jobserver_mode(jobs, no_jobserver),
         interrupts: Some(interrupt_requests()),
         watchdog: std::env::current_exe().ok(),
         allowed_programs: (!allow_program.is_empty()).then_some(allow_program),

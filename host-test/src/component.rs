@@ -240,7 +240,7 @@ impl Runqueue {
     pub async fn simulate(
         &self,
         graph: &str,
-        max_parallel: u32,
+        (max_parallel, memory_limit): (u32, Option<u64>),
         scheduler: Scheduler,
         durations: Option<String>,
         cache: Option<(&Workspace, &Path)>,
@@ -266,6 +266,7 @@ impl Runqueue {
             scheduler,
             durations,
             cache_dir: mount.map(|m| m.guest_path),
+            memory_limit,
         };
         let call = executor
             .runqueue_executor_runner()

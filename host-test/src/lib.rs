@@ -48,6 +48,7 @@
 //!     trusted_keys: Vec::new(),
 //!     no_cutoff: false,
 //!     check_reproducible: false,
+//!     memory_limit: None,
 //! };
 //! let graph = std::fs::read_to_string("build/graph.json")?;
 //! match runqueue.runqueue_executor_runner().call_run(&mut store, &graph, &options).await? {

@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// Build twice (the second time in `.runqueue/repro`) and fail the
     /// tasks that are not reproducible.
     pub check_reproducible: bool,
+    /// Bytes the running tasks may use between them by their recorded
+    /// peaks; `None`: 90 % of what is available; `Some(0)`: no limit.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +58,7 @@ impl Default for RunOptions {
             trusted_keys: Vec::new(),
             no_cutoff: false,
             check_reproducible: false,
+            memory_limit: None,
         }
     }
 }
@@ -76,6 +80,9 @@ pub struct Controls {
     /// Records when each task process last printed, for a stall warning
     /// (see [`console::Console::watch_stalls`]).
     pub activity: Option<process::Activity>,
+    /// Whether to share job slots with the tasks' nested builds through a
+    /// GNU make jobserver (served, or joined from `MAKEFLAGS`).
+    pub jobserver: process::JobserverMode,
 }
 
 /// The component's error as the plain-Rust one both command lines word.
@@ -107,6 +114,7 @@ pub fn from_wit_simulation(s: Simulation) -> runqueue::api::Simulated {
         lower_bound_ms: s.lower_bound_ms,
         critical_path: s.critical_path,
         peak_parallel: s.peak_parallel,
+        peak_memory: s.peak_memory,
     }
 }
 
@@ -141,5 +149,6 @@ pub(crate) fn wit_options(options: &RunOptions, cache_dir: Option<String>) -> ru
         trusted_keys: options.trusted_keys.clone(),
         no_cutoff: options.no_cutoff,
         check_reproducible: options.check_reproducible,
+        memory_limit: options.memory_limit,
     }
 }

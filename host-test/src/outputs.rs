@@ -28,6 +28,12 @@ pub struct JsonTask<'a> {
     /// Why a cached task was cut off (its dependencies' outputs came out
     /// identical to an earlier run), or null.
     pub cut_off: Option<&'a str>,
+    /// Peak memory in bytes, where measured.
+    pub peak_memory: Option<u64>,
+    /// Ran again alone after an out-of-memory kill.
+    pub oom_rerun: bool,
+    /// Why it waited while ready: slots, pool, jobserver, memory, pressure.
+    pub held_by: &'a [String],
     pub pid: Option<u32>,
     pub log: Option<&'a str>,
     pub message: Option<&'a str>,
@@ -49,6 +55,7 @@ pub struct JsonTotals {
     pub not_run: u32,
     pub cached: u32,
     pub cut_off: u32,
+    pub oom_reruns: u32,
     pub peak_parallel: u32,
     pub max_parallel: u32,
     pub wall_ms: u64,
@@ -99,6 +106,9 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
                 cached: task.state == TaskState::Cached,
                 restored: task.restored,
                 cut_off: task.cut_off.as_deref(),
+                peak_memory: task.peak_memory,
+                oom_rerun: task.oom_rerun,
+                held_by: &task.held_by,
                 pid: task.pid,
                 log: task.log.as_deref(),
                 message: task.message.as_deref(),
@@ -111,6 +121,7 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
             not_run: t.not_run,
             cached: t.cached,
             cut_off: t.cut_off,
+            oom_reruns: t.oom_reruns,
             peak_parallel: t.peak_parallel,
             max_parallel: report.max_parallel,
             wall_ms: t.wall_ms,

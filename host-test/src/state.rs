@@ -135,6 +135,11 @@ pub struct HostState {
     allowed: Option<Vec<String>>,
     interrupts: Option<tokio::sync::watch::Receiver<u32>>,
     on_event: Box<dyn FnMut(Event) + Send>,
+    /// The job slots shared with the tasks' nested builds, if any.
+    jobserver: Option<process::Jobserver>,
+    /// Serving a jobserver's slots or joining one: how many processes
+    /// may run at once (joining: as many as its slots allow).
+    parallelism: u32,
 }
 
 impl WasiView for HostState {
@@ -174,7 +179,14 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 ))));
             }
         }
-        match process::spawn(ws, &cmd, &self.live, &self.activity, &self.programs) {
+        let at = process::Surroundings {
+            ws,
+            live: &self.live,
+            activity: &self.activity,
+            programs: &self.programs,
+            jobserver: self.jobserver.as_ref(),
+        };
+        match process::spawn(&cmd, &at) {
             Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
             Err(e) => Ok(Err(e)),
         }
@@ -188,7 +200,39 @@ impl bindings::runqueue::executor::process::Host for HostState {
     }
 
     fn parallelism(&mut self) -> wasmtime::Result<u32> {
-        Ok(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+        Ok(self.parallelism)
+    }
+
+    fn take_slots(&mut self, n: u32) -> wasmtime::Result<bool> {
+        Ok(self.jobserver.as_ref().is_none_or(|js| js.take(n)))
+    }
+
+    fn give_slots(&mut self, n: u32) -> wasmtime::Result<()> {
+        if let Some(js) = &self.jobserver {
+            js.give(n);
+        }
+        Ok(())
+    }
+
+    fn slots_freed(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        match &self.jobserver {
+            Some(js) => {
+                let freed = self.table.push(js.freed())?;
+                wasmtime_wasi::p2::subscribe(&mut self.table, freed)
+            }
+            None => {
+                let never = self.table.push(process::Interrupt(None))?;
+                wasmtime_wasi::p2::subscribe(&mut self.table, never)
+            }
+        }
+    }
+
+    fn memory_available(&mut self) -> wasmtime::Result<u64> {
+        Ok(process::machine::memory_available())
+    }
+
+    fn memory_stall_us(&mut self) -> wasmtime::Result<Option<u64>> {
+        Ok(process::machine::memory_stall_us())
     }
 
     fn file_mode(&mut self, path: String) -> wasmtime::Result<Result<u32, String>> {
@@ -229,6 +273,14 @@ impl bindings::runqueue::executor::process::HostChild for HostState {
 
     fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
         process::Children(&mut self.table).pid(c)
+    }
+
+    fn peak_memory(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
+        process::Children(&mut self.table).peak_memory(c)
+    }
+
+    fn oom_killed(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<bool> {
+        process::Children(&mut self.table).oom_killed(c)
     }
 
     fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
@@ -341,6 +393,16 @@ impl HostState {
         let origin = instance
             .remote
             .and_then(|r| http_origin::origin_of(&r.url).ok());
+        process::machine::oom_kills_now();
+        let jobserver = match instance.workspace {
+            Some(_) => jobserver_of(controls.jobserver)?,
+            None => None,
+        };
+        let parallelism = match (&jobserver, controls.jobserver) {
+            (Some(js), _) if !js.serving() => process::MAX_SLOTS,
+            (_, process::JobserverMode::Serve(n) | process::JobserverMode::JoinOr(n)) => n,
+            _ => cpus(),
+        };
         Ok(HostState {
             limits: MemoryCap {
                 limit: instance.memory_limit,
@@ -357,8 +419,22 @@ impl HostState {
             allowed,
             interrupts: controls.interrupts.clone(),
             on_event,
+            jobserver,
+            parallelism,
         })
     }
+}
+
+/// The CPUs this process may use (affinity and cgroup quota included).
+pub(crate) fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// The jobserver `mode` asks for, reading `MAKEFLAGS` to join one.
+fn jobserver_of(mode: process::JobserverMode) -> wasmtime::Result<Option<process::Jobserver>> {
+    let makeflags = std::env::var("MAKEFLAGS").ok();
+    process::Jobserver::new(mode, makeflags.as_deref())
+        .map_err(|e| wasmtime::Error::msg(format!("cannot start the jobserver: {e}")))
 }
 
 /// What one instance sees: the workspace (preopened as `.`), the cache's

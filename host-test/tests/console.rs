@@ -125,6 +125,9 @@ fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
         "cached",
         "restored",
         "cut_off",
+        "peak_memory",
+        "oom_rerun",
+        "held_by",
         "pid",
         "log",
         "message",
@@ -139,7 +142,14 @@ fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
             ["succeeded", "failed", "not-run", "cached"].contains(&t["state"].as_str().unwrap())
         );
         assert_eq!(t["signature"].as_str().unwrap().len(), 64);
+        assert!(t["held_by"].is_array() && t["oom_rerun"] == false);
     }
+    // Tasks that ran have their peak memory measured.
+    assert!(
+        tasks[0]["peak_memory"].as_u64().unwrap() > 100_000,
+        "{}",
+        tasks[0]
+    );
     assert_eq!(tasks[2]["exit"], serde_json::json!({"code": 2}));
     assert_eq!(tasks[3]["exit"], serde_json::Value::Null);
     assert_eq!(

@@ -40,6 +40,7 @@ fn an_embedder_runs_a_graph_with_its_own_store_and_linker() {
             trusted_keys: Vec::new(),
             no_cutoff: false,
             check_reproducible: false,
+            memory_limit: None,
         };
         let graph = r#"{"version":1,"tasks":[
             {"id":"a","run":"echo a > a.txt","outputs":["a.txt"]},

@@ -41,6 +41,7 @@ pub const SUBCOMMANDS: [Spec; 5] = [
             "--scheduler",
             "--cache",
             "--no-cache",
+            "--memory-limit",
         ],
     },
     Spec {
@@ -66,6 +67,7 @@ pub const SUBCOMMANDS: [Spec; 5] = [
             "--cache-trust",
             "--no-cutoff",
             "--check-reproducible",
+            "--memory-limit",
         ],
     },
 ];
@@ -81,11 +83,12 @@ const FLAGS: [&str; 5] = [
 
 pub const USAGE: &str = "usage: runqueue check GRAPH
        runqueue plan GRAPH [--cache DIR | --no-cache] [--cache-trust FILE]...
-       runqueue simulate GRAPH [-j N] [--durations FILE] [--scheduler S] [--cache DIR | --no-cache]
+       runqueue simulate GRAPH [-j N] [--durations FILE] [--scheduler S] [--cache DIR | --no-cache] [--memory-limit SIZE]
        runqueue explain GRAPH TASK [--cache DIR] [--cache-trust FILE]...
        runqueue build GRAPH [-j N] [-k] [--scheduler S] [--timeout SECS] [--logs DIR] [--cache DIR | --no-cache]
                       [--remote-cache URL [--remote-cache-read-only] [--remote-cache-timeout SECS]]
-                      [--cache-signing-key FILE] [--cache-trust FILE]... [--no-cutoff] [--check-reproducible]";
+                      [--cache-signing-key FILE] [--cache-trust FILE]... [--no-cutoff] [--check-reproducible]
+                      [--memory-limit SIZE]";
 
 /// One command line, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +108,7 @@ pub enum Request {
         durations: Option<String>,
         policy: Policy,
         cache: Option<String>,
+        memory_limit: Option<u64>,
     },
     Explain {
         graph: String,
@@ -183,6 +187,11 @@ impl Given {
             )),
         }
     }
+
+    fn memory_limit(&self) -> Result<Option<u64>, String> {
+        let limit = self.value("--memory-limit").map(super::parse_size);
+        limit.transpose().map_err(|e| format!("--memory-limit {e}"))
+    }
 }
 
 /// Parses a command line (without the program name).
@@ -246,6 +255,7 @@ fn request(spec: &Spec, g: &Given) -> Result<Request, String> {
             durations: g.value("--durations").map(str::to_string),
             policy: g.scheduler()?,
             cache: g.cache(),
+            memory_limit: g.memory_limit()?,
         },
         "explain" => Request::Explain {
             graph: g.graph(),
@@ -290,6 +300,7 @@ fn build_options(g: &Given) -> Result<Options, String> {
         trusted_keys: g.trusted_keys()?,
         no_cutoff: g.has("--no-cutoff"),
         check_reproducible: g.has("--check-reproducible"),
+        memory_limit: g.memory_limit()?,
     })
 }
 
@@ -349,6 +360,7 @@ mod tests {
                 durations: None,
                 policy: Policy::CriticalPath,
                 cache: Some(DEFAULT_CACHE.into()),
+                memory_limit: None,
             }
         );
     }

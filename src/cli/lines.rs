@@ -29,7 +29,7 @@ pub fn simulation_lines(f: &Simulated, jobs: u32, policy: Policy) -> Vec<String>
     } else {
         f.makespan_ms as f64 / f.lower_bound_ms as f64
     };
-    vec![
+    let mut lines = vec![
         format!(
             "simulated on {jobs} slots with the {} scheduler",
             policy.name()
@@ -43,13 +43,18 @@ pub fn simulation_lines(f: &Simulated, jobs: u32, policy: Policy) -> Vec<String>
         ),
         format!("ratio        {ratio:.3}"),
         format!("peak         {} tasks at once", f.peak_parallel),
-        format!(
-            "critical path ({} tasks, {}): {}",
-            f.critical_path.len(),
-            s(f.critical_path_ms),
-            f.critical_path.join(" -> ")
-        ),
-    ]
+    ];
+    if f.peak_memory > 0 {
+        let mib = f.peak_memory >> 20;
+        lines.push(format!("memory       {mib} MiB at most, by recorded peaks"));
+    }
+    lines.push(format!(
+        "critical path ({} tasks, {}): {}",
+        f.critical_path.len(),
+        s(f.critical_path_ms),
+        f.critical_path.join(" -> ")
+    ));
+    lines
 }
 
 /// A build's totals, as the summary counts them.
@@ -61,6 +66,8 @@ pub struct Tally {
     pub cut_off: u32,
     pub failed: u32,
     pub not_run: u32,
+    /// Tasks run again alone after an out-of-memory kill.
+    pub oom_reruns: u32,
     pub peak_parallel: u32,
     pub max_parallel: u32,
     pub wall_ms: u64,
@@ -80,7 +87,7 @@ pub fn summary_lines(t: &Tally) -> [String; 2] {
             }
         ),
         format!(
-            "Summary: {} tasks: {} succeeded, {} cached{}, {} failed, {} not run. \
+            "Summary: {} tasks: {} succeeded, {} cached{}, {} failed, {} not run{}. \
              Peak parallelism {} (limit {}). Wall time {:.2}s.",
             t.total,
             t.succeeded,
@@ -91,6 +98,10 @@ pub fn summary_lines(t: &Tally) -> [String; 2] {
             },
             t.failed,
             t.not_run,
+            match t.oom_reruns {
+                0 => String::new(),
+                n => format!("; {n} re-run alone after an out-of-memory kill"),
+            },
             t.peak_parallel,
             t.max_parallel,
             t.wall_ms as f64 / 1000.0
@@ -111,6 +122,7 @@ mod tests {
             cut_off: 0,
             failed: 1,
             not_run: 0,
+            oom_reruns: 0,
             peak_parallel: 2,
             max_parallel: 4,
             wall_ms: 1234,

@@ -123,6 +123,35 @@ pub fn parse_seconds_or_off(s: &str) -> Result<Duration, String> {
     parse_seconds(s)
 }
 
+/// A `--memory-limit`: bytes, with an optional K, M, G or T suffix
+/// (powers of 1024, fractions allowed: `1.5G`); `none` (or `0`) is 0,
+/// which turns memory-aware starts off.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t == "none" {
+        return Ok(0);
+    }
+    let (number, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let scale = match unit {
+        'B' => 1u64,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        'T' => 1 << 40,
+        _ => 0,
+    };
+    let bytes = number.parse::<f64>().ok().map(|n| n * scale as f64);
+    match bytes {
+        Some(b) if scale > 0 && (0.0..1e19).contains(&b) => Ok(b as u64),
+        _ => Err(format!(
+            "{s:?} is not a size in bytes (like 512M, 4G or none)"
+        )),
+    }
+}
+
 /// A `--scheduler` name.
 pub fn parse_scheduler(s: &str) -> Result<Policy, String> {
     Policy::parse(s).ok_or_else(|| {
@@ -139,6 +168,17 @@ pub fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5g"), Ok(3 << 29));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("none"), Ok(0));
+        for bad in ["", "x", "-1G", "5Q", "1e30"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn seconds_follow_the_graphs_rule() {

@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::admit::{Admission, PRESSURE_WINDOW_MS};
 use crate::cache::{file_paths, record_file, ActionEntry, Cache};
-use crate::estimate::{expected_durations, recorded_durations};
+use crate::estimate::{expected_durations, recorded_durations, recorded_peaks};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::journal::Record;
-use crate::plan::{longest_chain, remaining_path, Plan, Policy, SkipReason, TaskState};
+use crate::plan::{longest_chain, remaining_path, Hold, Plan, Policy, SkipReason, TaskState};
 use crate::remote::Fut;
 use crate::remote::{self, Remote};
 use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
@@ -54,6 +55,9 @@ pub struct Config {
     pub remote_read_only: bool,
     /// Early cutoff ([`crate::cutoff`]); without it every task chains.
     pub cutoff: bool,
+    /// Bytes the running tasks' predicted peaks may add up to; `None`
+    /// starts tasks without regard to memory ([`crate::admit`]).
+    pub memory_limit: Option<u64>,
 }
 
 /// Everything a run reaches outside itself, one seam per concern.
@@ -85,6 +89,7 @@ pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command
         env: env.into_iter().collect(),
         log: crate::lognames::log_path(&config.log_dir, &task.id),
         timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
+        jobserver: task.jobserver,
     })
 }
 
@@ -101,7 +106,7 @@ pub async fn run<'a>(
     loop {
         run.start_ready();
         run.write_entries();
-        if run.plan.is_done() && run.pending.is_empty() {
+        if run.plan.is_done() && run.idle() {
             break;
         }
         run.await_next().await;
@@ -118,8 +123,8 @@ pub async fn run<'a>(
 /// What the loop awaits: processes and cache stores, in one set, so that
 /// whichever ends first is handled first.
 enum Done {
-    /// A task's process ended, having run this long (if stamped).
-    Exited(TaskId, Ended, Option<u64>),
+    /// A task's process ended.
+    Exited(TaskId, Ended, Exit),
     /// A succeeded task's files are in the cache's blobs (or not).
     Stored(StoredBlobs),
     /// Action entries of these signatures are written (or not).
@@ -130,6 +135,16 @@ enum Done {
     /// The outputs of these covered tasks were put in the workspace (or
     /// not) for this task, which waits to start.
     Restored(TaskId, Vec<(TaskId, Result<(), String>)>),
+    /// Job slots may be back, or it is time to look at the pressure again.
+    Woken,
+}
+
+/// What the host saw of an ended process besides its status.
+struct Exit {
+    /// How long it ran, if stamped.
+    ran_ms: Option<u64>,
+    peak_memory: Option<u64>,
+    oom_killed: bool,
 }
 
 /// History records are appended this many at a time (and at the end).
@@ -171,6 +186,14 @@ struct Run<'a, 'g> {
     /// Task processes running now, and the most at once.
     processes: usize,
     peak: usize,
+    /// Memory, pressure and job slots for the next start.
+    admission: Admission,
+    /// Peaks measured this run, for the history.
+    peaks: TaskMap<Option<u64>>,
+    /// A [`Done::Woken`] is pending.
+    waking: bool,
+    /// The last hold noted, told again only when it changes.
+    last_hold: Option<(TaskId, Hold)>,
 }
 
 impl<'a, 'g> Run<'a, 'g> {
@@ -221,6 +244,8 @@ impl<'a, 'g> Run<'a, 'g> {
         let priorities = config.policy.priorities(graph, &expected);
         let (max, keep_going) = (config.max_parallel, config.keep_going);
         let plan = Plan::new(graph, config.policy, priorities, max, keep_going);
+        let peaks = recorded_peaks(config.cache.as_ref());
+        let admission = Admission::new(graph, config.memory_limit, &peaks, max);
         let records = TaskMap::from_fn(graph, |id| {
             TaskRecord::new(&graph.task(id).id, sigs.get(id).map(|s| s.hash.as_str()))
         });
@@ -247,6 +272,10 @@ impl<'a, 'g> Run<'a, 'g> {
             t0,
             processes: 0,
             peak: 0,
+            admission,
+            peaks: TaskMap::filled(graph, None),
+            waking: false,
+            last_hold: None,
         }
     }
 
@@ -259,13 +288,69 @@ impl<'a, 'g> Run<'a, 'g> {
     /// signature waited for its dependencies' outputs is decided first.
     fn start_ready(&mut self) {
         self.reweigh();
-        while let Some(id) = self.plan.start_next() {
+        while let Some(id) = self.next_admitted() {
             self.records[id].start_ms = Some(self.now());
             if self.fates[id] == Fate::Undecided && self.decide_late(id) {
                 continue;
             }
             self.start_decided(id);
         }
+        self.note_hold();
+    }
+
+    /// The next task the plan and the machine let start. Covered tasks and
+    /// tasks with nothing to run start without asking the machine.
+    fn next_admitted(&mut self) -> Option<TaskId> {
+        let Run {
+            graph,
+            plan,
+            admission,
+            seams,
+            fates,
+            ..
+        } = self;
+        plan.start_next_if(|id, slots| {
+            let runs = !matches!(fates[id], Fate::Cached { .. });
+            match runs && graph.task(id).action != Action::Nothing {
+                true => admission.admit(graph, id, slots as u32, &mut *seams.processes),
+                false => Ok(()),
+            }
+        })
+    }
+
+    /// Notes why the best ready task waits, and arranges to look again
+    /// when what holds it is not a task's end: job slots coming back to
+    /// the pool, or the pressure measured again.
+    fn note_hold(&mut self) {
+        let Some((id, hold)) = self.plan.held() else {
+            return;
+        };
+        let held_by = &mut self.records[id].held_by;
+        if !held_by.contains(&hold.name()) {
+            held_by.push(hold.name());
+        }
+        if hold != Hold::Slots && self.last_hold != Some((id, hold)) {
+            let (task, why) = (self.records[id].id.as_str(), hold.name());
+            self.seams.progress.event(Event::Held { task, why });
+        }
+        self.last_hold = Some((id, hold));
+        if self.waking || !matches!(hold, Hold::Jobserver | Hold::Pressure) {
+            return;
+        }
+        self.waking = true;
+        let wake = match hold {
+            Hold::Jobserver => self.seams.processes.slots_freed(),
+            _ => self.seams.processes.sleep(PRESSURE_WINDOW_MS),
+        };
+        self.pending.push(Box::pin(async move {
+            wake.await;
+            Done::Woken
+        }));
+    }
+
+    /// Nothing is pending but a wake-up (which may never come).
+    fn idle(&self) -> bool {
+        self.pending.len() == usize::from(self.waking)
     }
 
     /// Starts the decided task `id`'s process (or ends it at once when it
@@ -289,6 +374,7 @@ impl<'a, 'g> Run<'a, 'g> {
     }
 
     fn finish_cached(&mut self, id: TaskId, restored: bool) {
+        self.admission.release(id, &mut *self.seams.processes);
         let now = self.now();
         let cut_off = self.late.reason(id);
         let rec = &mut self.records[id];
@@ -329,7 +415,12 @@ impl<'a, 'g> Run<'a, 'g> {
             .map(|ms| (ms, self.seams.processes.sleep(ms)));
         self.pending.push(Box::pin(async move {
             let ended = end_of(&*child, timeout).await;
-            Done::Exited(id, ended, child.ran_ms())
+            let exit = Exit {
+                ran_ms: child.ran_ms(),
+                peak_memory: child.peak_memory(),
+                oom_killed: child.oom_killed(),
+            };
+            Done::Exited(id, ended, exit)
         }));
     }
 
@@ -346,7 +437,8 @@ impl<'a, 'g> Run<'a, 'g> {
             },
         };
         match done.expect("the loop awaits only while something is pending") {
-            Done::Exited(id, ended, ran_ms) => self.exited(id, ended, ran_ms),
+            Done::Exited(id, ended, exit) => self.exited(id, ended, exit),
+            Done::Woken => self.waking = false,
             Done::Stored(stored) => self.stored(stored),
             Done::Written(sigs, written) => self.written(sigs, written),
             Done::Pulled(id) => self.pulled(id),
@@ -354,12 +446,21 @@ impl<'a, 'g> Run<'a, 'g> {
         }
     }
 
-    fn exited(&mut self, id: TaskId, ended: Ended, ran_ms: Option<u64>) {
+    fn exited(&mut self, id: TaskId, ended: Ended, exit: Exit) {
         self.processes -= 1;
+        self.admission.release(id, &mut *self.seams.processes);
+        if let Some(peak) = exit.peak_memory {
+            self.peaks[id] = Some(peak);
+            self.records[id].peak_memory = Some(peak);
+            self.admission.learn(self.graph, id, peak);
+        }
+        if exit.oom_killed && self.retry_alone(id) {
+            return;
+        }
         // The exit as stamped when it happened, not when this loop noticed.
         let now = self.now();
         let start = self.records[id].start_ms.unwrap_or(now);
-        let end = ran_ms.map_or(now, |ran| (start + ran).min(now));
+        let end = exit.ran_ms.map_or(now, |ran| (start + ran).min(now));
         self.records[id].end_ms = Some(end);
         match ended {
             Ended::Exited(s) if s.success() => {
@@ -370,6 +471,22 @@ impl<'a, 'g> Run<'a, 'g> {
         }
     }
 
+    /// The kernel killed `id` for memory: once, unless the build is
+    /// stopping, it goes back to run again alone. True if it does.
+    fn retry_alone(&mut self, id: TaskId) -> bool {
+        if self.records[id].oom_rerun || self.interrupt.is_none() {
+            return false;
+        }
+        self.records[id].oom_rerun = true;
+        self.plan.retry_alone(id);
+        let msg = format!(
+            "{}: killed by the kernel for lack of memory; running it again alone",
+            self.records[id].id
+        );
+        self.seams.progress.event(Event::Warning(&msg));
+        true
+    }
+
     /// A task's blobs are stored: its action entry and outputs record are
     /// written, its run waits to be recorded, and its dependents, whose
     /// signatures cover its outputs, may start.
@@ -378,7 +495,8 @@ impl<'a, 'g> Run<'a, 'g> {
         let cache = self.config.cache.as_ref().expect("only a cache stores");
         let mut warnings = Vec::new();
         let mut warn = |w| warnings.push(w);
-        let committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
+        let mut committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
+        committed.record.peak_bytes = self.peaks[id];
         self.history.push(committed.record);
         if let Some(((rel, bytes), sig)) = committed.entry {
             self.entries.push((rel, cache.seal(bytes)));
@@ -494,6 +612,7 @@ impl<'a, 'g> Run<'a, 'g> {
     /// Records a task's end in its record and tells; in the plan too,
     /// unless it is `storing` its outputs (then [`Run::stored`] does).
     fn finish(&mut self, id: TaskId, ended: Ended, storing: bool) {
+        self.admission.release(id, &mut *self.seams.processes);
         let rec = &mut self.records[id];
         if let Ended::Exited(status) = ended {
             rec.exit = Some(status);
@@ -573,6 +692,7 @@ impl<'a, 'g> Run<'a, 'g> {
             not_run: count(Outcome::NotRun),
             cached: count(Outcome::Cached),
             cut_off: records.iter().filter(|r| r.cut_off.is_some()).count(),
+            oom_reruns: records.iter().filter(|r| r.oom_rerun).count(),
             peak_parallel: self.peak,
             wall_ms: self.now(),
             max_parallel: self.plan.max_parallel(),
@@ -791,6 +911,7 @@ mod tests {
                 Event::Started { task, running } => format!("start {} ({running})", task.id),
                 Event::Warning(w) => format!("warning {w}"),
                 Event::Planned { total, cached } => format!("planned {total} {cached}"),
+                Event::Held { task, why } => format!("held {task} {why}"),
                 Event::Finished(t) => format!(
                     "end {} {:?} {}",
                     t.id,
@@ -849,6 +970,7 @@ mod tests {
             remote_concurrency: 1,
             remote_read_only: false,
             cutoff: true,
+            memory_limit: None,
         }
     }
 
@@ -869,6 +991,7 @@ mod tests {
                 env: vec![("LANG".into(), "de".into()), ("PATH".into(), "/opt".into())],
                 log: ".runqueue/logs/zlib/log.do_compile".into(),
                 timeout_ms: None,
+                jobserver: true,
             }
         );
     }

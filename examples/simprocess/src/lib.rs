@@ -139,6 +139,14 @@ impl wit::GuestChild for Child {
     fn pid(&self) -> u32 {
         self.pid
     }
+
+    fn peak_memory(&self) -> Option<u64> {
+        None
+    }
+
+    fn oom_killed(&self) -> bool {
+        false
+    }
 }
 
 impl wit::Guest for Provider {
@@ -180,6 +188,25 @@ impl wit::Guest for Provider {
 
     fn parallelism() -> u32 {
         SLOTS
+    }
+
+    // Simulated tasks share no job slots and use no memory.
+    fn take_slots(_n: u32) -> bool {
+        true
+    }
+
+    fn give_slots(_n: u32) {}
+
+    fn slots_freed() -> Pollable {
+        Self::interrupt()
+    }
+
+    fn memory_available() -> u64 {
+        u64::MAX
+    }
+
+    fn memory_stall_us() -> Option<u64> {
+        None
     }
 
     fn file_mode(path: String) -> Result<u32, String> {
@@ -298,6 +325,7 @@ impl progress::Guest for Provider {
                 }
             }
             Event::Warning(w) => eprintln!("runqueue: warning: {w}"),
+            Event::Held(_) => {}
         }
     }
 }

@@ -41,6 +41,7 @@ impl Render for Lines {
                 secs(t.end_ms.unwrap_or(0)),
                 t.id
             ),
+            Step::Held(id, why) => format!("[        ] waiting  {id} (for {why})"),
         })
     }
 

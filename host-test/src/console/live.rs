@@ -44,6 +44,9 @@ impl Render for Live {
         for (id, at) in running.iter().take(RUNNING_SHOWN) {
             block.push(format!("  {id} {:.1}s", at.elapsed().as_secs_f64()));
         }
+        if let Some((id, why)) = &p.waiting {
+            block.push(format!("  next: {id}, waiting for {why}"));
+        }
         let mut err = std::io::stderr().lock();
         for l in &block {
             let _ = writeln!(err, "{l}");

@@ -47,6 +47,8 @@ enum Step<'a> {
     Started(&'a Started),
     Succeeded(&'a TaskReport),
     Restored(&'a TaskReport),
+    /// The next task to start waits for this (not a free slot).
+    Held(&'a str, &'a str),
 }
 
 /// The build so far, as the console counts it.
@@ -57,6 +59,8 @@ struct Progress {
     cached: usize,
     failed: usize,
     running: HashMap<String, Running>,
+    /// The next task to start and what it waits for, besides a slot.
+    waiting: Option<(String, String)>,
 }
 
 /// A running task as the console tracks it.
@@ -111,6 +115,7 @@ impl Console {
                 cached: 0,
                 failed: 0,
                 running: HashMap::new(),
+                waiting: None,
             },
             stall: None,
             render,
@@ -149,7 +154,15 @@ impl Console {
                 s.progress.cached = p.cached as usize;
                 Vec::new()
             }
-            Event::Started(st) => s.started(&st),
+            Event::Started(st) => {
+                s.progress.waiting.take_if(|(id, _)| *id == st.id);
+                s.started(&st)
+            }
+            Event::Held(h) => {
+                let line = s.render.line(&Step::Held(&h.id, &h.why));
+                s.progress.waiting = Some((h.id, h.why));
+                line.into_iter().collect()
+            }
             Event::Finished(t) => s.finished(&t),
             Event::Warning(w) => {
                 s.render.clear();

@@ -34,6 +34,7 @@ fn tally(report: &Report) -> Vec<String> {
         cut_off: t.cut_off,
         failed: t.failed,
         not_run: t.not_run,
+        oom_reruns: t.oom_reruns,
         peak_parallel: t.peak_parallel,
         max_parallel: report.max_parallel,
         wall_ms: t.wall_ms,

@@ -14,7 +14,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use super::groups::signal_group;
+use super::jobserver::Jobserver;
 use super::logs::copy_lazily;
+use super::machine;
 use super::program::Programs;
 use super::stamps::{self, Stamp};
 use super::strays;
@@ -45,6 +47,10 @@ pub struct ChildProcess {
     log_name: String,
     live: LiveGroups,
     activity: Activity,
+    /// Out-of-memory kills the kernel had counted when it started, and
+    /// whether one of them, since, was this process.
+    oom_baseline: u64,
+    oom_killed: bool,
 }
 
 /// How long a stopped task's process group has between SIGTERM and SIGKILL.
@@ -102,10 +108,13 @@ impl Pollable for ChildProcess {
             return;
         }
         if self.status.is_none() {
+            // Stamped first: reaping would take its resource usage along.
+            self.stamp.wait().await;
             self.status = self.child.wait().await.ok();
         }
+        self.oom_killed = self.killed_for_memory();
         let noticed = Instant::now();
-        let stamped = self.stamp.get().copied().unwrap_or(noticed);
+        let stamped = self.stamp.get().map_or(noticed, |(at, _)| *at);
         self.exited_at = Some(stamped.min(noticed));
         let strays = match self.stopped {
             true => strays::kill(Some(&self.log_name)),
@@ -130,6 +139,19 @@ impl Pollable for ChildProcess {
     }
 }
 
+impl ChildProcess {
+    /// Whether the kernel killed it for lack of memory: it (or the child
+    /// its shell waited for) died of a SIGKILL runqueue did not send, and the kernel's count of such kills
+    /// went up while it ran.
+    fn killed_for_memory(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        // A shell reports its child's SIGKILL as 128 + 9.
+        let sigkill = self.status.and_then(|s| s.signal()) == Some(libc::SIGKILL)
+            || self.status.and_then(|s| s.code()) == Some(128 + libc::SIGKILL);
+        sigkill && !self.stopped && machine::oom_kills_now() > self.oom_baseline
+    }
+}
+
 fn to_wit_status(s: OsExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
@@ -139,15 +161,22 @@ fn to_wit_status(s: OsExitStatus) -> ExitStatus {
     }
 }
 
+/// What a process starts with besides its command: where it runs and who
+/// watches it.
+pub struct Surroundings<'a> {
+    pub ws: &'a Workspace,
+    pub live: &'a LiveGroups,
+    pub activity: &'a Activity,
+    pub programs: &'a Programs,
+    pub jobserver: Option<&'a Jobserver>,
+}
+
 /// Starts `cmd` in `ws`: its own process group, stdin closed, exactly the
-/// given environment, stdout and stderr through a pipe into its log.
-pub fn spawn(
-    ws: &Workspace,
-    cmd: &wit::Command,
-    live: &LiveGroups,
-    activity: &Activity,
-    programs: &Programs,
-) -> Result<ChildProcess, SpawnError> {
+/// given environment (with the jobserver's `MAKEFLAGS` if it takes part),
+/// stdout and stderr through a pipe into its log.
+pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, SpawnError> {
+    let (ws, live, activity, programs) = (at.ws, at.live, at.activity, at.programs);
+    let jobserver = at.jobserver.filter(|_| cmd.jobserver);
     // Both held open until the process started (the log's for as long as
     // its files are written): a swap meanwhile cannot lead them out.
     let cwd_dir = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
@@ -158,19 +187,18 @@ pub fn spawn(
     let (reader, writer) = io::pipe().map_err(log_err)?;
     let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
     let err = out.try_clone().map_err(log_err)?;
-    let (argv, program) = match programs.direct(&cmd.program, &cmd.args, &cmd.env, &cwd) {
-        Some(direct) => direct,
-        None => {
-            let argv = std::iter::once(&cmd.program)
-                .chain(&cmd.args)
-                .cloned()
-                .collect();
-            (argv, programs.resolve(&cmd.program, &cmd.env, &cwd)?)
-        }
-    };
+    let (argv, program) = argv_of(cmd, programs, &cwd)?;
     let started = Instant::now();
-    let child = start(cmd, &argv, &program, &cwd, (out, err))?;
+    let makeflags = jobserver.map(|js| {
+        let theirs = cmd.env.iter().rev().find(|(k, _)| k == "MAKEFLAGS");
+        js.makeflags(theirs.map(|(_, v)| v.as_str()))
+    });
+    let oom_baseline = machine::oom_kills_seen();
+    let child = start(cmd, (&argv, &program, &cwd), makeflags, (out, err))?;
     let pid = child.id().unwrap_or(0);
+    if let Some(js) = jobserver {
+        js.joined(pid);
+    }
     let stamp = stamps::watch(pid);
     let shown_cwd = ws.root().join(cwd_dir.rel());
     let files = Arc::new(LogFiles::new(link, pid, cmd, &shown_cwd));
@@ -193,7 +221,26 @@ pub fn spawn(
         log_name: cmd.log.clone(),
         live: live.clone(),
         activity: activity.clone(),
+        oom_baseline,
+        oom_killed: false,
     })
+}
+
+/// The argument vector and the program to execute: directly what a shell
+/// would run, when it would only run one program (see [`Programs::direct`]).
+fn argv_of(
+    cmd: &wit::Command,
+    programs: &Programs,
+    cwd: &Path,
+) -> Result<(Vec<String>, std::path::PathBuf), SpawnError> {
+    if let Some(direct) = programs.direct(&cmd.program, &cmd.args, &cmd.env, cwd) {
+        return Ok(direct);
+    }
+    let argv = std::iter::once(&cmd.program)
+        .chain(&cmd.args)
+        .cloned()
+        .collect();
+    Ok((argv, programs.resolve(&cmd.program, &cmd.env, cwd)?))
 }
 
 /// Removes the link to the task's latest log: until this run writes one,
@@ -220,9 +267,8 @@ fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
 /// its own process group, with the given stdout and stderr.
 fn start(
     cmd: &wit::Command,
-    argv: &[String],
-    program: &Path,
-    cwd: &Path,
+    (argv, program, cwd): (&[String], &Path, &Path),
+    makeflags: Option<String>,
     (out, err): (fs::File, fs::File),
 ) -> Result<tokio::process::Child, SpawnError> {
     let mut command = tokio::process::Command::new(program);
@@ -233,6 +279,7 @@ fn start(
         .env_clear()
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .env(strays::TASK_VAR, &cmd.log)
+        .envs(makeflags.map(|m| ("MAKEFLAGS", m)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
@@ -285,6 +332,17 @@ impl Children<'_> {
 
     pub fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
         Ok(self.0.get(&c)?.pid)
+    }
+
+    /// Its peak resident memory in bytes, once it exited, if measured.
+    pub fn peak_memory(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
+        let child = self.0.get(&c)?;
+        Ok(child.stamp.get().and_then(|(_, peak)| *peak))
+    }
+
+    /// Whether the kernel killed it for lack of memory.
+    pub fn oom_killed(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<bool> {
+        Ok(self.0.get(&c)?.oom_killed)
     }
 
     pub fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {

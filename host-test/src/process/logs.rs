@@ -159,6 +159,7 @@ mod tests {
             cwd: String::new(),
             env: vec![],
             log: "log.x".into(),
+            jobserver: false,
         };
         let files = LogFiles::new(ws.file_path("log.x").unwrap(), 42, &cmd, ws.root());
         files.create().unwrap();

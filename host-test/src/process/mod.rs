@@ -7,7 +7,9 @@ mod activity;
 mod child;
 mod groups;
 mod interrupt;
+mod jobserver;
 mod logs;
+pub mod machine;
 mod program;
 mod stamps;
 pub mod strays;
@@ -15,9 +17,14 @@ mod workspace;
 
 pub use activity::Activity;
 pub(crate) use child::Children;
-pub use child::{spawn, ChildProcess, KILL_GRACE};
+pub use child::{spawn, ChildProcess, Surroundings, KILL_GRACE};
+/// The most slots a task may take, and runqueue's limit under a make
+/// jobserver (whose slots are the limit then).
+pub const MAX_SLOTS: u32 = 4096;
+
 pub use groups::{run_watchdog, LiveGroups};
 pub use interrupt::Interrupt;
+pub use jobserver::{parse_auth, Auth, Jobserver, JobserverMode, SlotsFreed};
 pub use logs::LogFiles;
 pub use program::Programs;
 pub use workspace::{Dir, Entry, Workspace};

@@ -1,6 +1,7 @@
 //! Exit stamps: one thread that watches every task process (a pidfd per
 //! child in one epoll set, Linux 5.3 and later) and notes the moment each
-//! one exits, whatever the component (and with it the async runtime's one
+//! one exits, and the most memory it held (its resource usage, read
+//! without reaping it), whatever the component (and with it the async runtime's one
 //! thread) is doing then. It only looks: reaping stays with the runtime,
 //! which wakes the component directly. Where pidfds or epoll are missing,
 //! nothing is stamped and the runtime's own time of noticing stands.
@@ -11,8 +12,40 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-/// The moment a process exited, once the stamper saw it.
-pub type Stamp = Arc<OnceLock<Instant>>;
+/// The moment a process exited, once the stamper saw it, and its peak
+/// resident memory in bytes (its own or that of the largest process it
+/// waited for), when the kernel still had it to tell.
+pub type Stamp = Arc<Stamped>;
+
+#[derive(Default)]
+pub struct Stamped {
+    exit: OnceLock<(Instant, Option<u64>)>,
+    /// Told once the exit is stamped.
+    stamped: tokio::sync::Notify,
+    /// The stamper watches the process: its exit will be stamped.
+    watched: std::sync::atomic::AtomicBool,
+}
+
+impl Stamped {
+    pub fn get(&self) -> Option<&(Instant, Option<u64>)> {
+        self.exit.get()
+    }
+
+    /// Resolves once the exit is stamped, at once if it never will be.
+    /// Awaited before the runtime reaps the process, so that its resource
+    /// usage can still be read.
+    pub async fn wait(&self) {
+        use std::sync::atomic::Ordering;
+        while self.watched.load(Ordering::Acquire) && self.exit.get().is_none() {
+            self.stamped.notified().await;
+        }
+    }
+
+    fn set(&self, exit: (Instant, Option<u64>)) {
+        let _ = self.exit.set(exit);
+        self.stamped.notify_one();
+    }
+}
 
 /// The epoll set and what to stamp, by pid.
 struct Stamper {
@@ -54,13 +87,22 @@ impl Stamper {
     fn add(&self, pid: u32, stamp: Stamp) {
         let Ok(pidfd) = pidfd_open(pid) else { return };
         let fd = pidfd.as_raw_fd();
+        stamp
+            .watched
+            .store(true, std::sync::atomic::Ordering::Release);
         // In the map before the epoll set: the exit may be reported at once.
         self.watched
             .lock()
             .expect("not poisoned")
             .insert(pid, (stamp, pidfd));
         if epoll_add(self.epoll.as_raw_fd(), fd, pid).is_err() {
-            self.watched.lock().expect("not poisoned").remove(&pid);
+            let removed = self.watched.lock().expect("not poisoned").remove(&pid);
+            if let Some((stamp, _)) = removed {
+                stamp
+                    .watched
+                    .store(false, std::sync::atomic::Ordering::Release);
+                stamp.stamped.notify_one();
+            }
         }
     }
 
@@ -72,7 +114,7 @@ impl Stamper {
             for pid in ready.drain(..) {
                 let watched = self.watched.lock().expect("not poisoned").remove(&pid);
                 if let Some((stamp, pidfd)) = watched {
-                    let _ = stamp.set(now);
+                    stamp.set((now, peak_rss(pidfd.as_raw_fd())));
                     // Out of the set before it is closed: a child being
                     // spawned may hold a copy of the fd for a while, and
                     // until then closing ours would leave it reported.
@@ -81,6 +123,31 @@ impl Stamper {
             }
         }
     }
+}
+
+/// The peak resident memory of the exited, unreaped process behind
+/// `pidfd`: `waitid` with `WNOWAIT` leaves it for the runtime to reap.
+/// `None` if the runtime reaped it first.
+#[allow(unsafe_code)]
+fn peak_rss(pidfd: RawFd) -> Option<u64> {
+    const P_PIDFD: libc::c_int = 3;
+    // SAFETY: zeroed plain C structs are valid values.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOWAIT | libc::WNOHANG;
+    // SAFETY: the raw syscall takes a fifth argument, the rusage to fill;
+    // both buffers are valid for writing.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_waitid,
+            P_PIDFD,
+            pidfd,
+            &mut info,
+            flags,
+            &mut usage,
+        )
+    };
+    (r == 0 && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024)
 }
 
 #[allow(unsafe_code)]
