@@ -113,6 +113,30 @@ fn nested_makes_share_the_slots_through_the_jobserver() {
     assert!(alone > 4, "without the jobserver each make runs 8: {alone}");
 }
 
+#[test]
+fn a_task_can_keep_out_of_the_jobserver() {
+    let ws = Ws::new();
+    let echo = |id: &str, extra: &str| {
+        format!(r#"{{"id":"{id}","run":"echo \"$MAKEFLAGS\" > {id}.flags"{extra}}}"#)
+    };
+    let g = format!(
+        r#"{{"version":1,"tasks":[{},{}]}}"#,
+        echo("in", ""),
+        echo("out", r#","jobserver":false,"env":{"MAKEFLAGS":"-k"}"#)
+    );
+    let out = ws.cli_build(&g, &["--no-cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let joined = ws.read("in.flags");
+    assert!(
+        joined.contains("--jobserver-auth=fifo:") && joined.contains("--jobserver-au="),
+        "{joined}"
+    );
+    assert_eq!(ws.read("out.flags"), "-k\n", "its own MAKEFLAGS only");
+    let out = ws.cli_build(&g, &["--no-cache", "--no-jobserver"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ws.read("in.flags"), "\n", "no jobserver: no MAKEFLAGS");
+}
+
 /// Ninja 1.13 or later, which joins a jobserver (`fifo:` style only).
 fn ninja() -> &'static str {
     let out = Command::new("ninja").arg("--version").output();
@@ -347,6 +371,8 @@ fn memory_hogs_start_only_when_their_recorded_peaks_fit() {
     ];
     let (out, _, bytes) = sampled(&ws, &argv, &args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The console says what the next task waits for.
+    assert!(stdout(&out).contains("(for memory)"), "{}", stdout(&out));
     assert!(bytes <= LIMIT_MB << 20, "{} MiB at once", bytes >> 20);
     // Two at once, never three (pyenv's shims make the process count
     // unreliable: the report counts the tasks).
