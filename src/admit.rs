@@ -30,7 +30,7 @@ pub struct Admission {
     budget: Option<u64>,
     /// Each task's peak as the history recorded it.
     recorded: TaskMap<Option<u64>>,
-    /// Peaks recorded or measured, by task name.
+    /// Peaks recorded or measured, by task name, each list sorted.
     by_name: HashMap<String, Vec<u64>>,
     /// What each running task holds: job slots, predicted bytes.
     holds: TaskMap<Option<(u32, u64)>>,
@@ -48,31 +48,26 @@ impl Admission {
         history: &HashMap<String, u64>,
         j: usize,
     ) -> Self {
-        let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
-        for (id, &peak) in history {
-            by_name
-                .entry(task_name(id).to_string())
-                .or_default()
-                .push(peak);
-        }
-        Admission {
+        let mut admission = Admission {
             budget,
             recorded: TaskMap::from_fn(graph, |id| history.get(&graph.task(id).id).copied()),
-            by_name,
+            by_name: HashMap::new(),
             holds: TaskMap::filled(graph, None),
             in_use: 0,
             running: 0,
             pressure: Pressure::new(j),
+        };
+        for (id, &peak) in history {
+            admission.add_peak(task_name(id), peak);
         }
+        admission
     }
 
     /// The peak `id` is expected to reach, if anything is known.
     pub fn predicted(&self, graph: &Graph, id: TaskId) -> Option<u64> {
         self.recorded[id].or_else(|| {
             let peaks = self.by_name.get(task_name(&graph.task(id).id))?;
-            let mut sorted = peaks.clone();
-            sorted.sort_unstable();
-            Some(sorted[sorted.len() / 2])
+            Some(peaks[peaks.len() / 2])
         })
     }
 
@@ -116,8 +111,14 @@ impl Admission {
 
     /// A peak measured for `id`, for the tasks of its name still to come.
     pub fn learn(&mut self, graph: &Graph, id: TaskId, peak: u64) {
-        let name = task_name(&graph.task(id).id).to_string();
-        self.by_name.entry(name).or_default().push(peak);
+        self.add_peak(task_name(&graph.task(id).id), peak);
+    }
+
+    /// Adds `peak` to its name's list, keeping it sorted (its median is
+    /// read at every start).
+    fn add_peak(&mut self, name: &str, peak: u64) {
+        let peaks = self.by_name.entry(name.to_string()).or_default();
+        peaks.insert(peaks.partition_point(|&p| p < peak), peak);
     }
 }
 
@@ -139,20 +140,25 @@ impl Pressure {
         }
     }
 
+    /// Whether the share measured last is above the limit; the host's
+    /// counter is read again only once a window has passed, not at every
+    /// start.
     fn high(&mut self, host: &dyn Processes) -> bool {
+        let now_ms = host.now_ms();
+        if self
+            .last
+            .is_some_and(|(at, _)| now_ms < at + PRESSURE_WINDOW_MS)
+        {
+            return self.share > self.limit;
+        }
         let Some(stalled_us) = host.memory_stall_us() else {
             return false;
         };
-        let now_ms = host.now_ms();
-        match self.last {
-            Some((at, before)) if now_ms >= at + PRESSURE_WINDOW_MS => {
-                let window_us = (now_ms - at) as f64 * 1000.0;
-                self.share = stalled_us.saturating_sub(before) as f64 / window_us;
-                self.last = Some((now_ms, stalled_us));
-            }
-            Some(_) => {}
-            None => self.last = Some((now_ms, stalled_us)),
+        if let Some((at, before)) = self.last {
+            let window_us = (now_ms - at) as f64 * 1000.0;
+            self.share = stalled_us.saturating_sub(before) as f64 / window_us;
         }
+        self.last = Some((now_ms, stalled_us));
         self.share > self.limit
     }
 }

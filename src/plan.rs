@@ -312,8 +312,8 @@ impl<'g> Plan<'g> {
             }
             (Running, Ready) => {
                 self.running -= 1;
-                self.slots -= self.graph.task(id).weight as usize;
-                self.pool_running[queue] -= self.graph.task(id).weight as usize;
+                self.slots -= self.weight(id);
+                self.pool_running[queue] -= self.weight(id);
                 self.ready[queue].push((u64::MAX, Reverse(id)));
                 self.ready_count += 1;
             }

@@ -594,7 +594,7 @@ fn jobserver_mode(jobs: Option<u32>, off: bool) -> JobserverMode {
     match (off, jobs) {
         (true, _) => JobserverMode::Off,
         (false, Some(j)) => JobserverMode::Serve(j),
-        (false, None) => JobserverMode::JoinOr(crate::state::cpus()),
+        (false, None) => JobserverMode::JoinOr(crate::files::cpus() as u32),
     }
 }
 

@@ -223,7 +223,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
 
 /// The CPUs this process may use, looked up once (the lookup reads
 /// several cgroup files).
-fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -401,7 +401,7 @@ impl HostState {
         let parallelism = match (&jobserver, controls.jobserver) {
             (Some(js), _) if !js.serving() => process::MAX_SLOTS,
             (_, process::JobserverMode::Serve(n) | process::JobserverMode::JoinOr(n)) => n,
-            _ => cpus(),
+            _ => files::cpus() as u32,
         };
         Ok(HostState {
             limits: MemoryCap {
@@ -423,11 +423,6 @@ impl HostState {
             parallelism,
         })
     }
-}
-
-/// The CPUs this process may use (affinity and cgroup quota included).
-pub(crate) fn cpus() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// The jobserver `mode` asks for, reading `MAKEFLAGS` to join one.

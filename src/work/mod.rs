@@ -188,8 +188,6 @@ struct Run<'a, 'g> {
     peak: usize,
     /// Memory, pressure and job slots for the next start.
     admission: Admission,
-    /// Peaks measured this run, for the history.
-    peaks: TaskMap<Option<u64>>,
     /// A [`Done::Woken`] is pending.
     waking: bool,
     /// The last hold noted, told again only when it changes.
@@ -273,7 +271,6 @@ impl<'a, 'g> Run<'a, 'g> {
             processes: 0,
             peak: 0,
             admission,
-            peaks: TaskMap::filled(graph, None),
             waking: false,
             last_hold: None,
         }
@@ -450,7 +447,6 @@ impl<'a, 'g> Run<'a, 'g> {
         self.processes -= 1;
         self.admission.release(id, &mut *self.seams.processes);
         if let Some(peak) = exit.peak_memory {
-            self.peaks[id] = Some(peak);
             self.records[id].peak_memory = Some(peak);
             self.admission.learn(self.graph, id, peak);
         }
@@ -496,7 +492,7 @@ impl<'a, 'g> Run<'a, 'g> {
         let mut warnings = Vec::new();
         let mut warn = |w| warnings.push(w);
         let mut committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
-        committed.record.peak_bytes = self.peaks[id];
+        committed.record.peak_bytes = self.records[id].peak_memory;
         self.history.push(committed.record);
         if let Some(((rel, bytes), sig)) = committed.entry {
             self.entries.push((rel, cache.seal(bytes)));
