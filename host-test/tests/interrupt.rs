@@ -27,6 +27,20 @@ fn wait_for_files(ws: &Ws, names: &[&str]) {
     }
 }
 
+/// The pid a task wrote to `name`, once the whole line is there (the file
+/// exists before the shell has written to it).
+fn read_pid(ws: &Ws, name: &str) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(ws.join(name)).unwrap_or_default();
+        if let Some(line) = text.strip_suffix('\n') {
+            return line.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no pid in {name}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn interrupt(child: &std::process::Child) {
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child.
@@ -131,11 +145,7 @@ fn tasks_do_not_outlive_a_killed_host() {
         {"id":"a","outputs":["a.out"],"run":"sleep 60 & echo $! > a.bg; echo $$ > a.pid; wait; touch a.out"},
         {"id":"b","outputs":["b.out"],"run":"echo b > b.out"}]}"#;
     let mut child = start(&ws, graph);
-    wait_for_files(&ws, &["a.pid", "a.bg"]);
-    let pids: Vec<i32> = ["a.pid", "a.bg"]
-        .iter()
-        .map(|f| ws.read(f).trim().parse().unwrap())
-        .collect();
+    let pids: Vec<i32> = ["a.pid", "a.bg"].iter().map(|f| read_pid(&ws, f)).collect();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
