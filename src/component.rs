@@ -245,6 +245,8 @@ fn to_wit_task(t: &TaskRecord) -> types::TaskReport {
         peak_memory: t.peak_memory,
         oom_rerun: t.oom_rerun,
         held_by: t.held_by.iter().map(|h| h.to_string()).collect(),
+        ran_on: t.ran_on.clone(),
+        remote_cached: t.remote_cached,
     }
 }
 
@@ -286,6 +288,14 @@ impl seams::Child for HostChild {
     fn oom_killed(&self) -> bool {
         self.0.oom_killed()
     }
+
+    fn ran_on(&self) -> Option<String> {
+        self.0.ran_on()
+    }
+
+    fn remote_cached(&self) -> bool {
+        self.0.remote_cached()
+    }
 }
 
 impl Processes for HostProcesses {
@@ -297,6 +307,10 @@ impl Processes for HostProcesses {
             env: cmd.env.clone(),
             log: cmd.log.clone(),
             jobserver: cmd.jobserver,
+            inputs: cmd.inputs.clone(),
+            outputs: cmd.outputs.clone(),
+            platform: cmd.platform.clone(),
+            cacheable: cmd.cacheable,
         })
         .map_err(|e| match e {
             process::SpawnError::NotFound(m)

@@ -128,6 +128,8 @@ struct TaskFile {
     timeout: Option<f64>,
     weight: Option<u32>,
     jobserver: Option<bool>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    platform: BTreeMap<String, String>,
 }
 
 /// A JSON object as a map, refusing a key given twice (serde keeps the
@@ -202,6 +204,9 @@ pub struct Task {
     /// Its nested builds share the job slots through the jobserver;
     /// `"jobserver": false` keeps them out (they still take `weight`).
     pub jobserver: bool,
+    /// Properties a remote machine must have to run it (REAPI platform
+    /// properties); ignored by local runs.
+    pub platform: BTreeMap<String, String>,
 }
 
 /// A named limit on how many of its tasks run at once (BitBake's
@@ -562,6 +567,24 @@ impl Graph {
         self.tasks.is_empty()
     }
 
+    /// The declared outputs of every task `id` depends on, directly or
+    /// not, sorted and without duplicates.
+    pub fn upstream_outputs(&self, id: TaskId) -> Vec<String> {
+        let mut seen = vec![false; self.tasks.len()];
+        let mut stack = self.task(id).deps.clone();
+        let mut out = Vec::new();
+        while let Some(d) = stack.pop() {
+            if std::mem::replace(&mut seen[d.0 as usize], true) {
+                continue;
+            }
+            out.extend(self.task(d).outputs.iter().cloned());
+            stack.extend(self.task(d).deps.iter().copied());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn task(&self, id: TaskId) -> &Task {
         &self.tasks[id.index()]
     }
@@ -648,6 +671,7 @@ fn task_of(
         pool: pool_of(t, pools)?,
         weight: weight_of(t)?,
         jobserver: t.jobserver.unwrap_or(true),
+        platform: t.platform.clone(),
     })
 }
 
@@ -974,7 +998,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight`, `jobserver` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight`, `jobserver`, `platform` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),

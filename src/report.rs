@@ -102,6 +102,10 @@ pub struct TaskRecord {
     /// Why it waited while ready ([`crate::plan::Hold`] names), first seen
     /// first.
     pub held_by: Vec<&'static str>,
+    /// Where its process ran: `None` here, else the remote worker.
+    pub ran_on: Option<String>,
+    /// A remote service answered from its action cache.
+    pub remote_cached: bool,
 }
 
 impl TaskRecord {
@@ -122,6 +126,8 @@ impl TaskRecord {
             peak_memory: None,
             oom_rerun: false,
             held_by: Vec::new(),
+            ran_on: None,
+            remote_cached: false,
         }
     }
 

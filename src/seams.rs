@@ -27,6 +27,14 @@ pub struct Command {
     pub timeout_ms: Option<u64>,
     /// Its nested builds share the job slots (see [`Processes::take_slots`]).
     pub jobserver: bool,
+    /// What it reads and writes, for a host that runs it elsewhere: the
+    /// task's inputs with its upstream tasks' outputs, and its outputs.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    /// Properties a remote machine must have (the task's `platform`).
+    pub platform: Vec<(String, String)>,
+    /// A remote service may keep and reuse its result (not `nostamp`).
+    pub cacheable: bool,
 }
 
 /// A started process.
@@ -49,6 +57,14 @@ pub trait Child {
     }
     /// Whether the kernel's out-of-memory killer ended it.
     fn oom_killed(&self) -> bool {
+        false
+    }
+    /// Where it ran, once it exited: `None` here, else a remote worker.
+    fn ran_on(&self) -> Option<String> {
+        None
+    }
+    /// A remote service answered from its action cache.
+    fn remote_cached(&self) -> bool {
         false
     }
 }

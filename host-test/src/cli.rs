@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,7 @@ use runqueue::plan::Policy;
 use crate::console::{Console, Verbosity};
 use crate::outputs;
 use crate::process::{Activity, JobserverMode};
+use crate::remote_run::Executor;
 use crate::{
     CallError, Controls, ImportOptions, Report, RunError, RunOptions, Runqueue, Workspace,
 };
@@ -126,6 +128,8 @@ enum Request {
         place: Place,
         #[command(flatten)]
         show: Show,
+        #[command(flatten)]
+        remote_exec: RemoteExec,
     },
     /// Validate the graph and describe it; runs nothing.
     Check {
@@ -210,6 +214,9 @@ enum Request {
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Serve a REAPI server's build farm as a worker (a Remote Workers API
+    /// bot): take its leases, run the actions here, upload the results.
+    Worker(crate::worker::Args),
 }
 
 /// Signing and trusting cache entries.
@@ -294,6 +301,40 @@ impl Place {
     /// The cache directory, unless `--no-cache`.
     fn cache(&self) -> Option<PathBuf> {
         (!self.no_cache).then(|| self.cache.clone())
+    }
+}
+
+/// Where tasks run when not here.
+#[derive(clap::Args, Debug)]
+struct RemoteExec {
+    /// Run every task on this remote execution service (REAPI v2:
+    /// BuildGrid, Buildbarn, NativeLink, …) instead of as local processes;
+    /// -j then counts remote slots (default 16).
+    #[arg(long, value_name = "grpc://HOST:PORT", env = "RUNQUEUE_EXECUTOR")]
+    executor: Option<String>,
+    /// The service's instance name.
+    #[arg(long, value_name = "NAME", default_value = "", requires = "executor")]
+    instance: String,
+}
+
+/// Remote slots when `--executor` comes without -j: enough to keep a few
+/// workers busy while runqueue, not the service's queue, decides what
+/// runs next (critical path first).
+pub const REMOTE_JOBS: u32 = 16;
+
+impl RemoteExec {
+    /// The executor, once it has answered; a malformed URL or a service
+    /// that does not answer (or cannot execute) is bad input: exit 2.
+    async fn open(&self) -> Result<Option<Arc<Executor>>, Failure> {
+        let Some(url) = &self.executor else {
+            return Ok(None);
+        };
+        let exec = Executor::new(url, &self.instance)
+            .map_err(|e| bad_input(format!("--executor: {e}")))?;
+        exec.check()
+            .await
+            .map_err(|e| bad_input(format!("--executor: {e}")))?;
+        Ok(Some(Arc::new(exec)))
     }
 }
 
@@ -415,6 +456,7 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             };
             import_dot(&loader, &file, &text, &options, output.as_deref()).await
         }
+        Request::Worker(args) => Ok(crate::worker::run(args).await),
         request @ Request::Build { .. } => build(&loader, request).await,
     }
 }
@@ -617,12 +659,19 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         keys,
         place,
         show,
+        remote_exec,
     } = request
     else {
         unreachable!("called for build")
     };
     let text = graph_text(&graph)?;
     let ws = open_workspace(&place)?;
+    let executor = remote_exec.open().await?;
+    // Remote slots, and no local jobserver or memory budget for them.
+    let (jobs, no_jobserver, memory_limit) = match executor {
+        Some(_) => (jobs.or(Some(REMOTE_JOBS)), true, Some(0)),
+        None => (jobs, no_jobserver, memory_limit),
+    };
     let remote = remote_of(remote_cache, remote_cache_read_only, remote_cache_timeout)?;
     check_writable(&show).map_err(bad_input)?;
     let (signing_key, trusted_keys) = keys.texts()?;
@@ -652,6 +701,7 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         watchdog: std::env::current_exe().ok(),
         allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
         activity: Some(Activity::default()),
+        executor,
     };
     let console = console_for(&show, &ws, &controls, stall_warning);
     // Orphans of tasks become ours, so none outlives the build.

@@ -72,7 +72,11 @@ pub mod http_origin;
 mod options;
 pub mod outputs;
 pub mod process;
+pub mod reapi;
+pub mod remote_run;
+mod spawned;
 mod state;
+pub mod worker;
 
 pub use compile::compile_cache_dir;
 pub use component::{CallError, CallResult, Runqueue, DEFAULT_MEMORY_LIMIT};
@@ -93,7 +97,7 @@ pub mod bindings {
         additional_derives: [PartialEq],
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "runqueue:executor/process.child": crate::process::ChildProcess,
+            "runqueue:executor/process.child": crate::spawned::Spawned,
             "runqueue:executor/files.job": crate::files::FilesJob,
         },
     });

@@ -83,6 +83,9 @@ pub struct Controls {
     /// Whether to share job slots with the tasks' nested builds through a
     /// GNU make jobserver (served, or joined from `MAKEFLAGS`).
     pub jobserver: process::JobserverMode,
+    /// With `Some`, commands run on this remote execution service instead
+    /// of as local processes.
+    pub executor: Option<std::sync::Arc<crate::remote_run::Executor>>,
 }
 
 /// The component's error as the plain-Rust one both command lines word.

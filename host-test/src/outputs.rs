@@ -34,6 +34,10 @@ pub struct JsonTask<'a> {
     pub oom_rerun: bool,
     /// Why it waited while ready: slots, pool, jobserver, memory, pressure.
     pub held_by: &'a [String],
+    /// The remote worker its process ran on; null when it ran here.
+    pub ran_on: Option<&'a str>,
+    /// A remote service answered from its action cache.
+    pub remote_cached: bool,
     pub pid: Option<u32>,
     pub log: Option<&'a str>,
     pub message: Option<&'a str>,
@@ -109,6 +113,8 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
                 peak_memory: task.peak_memory,
                 oom_rerun: task.oom_rerun,
                 held_by: &task.held_by,
+                ran_on: task.ran_on.as_deref(),
+                remote_cached: task.remote_cached,
                 pid: task.pid,
                 log: task.log.as_deref(),
                 message: task.message.as_deref(),

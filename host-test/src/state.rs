@@ -13,9 +13,9 @@ use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::files::{self, FilesJob};
-use crate::{
-    bindings, http_origin, process, ChildProcess, Controls, Event, ExitStatus, SpawnError,
-};
+use crate::remote_run::{Executor, RemoteRun};
+use crate::spawned::{Children, Spawned};
+use crate::{bindings, http_origin, process, Controls, Event, ExitStatus, SpawnError};
 use crate::{RemoteCache, Workspace, DEFAULT_MEMORY_LIMIT};
 
 /// Where the component sees a cache directory that lies outside the
@@ -140,6 +140,8 @@ pub struct HostState {
     /// Serving a jobserver's slots or joining one: how many processes
     /// may run at once (joining: as many as its slots allow).
     parallelism: u32,
+    /// Where commands run when not here: a remote execution service.
+    executor: Option<std::sync::Arc<Executor>>,
 }
 
 impl WasiView for HostState {
@@ -165,7 +167,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
     fn spawn(
         &mut self,
         cmd: bindings::runqueue::executor::process::Command,
-    ) -> wasmtime::Result<Result<Resource<ChildProcess>, SpawnError>> {
+    ) -> wasmtime::Result<Result<Resource<Spawned>, SpawnError>> {
         let Some(ws) = &self.workspace else {
             return Ok(Err(SpawnError::Other(
                 "no workspace: this call runs nothing".into(),
@@ -179,6 +181,12 @@ impl bindings::runqueue::executor::process::Host for HostState {
                 ))));
             }
         }
+        if let Some(exec) = &self.executor {
+            return match RemoteRun::start(exec.clone(), cmd, ws) {
+                Ok(run) => Ok(Ok(Children(&mut self.table).push(Spawned::Remote(run))?)),
+                Err(e) => Ok(Err(e)),
+            };
+        }
         let at = process::Surroundings {
             ws,
             live: &self.live,
@@ -187,7 +195,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
             jobserver: self.jobserver.as_ref(),
         };
         match process::spawn(&cmd, &at) {
-            Ok(child) => Ok(Ok(process::Children(&mut self.table).push(child)?)),
+            Ok(child) => Ok(Ok(Children(&mut self.table).push(Spawned::Local(child))?)),
             Err(e) => Ok(Err(e)),
         }
     }
@@ -255,36 +263,44 @@ impl HostState {
 }
 
 impl bindings::runqueue::executor::process::HostChild for HostState {
-    fn subscribe(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Resource<DynPollable>> {
-        process::Children(&mut self.table).subscribe(c)
+    fn ran_on(&mut self, c: Resource<Spawned>) -> wasmtime::Result<Option<String>> {
+        Children(&mut self.table).ran_on(c)
     }
 
-    fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
-        process::Children(&mut self.table).try_wait(c)
+    fn remote_cached(&mut self, c: Resource<Spawned>) -> wasmtime::Result<bool> {
+        Children(&mut self.table).remote_cached(c)
     }
 
-    fn ran_ms(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
-        process::Children(&mut self.table).ran_ms(c)
+    fn subscribe(&mut self, c: Resource<Spawned>) -> wasmtime::Result<Resource<DynPollable>> {
+        Children(&mut self.table).subscribe(c)
     }
 
-    fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        process::Children(&mut self.table).kill(c)
+    fn try_wait(&mut self, c: Resource<Spawned>) -> wasmtime::Result<Option<ExitStatus>> {
+        Children(&mut self.table).try_wait(c)
     }
 
-    fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
-        process::Children(&mut self.table).pid(c)
+    fn ran_ms(&mut self, c: Resource<Spawned>) -> wasmtime::Result<Option<u64>> {
+        Children(&mut self.table).ran_ms(c)
     }
 
-    fn peak_memory(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
-        process::Children(&mut self.table).peak_memory(c)
+    fn kill(&mut self, c: Resource<Spawned>) -> wasmtime::Result<()> {
+        Children(&mut self.table).kill(c)
     }
 
-    fn oom_killed(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<bool> {
-        process::Children(&mut self.table).oom_killed(c)
+    fn pid(&mut self, c: Resource<Spawned>) -> wasmtime::Result<u32> {
+        Children(&mut self.table).pid(c)
     }
 
-    fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        process::Children(&mut self.table).drop(c)
+    fn peak_memory(&mut self, c: Resource<Spawned>) -> wasmtime::Result<Option<u64>> {
+        Children(&mut self.table).peak_memory(c)
+    }
+
+    fn oom_killed(&mut self, c: Resource<Spawned>) -> wasmtime::Result<bool> {
+        Children(&mut self.table).oom_killed(c)
+    }
+
+    fn drop(&mut self, c: Resource<Spawned>) -> wasmtime::Result<()> {
+        Children(&mut self.table).drop(c)
     }
 }
 
@@ -421,6 +437,7 @@ impl HostState {
             on_event,
             jobserver,
             parallelism,
+            executor: controls.executor.clone(),
         })
     }
 }
@@ -448,21 +465,18 @@ fn live_groups(controls: &Controls) -> wasmtime::Result<process::LiveGroups> {
     let live = match &controls.watchdog {
         Some(program) => {
             use wasmtime::error::Context;
-            let mut dog = std::process::Command::new(program)
-                .arg("watchdog")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start the watchdog {}", program.display()))?;
-            process::LiveGroups::with_watchdog(dog.stdin.take().expect("piped"))
+            process::LiveGroups::watched_by(program)
+                .with_context(|| format!("cannot start the watchdog {}", program.display()))?
         }
         None => process::LiveGroups::default(),
     };
     if let Some(mut rx) = controls.interrupts.clone() {
         let live = live.clone();
+        let executor = controls.executor.clone();
         tokio::spawn(async move {
             if rx.wait_for(|n| *n >= 2).await.is_ok() {
                 live.kill_all();
+                executor.inspect(|e| e.stop_all());
             }
         });
     }

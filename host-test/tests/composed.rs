@@ -310,11 +310,11 @@ fn the_components_import_and_export_exactly_what_they_should() {
     let guest = world_items(&wit_of(&wasm_release_dir().join("runqueue.wasm")));
     let mut want = sorted(WASI_IMPORTS);
     want.extend(sorted(&[
-        "import runqueue:executor/process@0.2.0",
-        "import runqueue:executor/files@0.2.0",
-        "import runqueue:executor/types@0.2.0",
-        "import runqueue:executor/progress@0.2.0",
-        "export runqueue:executor/runner@0.2.0",
+        "import runqueue:executor/process@0.3.0",
+        "import runqueue:executor/files@0.3.0",
+        "import runqueue:executor/types@0.3.0",
+        "import runqueue:executor/progress@0.3.0",
+        "export runqueue:executor/runner@0.3.0",
         "export wasi:cli/run@0.2.12",
     ]));
     want.sort();
@@ -323,10 +323,10 @@ fn the_components_import_and_export_exactly_what_they_should() {
     // The provider exports what runqueue imports from the host.
     let provider = world_items(&wit_of(&wasm_release_dir().join("simprocess.wasm")));
     for item in [
-        "export runqueue:executor/process@0.2.0",
-        "export runqueue:executor/files@0.2.0",
-        "export runqueue:executor/types@0.2.0",
-        "export runqueue:executor/progress@0.2.0",
+        "export runqueue:executor/process@0.3.0",
+        "export runqueue:executor/files@0.3.0",
+        "export runqueue:executor/types@0.3.0",
+        "export runqueue:executor/progress@0.3.0",
     ] {
         assert!(provider.contains(&item.to_string()), "{provider:?}");
     }

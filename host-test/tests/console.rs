@@ -128,6 +128,8 @@ fn the_json_report_has_the_documented_shape_and_agrees_with_the_console() {
         "peak_memory",
         "oom_rerun",
         "held_by",
+        "ran_on",
+        "remote_cached",
         "pid",
         "log",
         "message",

@@ -90,7 +90,24 @@ pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command
         log: crate::lognames::log_path(&config.log_dir, &task.id),
         timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
         jobserver: task.jobserver,
+        inputs: inputs_of(graph, id),
+        outputs: task.outputs.clone(),
+        platform: task
+            .platform
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cacheable: !task.nostamp,
     })
+}
+
+/// What a task reads: its inputs and its upstream tasks' outputs.
+fn inputs_of(graph: &Graph, id: TaskId) -> Vec<String> {
+    let mut inputs = graph.task(id).inputs.clone();
+    inputs.extend(graph.upstream_outputs(id));
+    inputs.sort();
+    inputs.dedup();
+    inputs
 }
 
 /// Runs every task of `graph` that the cache does not cover and the plan
@@ -145,6 +162,8 @@ struct Exit {
     ran_ms: Option<u64>,
     peak_memory: Option<u64>,
     oom_killed: bool,
+    ran_on: Option<String>,
+    remote_cached: bool,
 }
 
 /// History records are appended this many at a time (and at the end).
@@ -416,6 +435,8 @@ impl<'a, 'g> Run<'a, 'g> {
                 ran_ms: child.ran_ms(),
                 peak_memory: child.peak_memory(),
                 oom_killed: child.oom_killed(),
+                ran_on: child.ran_on(),
+                remote_cached: child.remote_cached(),
             };
             Done::Exited(id, ended, exit)
         }));
@@ -450,6 +471,8 @@ impl<'a, 'g> Run<'a, 'g> {
             self.records[id].peak_memory = Some(peak);
             self.admission.learn(self.graph, id, peak);
         }
+        self.records[id].ran_on = exit.ran_on;
+        self.records[id].remote_cached = exit.remote_cached;
         if exit.oom_killed && self.retry_alone(id) {
             return;
         }
@@ -988,6 +1011,10 @@ mod tests {
                 log: ".runqueue/logs/zlib/log.do_compile".into(),
                 timeout_ms: None,
                 jobserver: true,
+                inputs: vec![],
+                outputs: vec![],
+                platform: vec![],
+                cacheable: true,
             }
         );
     }

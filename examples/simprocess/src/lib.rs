@@ -147,6 +147,14 @@ impl wit::GuestChild for Child {
     fn oom_killed(&self) -> bool {
         false
     }
+
+    fn ran_on(&self) -> Option<String> {
+        None
+    }
+
+    fn remote_cached(&self) -> bool {
+        false
+    }
 }
 
 impl wit::Guest for Provider {

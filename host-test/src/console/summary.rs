@@ -18,6 +18,7 @@ const SLOWEST_SHOWN: usize = 5;
 /// the failed tasks with their logs again, and the tasks that did not run.
 pub(super) fn text(report: &Report, workspace: &Path, tail: usize) -> String {
     let mut lines = tally(report);
+    lines.extend(remote(report));
     lines.extend(critical_path(report));
     lines.extend(failed(report, workspace, tail));
     lines.extend(not_run(report));
@@ -41,6 +42,29 @@ fn tally(report: &Report) -> Vec<String> {
     })
     .into_iter()
     .collect()
+}
+
+/// Where tasks ran remotely: how many on how many workers, how many the
+/// service's action cache answered.
+fn remote(report: &Report) -> Option<String> {
+    let remote: Vec<&TaskReport> = report
+        .tasks
+        .iter()
+        .filter(|t| t.ran_on.is_some() || t.remote_cached)
+        .collect();
+    if remote.is_empty() {
+        return None;
+    }
+    let mut workers: Vec<&str> = remote.iter().filter_map(|t| t.ran_on.as_deref()).collect();
+    workers.sort();
+    workers.dedup();
+    let cached = remote.iter().filter(|t| t.remote_cached).count();
+    Some(format!(
+        "Remote: {} tasks on {} workers ({}), {cached} from the remote action cache",
+        remote.len(),
+        workers.len(),
+        workers.join(", ")
+    ))
 }
 
 /// The critical path and the slowest tasks, if any task ran.

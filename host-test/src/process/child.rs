@@ -10,8 +10,7 @@ use std::process::{ExitStatus as OsExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi::p2::Pollable;
 
 use super::groups::signal_group;
 use super::jobserver::Jobserver;
@@ -299,54 +298,34 @@ fn start(
     })
 }
 
-/// The host side of the `child` resource methods, over a resource table.
-pub(crate) struct Children<'a>(pub &'a mut ResourceTable);
-
-impl Children<'_> {
-    pub fn push(&mut self, child: ChildProcess) -> wasmtime::Result<Resource<ChildProcess>> {
-        Ok(self.0.push(child)?)
+/// What the `child` resource's methods read of a local process.
+impl ChildProcess {
+    pub fn status(&mut self) -> Option<ExitStatus> {
+        self.poll_status().map(to_wit_status)
     }
 
-    pub fn subscribe(
-        &mut self,
-        c: Resource<ChildProcess>,
-    ) -> wasmtime::Result<Resource<DynPollable>> {
-        wasmtime_wasi::p2::subscribe(self.0, c)
-    }
-
-    pub fn try_wait(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<ExitStatus>> {
-        Ok(self.0.get_mut(&c)?.poll_status().map(to_wit_status))
-    }
-
-    pub fn kill(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        self.0.get_mut(&c)?.stop_group();
-        Ok(())
+    /// Stops it with its group (see [`ChildProcess::stop_group`]).
+    pub fn stop(&mut self) {
+        self.stop_group();
     }
 
     /// How long the process ran, once its exit has been seen.
-    pub fn ran_ms(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
-        let child = self.0.get(&c)?;
-        let ran = |at: Instant| at.duration_since(child.started).as_millis() as u64;
-        Ok(child.exited_at.map(ran))
+    pub fn ran_ms(&self) -> Option<u64> {
+        let ran = |at: Instant| at.duration_since(self.started).as_millis() as u64;
+        self.exited_at.map(ran)
     }
 
-    pub fn pid(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<u32> {
-        Ok(self.0.get(&c)?.pid)
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Its peak resident memory in bytes, once it exited, if measured.
-    pub fn peak_memory(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<Option<u64>> {
-        let child = self.0.get(&c)?;
-        Ok(child.stamp.get().and_then(|(_, peak)| *peak))
+    pub fn peak_memory(&self) -> Option<u64> {
+        self.stamp.get().and_then(|(_, peak)| *peak)
     }
 
     /// Whether the kernel killed it for lack of memory.
-    pub fn oom_killed(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<bool> {
-        Ok(self.0.get(&c)?.oom_killed)
-    }
-
-    pub fn drop(&mut self, c: Resource<ChildProcess>) -> wasmtime::Result<()> {
-        self.0.delete(c)?;
-        Ok(())
+    pub fn oom_killed(&self) -> bool {
+        self.oom_killed
     }
 }

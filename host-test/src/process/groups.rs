@@ -38,7 +38,7 @@ impl LiveGroups {
     }
 
     /// Adds (`add`) or removes the group `pgid`, telling the watchdog.
-    pub(super) fn update(&self, pgid: u32, add: bool) {
+    pub(crate) fn update(&self, pgid: u32, add: bool) {
         let mut live = self.0.lock().expect("not poisoned");
         if add {
             live.groups.insert(pgid);
@@ -58,6 +58,17 @@ impl LiveGroups {
         // One write: the watchdog wakes once.
         let _ = w.write_all(live.removals.as_bytes());
         live.removals.clear();
+    }
+
+    /// Groups reported to a new watchdog process: `program watchdog` (the
+    /// `runqueue` binary runs [`run_watchdog`] then).
+    pub fn watched_by(program: &std::path::Path) -> std::io::Result<LiveGroups> {
+        let mut dog = std::process::Command::new(program)
+            .arg("watchdog")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        Ok(LiveGroups::with_watchdog(dog.stdin.take().expect("piped")))
     }
 
     /// Sends SIGKILL to every live group.

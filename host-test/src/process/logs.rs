@@ -160,6 +160,10 @@ mod tests {
             env: vec![],
             log: "log.x".into(),
             jobserver: false,
+            inputs: vec![],
+            outputs: vec![],
+            platform: vec![],
+            cacheable: true,
         };
         let files = LogFiles::new(ws.file_path("log.x").unwrap(), 42, &cmd, ws.root());
         files.create().unwrap();

@@ -16,7 +16,6 @@ pub mod strays;
 mod workspace;
 
 pub use activity::Activity;
-pub(crate) use child::Children;
 pub use child::{spawn, ChildProcess, Surroundings, KILL_GRACE};
 /// The most slots a task may take, and runqueue's limit under a make
 /// jobserver (whose slots are the limit then).

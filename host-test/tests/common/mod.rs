@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod buildgrid;
 pub mod nginx;
 pub mod paths;
 
