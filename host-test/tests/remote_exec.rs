@@ -196,51 +196,17 @@ fn find_log(ws: &Ws, id: &str) -> String {
     std::fs::read_to_string(ws.join(&log)).unwrap_or_default()
 }
 
-#[test]
-fn two_workers_share_the_work_and_a_dead_workers_task_runs_on_the_other() {
-    let mut grid = BuildGrid::start();
-    let _ = &mut grid;
-    let (w1, w2) = (Worker::start(&grid, "w1", 2), Worker::start(&grid, "w2", 2));
-    let ws = Ws::new();
-    let tasks: Vec<String> = (0..8)
-        .map(|i| {
-            format!(r#"{{"id":"t{i}","outputs":["o{i}"],"run":"sleep 0.5; echo {i} > o{i}"}}"#)
-        })
-        .collect();
+/// A graph of one task running `run`, written into `ws`.
+fn one_task(ws: &Ws, fields: &str) {
     ws.write(
         "g.json",
-        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
+        &format!(r#"{{"version":1,"tasks":[{{"id":"slow",{fields}}}]}}"#),
     );
-    let o = build(&ws, Some(&grid), &["-j", "4"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let r = report(&ws);
-    let on = |w: &str| {
-        r["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["ran_on"] == w)
-            .count()
-    };
-    assert!(
-        on("w1") > 0 && on("w2") > 0,
-        "w1 {} w2 {}",
-        on("w1"),
-        on("w2")
-    );
-    assert_eq!(on("w1") + on("w2"), 8);
-    drop((w1, w2));
+}
 
-    // One worker takes the task and dies; another, started then, runs it.
-    let mut w3 = Worker::start(&grid, "w3", 1);
-    let mark = tempfile::tempdir().unwrap();
-    let m = mark.path().join("started");
-    let ws = Ws::new();
-    ws.write("g.json", &format!(
-        r#"{{"version":1,"tasks":[{{"id":"slow","outputs":["o"],"run":"echo $$ >> {}; sleep 3; echo done > o"}}]}}"#,
-        m.display()
-    ));
-    let mut run = common::runqueue_command(ws.path())
+/// `runqueue build g.json` on `grid`, started in the background.
+fn start_build(ws: &Ws, grid: &BuildGrid) -> Child {
+    common::runqueue_command(ws.path())
         .args([
             "build",
             "g.json",
@@ -248,24 +214,12 @@ fn two_workers_share_the_work_and_a_dead_workers_task_runs_on_the_other() {
             "r.json",
             "--executor",
             &grid.url(),
-            "--instance",
-            grid.instance(),
         ])
+        .args(["--instance", grid.instance()])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !m.exists() {
-        assert!(Instant::now() < deadline, "the task never started on w3");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    w3.kill_hard();
-    let _w4 = Worker::start(&grid, "w4", 1);
-    let status = wait_within(&mut run, 120);
-    assert!(status.success(), "the build failed after w3 died");
-    assert_eq!(ws.read("o"), "done\n");
-    assert_eq!(task(&report(&ws), "slow")["ran_on"], "w4");
+        .unwrap()
 }
 
 fn wait_within(child: &mut Child, secs: u64) -> std::process::ExitStatus {
@@ -307,44 +261,114 @@ fn gone_within(pid: i32, secs: u64) -> bool {
 }
 
 #[test]
-fn timeouts_and_ctrl_c_cancel_the_remote_run_and_a_lost_server_is_an_error() {
+fn two_workers_share_the_work_and_a_dead_workers_task_runs_on_the_other() {
+    let grid = BuildGrid::start();
+    let (w1, w2) = (Worker::start(&grid, "w1", 2), Worker::start(&grid, "w2", 2));
+    eight_tasks_on_both(&grid);
+    drop((w1, w2));
+    a_dead_workers_task_moves(&grid);
+}
+
+fn eight_tasks_on_both(grid: &BuildGrid) {
+    let ws = Ws::new();
+    let tasks: Vec<String> = (0..8)
+        .map(|i| {
+            format!(r#"{{"id":"t{i}","outputs":["o{i}"],"run":"sleep 0.5; echo {i} > o{i}"}}"#)
+        })
+        .collect();
+    ws.write(
+        "g.json",
+        &format!(r#"{{"version":1,"tasks":[{}]}}"#, tasks.join(",")),
+    );
+    let o = build(&ws, Some(grid), &["-j", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = report(&ws);
+    let on = |w: &str| {
+        r["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["ran_on"] == w)
+            .count()
+    };
+    assert!(
+        on("w1") > 0 && on("w2") > 0,
+        "w1 {} w2 {}",
+        on("w1"),
+        on("w2")
+    );
+    assert_eq!(on("w1") + on("w2"), 8);
+}
+
+/// One worker takes the task and dies (SIGKILL); another, started then,
+/// runs it once the server gives up on the first (its keepalive).
+fn a_dead_workers_task_moves(grid: &BuildGrid) {
+    let mut w3 = Worker::start(grid, "w3", 1);
+    let mark = tempfile::tempdir().unwrap();
+    let p = mark.path().join("started");
+    let ws = Ws::new();
+    one_task(
+        &ws,
+        &format!(
+            r#""outputs":["o"],"run":"echo $$ >> {}; sleep 3; echo done > o""#,
+            p.display()
+        ),
+    );
+    let mut run = start_build(&ws, grid);
+    let pid = pid_in(&p);
+    w3.kill_hard();
+    assert!(
+        gone_within(pid, 10),
+        "the dead worker's task still runs (no watchdog)"
+    );
+    let _w4 = Worker::start(grid, "w4", 1);
+    assert!(
+        wait_within(&mut run, 120).success(),
+        "the build failed after w3 died"
+    );
+    assert_eq!(ws.read("o"), "done\n");
+    assert_eq!(task(&report(&ws), "slow")["ran_on"], "w4");
+}
+
+#[test]
+fn cancels_timeouts_and_ctrl_c_and_survives_the_server_going_away() {
     let mut grid = BuildGrid::start();
     let _w = Worker::start(&grid, "w1", 2);
     let mark = tempfile::tempdir().unwrap();
+    a_timeout_cancels(&grid, mark.path());
+    ctrl_c_cancels(&grid, mark.path());
+    platforms_choose_workers(&grid);
+    a_lost_server_fails_the_build(&mut grid, mark.path());
+}
 
-    // A timeout cancels the operation; the worker kills the process.
+/// A timeout cancels the operation; the worker kills the process.
+fn a_timeout_cancels(grid: &BuildGrid, mark: &Path) {
     let ws = Ws::new();
-    let p = mark.path().join("timeout");
-    ws.write("g.json", &format!(r#"{{"version":1,"tasks":[{{"id":"slow","timeout":2,"run":"echo $$ > {}; exec sleep 60"}}]}}"#, p.display()));
-    let o = build(&ws, Some(&grid), &[]);
+    let p = mark.join("timeout");
+    one_task(
+        &ws,
+        &format!(
+            r#""timeout":2,"run":"echo $$ > {}; exec sleep 60""#,
+            p.display()
+        ),
+    );
+    let o = build(&ws, Some(grid), &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         gone_within(pid_in(&p), 30),
         "the timed-out remote process still runs"
     );
+}
 
-    // Two Ctrl-Cs: runqueue cancels and exits; the process goes.
-    let p = mark.path().join("ctrlc");
-    ws.write(
-        "g.json",
-        &format!(
-            r#"{{"version":1,"tasks":[{{"id":"slow","run":"echo $$ > {}; exec sleep 60"}}]}}"#,
-            p.display()
-        ),
+/// Two Ctrl-Cs: runqueue cancels and exits; the process goes.
+fn ctrl_c_cancels(grid: &BuildGrid, mark: &Path) {
+    let ws = Ws::new();
+    let p = mark.join("ctrlc");
+    one_task(
+        &ws,
+        &format!(r#""run":"echo $$ > {}; exec sleep 60""#, p.display()),
     );
-    let mut run = common::runqueue_command(ws.path())
-        .args([
-            "build",
-            "g.json",
-            "--executor",
-            &grid.url(),
-            "--instance",
-            grid.instance(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = start_build(&ws, grid);
     let pid = pid_in(&p);
     for _ in 0..2 {
         // SAFETY: kill(2) on our own child.
@@ -359,32 +383,38 @@ fn timeouts_and_ctrl_c_cancel_the_remote_run_and_a_lost_server_is_an_error() {
         gone_within(pid, 30),
         "the interrupted remote process still runs"
     );
+}
 
-    // The server goes away mid-task: the task fails with the reason in
-    // its log, the build ends (exit 1), no hang.
-    let p = mark.path().join("lost");
+/// A task's platform goes to the service: the worker offers OSFamily
+/// linux, so a task asking for it runs and one asking for another waits
+/// (until its timeout).
+fn platforms_choose_workers(grid: &BuildGrid) {
+    let ws = Ws::new();
     ws.write(
         "g.json",
-        &format!(
-            r#"{{"version":1,"tasks":[{{"id":"slow","run":"echo $$ > {}; sleep 5"}}]}}"#,
-            p.display()
-        ),
+        r#"{"version":1,"tasks":[
+      {"id":"linux","platform":{"OSFamily":"linux"},"outputs":["l"],"run":"echo l > l"},
+      {"id":"plan9","platform":{"OSFamily":"plan9"},"timeout":3,"run":"echo never"}]}"#,
     );
-    let mut run = common::runqueue_command(ws.path())
-        .args([
-            "build",
-            "g.json",
-            "--report",
-            "r.json",
-            "--executor",
-            &grid.url(),
-            "--instance",
-            grid.instance(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let o = build(&ws, Some(grid), &["-k", "--no-cache"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = report(&ws);
+    assert_eq!(task(&r, "linux")["state"], "succeeded");
+    assert_eq!(task(&r, "plan9")["state"], "failed");
+    assert!(task(&r, "plan9")["ran_on"].is_null());
+}
+
+/// The server goes away mid-task: the task fails with the reason in its
+/// log, the build exits 1, no hang. Down at the start: exit 2, one line.
+/// Back: the worker reconnects by itself and a build succeeds.
+fn a_lost_server_fails_the_build(grid: &mut BuildGrid, mark: &Path) {
+    let ws = Ws::new();
+    let p = mark.join("lost");
+    one_task(
+        &ws,
+        &format!(r#""run":"echo $$ > {}; sleep 5""#, p.display()),
+    );
+    let mut run = start_build(&ws, grid);
     pid_in(&p);
     grid.stop_server();
     assert_eq!(wait_within(&mut run, 90).code(), Some(1));
@@ -393,25 +423,19 @@ fn timeouts_and_ctrl_c_cancel_the_remote_run_and_a_lost_server_is_an_error() {
         "{}",
         find_log(&ws, "slow")
     );
-
-    // Down at the start: bad input, one line, exit 2, fast.
     let t = Instant::now();
-    let o = build(&ws, Some(&grid), &[]);
+    let o = build(&ws, Some(grid), &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("cannot reach the executor"),
         "{}",
         stderr(&o)
     );
+    assert_eq!(stderr(&o).trim().lines().count(), 1);
     assert!(t.elapsed() < Duration::from_secs(15));
-
-    // Back: the worker reconnects by itself and the build succeeds.
     grid.start_server();
-    ws.write(
-        "g.json",
-        r#"{"version":1,"tasks":[{"id":"a","outputs":["a"],"run":"echo back > a"}]}"#,
-    );
-    let o = build(&ws, Some(&grid), &["--no-cache"]);
+    one_task(&ws, r#""outputs":["a"],"run":"echo back > a""#);
+    let o = build(&ws, Some(grid), &["--no-cache"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(ws.read("a"), "back\n");
 }

@@ -44,8 +44,13 @@ impl Cas {
         &self.instance
     }
 
-    /// Uploads every blob of `blobs` the server does not have.
+    /// Uploads every blob of `blobs` the server does not have, again while
+    /// the server is busy.
     pub async fn upload(&self, blobs: &Blobs) -> Result<()> {
+        super::patiently(|| self.upload_once(blobs)).await
+    }
+
+    async fn upload_once(&self, blobs: &Blobs) -> Result<()> {
         let missing = self.missing(blobs.digests()).await?;
         let (small, large): (Vec<_>, Vec<_>) = missing
             .into_iter()
@@ -117,8 +122,13 @@ impl Cas {
         Ok(())
     }
 
-    /// The blob `d` names, checked against its hash.
+    /// The blob `d` names, checked against its hash; asked again while the
+    /// server is busy.
     pub async fn read(&self, d: &re::Digest) -> Result<Vec<u8>> {
+        super::patiently(|| self.read_once(d)).await
+    }
+
+    async fn read_once(&self, d: &re::Digest) -> Result<Vec<u8>> {
         if d.size_bytes == 0 {
             return Ok(Vec::new());
         }

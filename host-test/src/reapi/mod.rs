@@ -57,6 +57,32 @@ pub fn show(d: &re::Digest) -> String {
     format!("{}/{}", d.hash, d.size_bytes)
 }
 
+/// Calls `f` until it succeeds, or fails for a reason other than a busy
+/// or unreachable server (RESOURCE_EXHAUSTED, UNAVAILABLE), 8 times at
+/// most, waiting 0.1 s, then twice as long each time (up to 3.2 s).
+pub async fn patiently<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(100);
+    for _ in 1..8 {
+        match f().await {
+            Err(e) if busy(&e) => tokio::time::sleep(wait).await,
+            done => return done,
+        }
+        wait = (wait * 2).min(std::time::Duration::from_millis(3200));
+    }
+    f().await
+}
+
+/// Whether `e` says the server is busy or away for now.
+pub fn busy(e: &anyhow::Error) -> bool {
+    use tonic::Code;
+    let rpc = e.chain().find_map(|c| c.downcast_ref::<Rpc>());
+    rpc.is_some_and(|r| matches!(r.0.code(), Code::ResourceExhausted | Code::Unavailable))
+}
+
 /// A failed call's gRPC status, kept in an error's chain (retries look
 /// at its code), shown as the code.
 #[derive(Debug)]
@@ -102,6 +128,33 @@ mod tests {
         ] {
             assert!(authority(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn busy_servers_are_asked_again_and_others_not() {
+        let fail = |code| Err::<(), _>(status_line("Call", &tonic::Status::new(code, "no")));
+        let mut calls = 0;
+        let r = patiently(|| {
+            calls += 1;
+            let reply = if calls < 3 {
+                fail(tonic::Code::ResourceExhausted)
+            } else {
+                Ok(())
+            };
+            async move { reply }
+        })
+        .await;
+        assert!(r.is_ok() && calls == 3);
+        let mut calls = 0;
+        let r = patiently(|| {
+            calls += 1;
+            async move { fail(tonic::Code::NotFound) }
+        })
+        .await;
+        assert_eq!(
+            (r.unwrap_err().to_string(), calls),
+            ("Call: no".to_string(), 1)
+        );
     }
 
     #[test]

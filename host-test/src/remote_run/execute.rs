@@ -38,9 +38,12 @@ pub async fn run(exec: &Executor, prepared: &Prepared, mut stop: Stop) -> Result
         action_digest: Some(prepared.action.clone()),
         ..Default::default()
     };
-    let mut client = exec.execution.clone();
+    let execute = || async {
+        let reply = exec.execution.clone().execute(request.clone()).await;
+        reply.map_err(|s| status_line("Execute", &s))
+    };
     let stream = tokio::select! {
-        s = client.execute(request) => s.map_err(|s| status_line("Execute", &s))?,
+        s = crate::reapi::patiently(execute) => s?,
         _ = &mut stop => return Ok(Finished::Cancelled),
     };
     follow(exec, stream.into_inner(), stop).await

@@ -335,6 +335,9 @@ server:
     address: "127.0.0.1:{port}"
     insecure-mode: true
 
+# Every Execute stream holds one of the server's threads until its
+# action is done (the default pool: 5 per CPU, 10 on two cores).
+thread-pool-size: 128
 authorization:
   method: none
 
