@@ -10,7 +10,7 @@
 //!   capacity 4 (ideal: 4, 2, 1 s).
 //! - The moevm Yocto graph (4,256 tasks) at durations / 200, -j8, here and
 //!   on 4 workers of capacity 4 (one round each: the remote one takes about
-//!   35 minutes, BuildGrid placing ~2 actions a second on 2 shared cores).
+//!   27 minutes, BuildGrid placing ~2.6 actions a second on 2 shared cores).
 //!
 //! Every task's command differs from the others' (the service would
 //! otherwise run one and answer the rest from it).
