@@ -338,6 +338,20 @@ impl RemoteExec {
     }
 }
 
+/// `-j`, `--no-jobserver` and `--memory-limit` as a build uses them: for a
+/// remote executor, remote slots (default [`REMOTE_JOBS`]) and no local
+/// jobserver or memory budget, which describe this machine.
+fn local_limits(
+    remote: bool,
+    given: (Option<u32>, bool, Option<u64>),
+) -> (Option<u32>, bool, Option<u64>) {
+    let (jobs, no_jobserver, memory_limit) = given;
+    match remote {
+        true => (jobs.or(Some(REMOTE_JOBS)), true, Some(0)),
+        false => (jobs, no_jobserver, memory_limit),
+    }
+}
+
 /// Runs the CLI with `args` (including the program name) and returns the
 /// exit code.
 pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
@@ -667,11 +681,8 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
     let text = graph_text(&graph)?;
     let ws = open_workspace(&place)?;
     let executor = remote_exec.open().await?;
-    // Remote slots, and no local jobserver or memory budget for them.
-    let (jobs, no_jobserver, memory_limit) = match executor {
-        Some(_) => (jobs.or(Some(REMOTE_JOBS)), true, Some(0)),
-        None => (jobs, no_jobserver, memory_limit),
-    };
+    let (jobs, no_jobserver, memory_limit) =
+        local_limits(executor.is_some(), (jobs, no_jobserver, memory_limit));
     let remote = remote_of(remote_cache, remote_cache_read_only, remote_cache_timeout)?;
     check_writable(&show).map_err(bad_input)?;
     let (signing_key, trusted_keys) = keys.texts()?;

@@ -129,7 +129,7 @@ fn note(groups: &mut HashSet<u32>, line: &str) {
 }
 
 /// Sends `sig` to every process in the group led by `pgid`.
-pub(super) fn signal_group(pgid: u32, sig: i32) {
+pub(crate) fn signal_group(pgid: u32, sig: i32) {
     #[allow(unsafe_code)]
     // SAFETY: kill(2) with a negative pid signals a process group; no
     // memory is involved.

@@ -5,7 +5,7 @@
 
 mod activity;
 mod child;
-mod groups;
+pub(crate) mod groups;
 mod interrupt;
 mod jobserver;
 mod logs;

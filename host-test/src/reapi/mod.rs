@@ -9,20 +9,14 @@ pub mod tree;
 pub use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest as _, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
 /// The sha256 digest of `bytes`.
 pub fn digest(bytes: &[u8]) -> re::Digest {
     re::Digest {
-        hash: hex(&Sha256::digest(bytes)),
+        hash: runqueue::digest::sha256_hex(bytes),
         size_bytes: bytes.len() as i64,
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `HOST:PORT` of a `grpc://HOST:PORT` address, or why it is not one.

@@ -316,65 +316,26 @@ pub fn entries(tree: &re::Tree) -> Result<Vec<(String, Entry)>> {
     Ok(out)
 }
 
-/// Where the directories of a tree come from: the server, or a `Tree`.
-enum Lookup<'a> {
-    Server,
-    Given(HashMap<String, &'a re::Directory>),
-}
-
 /// Writes the tree whose root Directory is `root` into `dest` (created).
 pub async fn materialize(cas: &Cas, root: &re::Digest, dest: &Path) -> Result<()> {
     let top: re::Directory = cas.read_message(root).await?;
-    write_tree(cas, &top, &Lookup::Server, dest).await
-}
-
-/// Writes an output directory's `Tree` into `dest` (created).
-pub async fn unpack_tree(cas: &Cas, tree: &re::Tree, dest: &Path) -> Result<()> {
-    let index = tree
-        .children
-        .iter()
-        .map(|d| (digest(&d.encode_to_vec()).hash, d))
-        .collect();
-    let root = tree.root.clone().unwrap_or_default();
-    write_tree(cas, &root, &Lookup::Given(index), dest).await
-}
-
-async fn write_tree(
-    cas: &Cas,
-    top: &re::Directory,
-    lookup: &Lookup<'_>,
-    dest: &Path,
-) -> Result<()> {
     let mut files = Vec::new();
-    let mut stack = vec![(top.clone(), dest.to_path_buf(), 0usize)];
+    let mut stack = vec![(top, dest.to_path_buf(), 0usize)];
     while let Some((dir, path, depth)) = stack.pop() {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         for f in dir.files {
-            files.push((
-                f.digest.unwrap_or_default(),
-                path.join(checked(&f.name)?),
-                f.is_executable,
-            ));
+            let at = path.join(checked(&f.name)?);
+            files.push((f.digest.unwrap_or_default(), at, f.is_executable));
         }
         for l in dir.symlinks {
             write_link(&path.join(checked(&l.name)?), &l.target, depth)?;
         }
         for d in dir.directories {
-            let sub = directory_of(cas, lookup, &d.digest.unwrap_or_default()).await?;
+            let sub = cas.read_message(&d.digest.unwrap_or_default()).await?;
             stack.push((sub, path.join(checked(&d.name)?), depth + 1));
         }
     }
     fetch_files(cas, files).await
-}
-
-async fn directory_of(cas: &Cas, lookup: &Lookup<'_>, d: &re::Digest) -> Result<re::Directory> {
-    match lookup {
-        Lookup::Server => cas.read_message(d).await,
-        Lookup::Given(index) => match index.get(&d.hash) {
-            Some(dir) => Ok((*dir).clone()),
-            None => bail!("the tree lacks directory {}", show(d)),
-        },
-    }
 }
 
 fn checked(name: &str) -> Result<&str> {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::process::groups::signal_group;
 use crate::process::{LiveGroups, KILL_GRACE};
 
 /// Where PATH lookups go when the Command sets no PATH (as `execvp` does).
@@ -66,16 +67,6 @@ impl Drop for Group {
     fn drop(&mut self) {
         signal_group(self.0, libc::SIGKILL);
         WATCHED.get().inspect(|live| live.update(self.0, false));
-    }
-}
-
-/// Sends `sig` to every process in the group `pgid`.
-fn signal_group(pgid: u32, sig: i32) {
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) with a negative pid signals a process group; no
-    // memory is involved.
-    unsafe {
-        libc::kill(-(pgid as i32), sig);
     }
 }
 
