@@ -182,7 +182,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
             }
         }
         if let Some(exec) = &self.executor {
-            return match RemoteRun::start(exec.clone(), cmd, ws) {
+            return match RemoteRun::start(exec.clone(), cmd, ws, self.activity.clone()) {
                 Ok(run) => Ok(Ok(Children(&mut self.table).push(Spawned::Remote(run))?)),
                 Err(e) => Ok(Err(e)),
             };

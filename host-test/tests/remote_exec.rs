@@ -22,7 +22,13 @@ struct Worker {
 
 impl Worker {
     fn start(grid: &BuildGrid, name: &str, capacity: u32) -> Worker {
+        Worker::start_as(grid, Some(name), capacity)
+    }
+
+    /// A worker named `name`, or by its default.
+    fn start_as(grid: &BuildGrid, name: Option<&str>, capacity: u32) -> Worker {
         let dir = tempfile::tempdir().unwrap();
+        let named = name.map(|n| ["--name", n]);
         let child = Command::new(env!("CARGO_BIN_EXE_runqueue"))
             .args([
                 "worker",
@@ -31,7 +37,8 @@ impl Worker {
                 "--instance",
                 grid.instance(),
             ])
-            .args(["--capacity", &capacity.to_string(), "--name", name])
+            .args(["--capacity", &capacity.to_string()])
+            .args(named.iter().flatten())
             .arg("--workdir")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -330,6 +337,63 @@ fn a_dead_workers_task_moves(grid: &BuildGrid) {
     assert_eq!(task(&report(&ws), "slow")["ran_on"], "w4");
 }
 
+/// Two workers started without `--name` on one machine get names of their
+/// own and share a build of real-sized tasks: a BitBake-sized run script
+/// (shipped as a file in the input root) and an environment value too big
+/// to pass, alike to a local build.
+#[test]
+fn unnamed_workers_share_a_build_of_real_sized_tasks() {
+    let grid = BuildGrid::start();
+    let _workers = [
+        Worker::start_as(&grid, None, 2),
+        Worker::start_as(&grid, None, 2),
+    ];
+    let (script, lines) = common::bitbake_script(300 << 10, "steps");
+    let mut tasks = vec![
+        serde_json::json!({"id": "big", "cwd": "sub", "outputs": ["sub/steps"], "run": script}),
+        serde_json::json!({"id": "env", "outputs": ["n"], "env": {"BIG": "b".repeat(200_000)},
+                           "run": "printf %s \"$BIG\" | wc -c > n"}),
+    ];
+    for i in 0..6 {
+        let (id, out) = (format!("t{i}"), format!("o{i}"));
+        let run = format!("sleep 0.5; echo {i} > {out}");
+        tasks.push(serde_json::json!({"id": id, "outputs": [out], "run": run}));
+    }
+    let g = serde_json::json!({"version": 1, "tasks": tasks}).to_string();
+    let (local, remote) = (Ws::new(), Ws::new());
+    for ws in [&local, &remote] {
+        ws.write("g.json", &g);
+    }
+    let o = build(&local, None, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = build(&remote, Some(&grid), &["-j", "4"]);
+    assert!(o.status.success(), "{}{}", stderr(&o), common::stdout(&o));
+    assert_eq!(remote.read("sub/steps").lines().count(), lines);
+    assert_eq!(remote.read("n").trim(), "200000");
+    for f in ["sub/steps", "n", "o0", "o5"] {
+        assert_eq!(local.read(f), remote.read(f), "{f}");
+    }
+    let r = report(&remote);
+    let mut names: Vec<String> = r["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["ran_on"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{t}"))
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 2, "both workers ran tasks: {names:?}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    for n in &names {
+        assert!(n.starts_with(&format!("{}-", host.trim())), "{n}");
+    }
+}
+
 #[test]
 fn cancels_timeouts_and_ctrl_c_and_survives_the_server_going_away() {
     let mut grid = BuildGrid::start();
@@ -396,12 +460,31 @@ fn platforms_choose_workers(grid: &BuildGrid) {
       {"id":"linux","platform":{"OSFamily":"linux"},"outputs":["l"],"run":"echo l > l"},
       {"id":"plan9","platform":{"OSFamily":"plan9"},"timeout":3,"run":"echo never"}]}"#,
     );
-    let o = build(&ws, Some(grid), &["-k", "--no-cache"]);
+    let o = build(
+        &ws,
+        Some(grid),
+        &["-k", "--no-cache", "--stall-warning", "1"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let r = report(&ws);
     assert_eq!(task(&r, "linux")["state"], "succeeded");
-    assert_eq!(task(&r, "plan9")["state"], "failed");
-    assert!(task(&r, "plan9")["ran_on"].is_null());
+    let plan9 = task(&r, "plan9");
+    assert_eq!(plan9["state"], "failed");
+    assert!(plan9["ran_on"].is_null());
+    // Never placed: it says so while it waits, and the timeout counts
+    // from its submission, queueing included.
+    assert!(
+        stderr(&o).contains(
+            "warning: plan9 has made no progress on the executor for 1s \
+             (queued: no worker has taken it); is it stuck?"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let ran = plan9["duration_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{plan9}"));
+    assert!((3000..8000).contains(&ran), "{plan9}");
 }
 
 /// The server goes away mid-task: the task fails with the reason in its

@@ -66,7 +66,10 @@ struct Progress {
 /// A running task as the console tracks it.
 struct Running {
     since: Instant,
+    /// 0 for a task running remotely.
     pid: u32,
+    /// Its log, by which a remote run's progress is known.
+    log: String,
     /// Stall warnings given for the current silence.
     warned: u32,
 }
@@ -192,6 +195,7 @@ impl State {
         let running = Running {
             since: Instant::now(),
             pid: st.pid,
+            log: st.log.clone(),
             warned: 0,
         };
         self.progress.running.insert(st.id.clone(), running);

@@ -1,6 +1,6 @@
-//! Stall warnings: which running tasks have printed nothing for too long.
-//! Knows when each task last printed; knows nothing of how warnings are
-//! shown.
+//! Stall warnings: which running tasks have printed nothing for too long,
+//! or (run remotely) made no progress on the executor. Knows when each
+//! task last showed progress; knows nothing of how warnings are shown.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,20 +18,29 @@ pub(super) fn warnings(
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     for (id, r) in running.iter_mut() {
-        let last = activity
-            .last_output(r.pid)
-            .map_or(r.since, |t| t.max(r.since));
-        let silent = last.elapsed();
+        let remote = (r.pid == 0)
+            .then(|| activity.remote_stage(&r.log))
+            .flatten();
+        let last = match remote {
+            Some((_, since)) => since,
+            None => activity.last_output(r.pid).unwrap_or(r.since),
+        };
+        let silent = last.max(r.since).elapsed();
         let periods = (silent.as_secs_f64() / after.as_secs_f64()) as u32;
         if periods == 0 {
             r.warned = 0;
         } else if periods > r.warned {
             r.warned = periods;
-            warnings.push(format!(
-                "{id} has printed nothing for {} (pid {}); is it stuck?",
-                human(after * periods),
-                r.pid
-            ));
+            let (how_long, how) = (human(after * periods), remote.map(|(stage, _)| stage));
+            warnings.push(match how {
+                Some(stage) => format!(
+                    "{id} has made no progress on the executor for {how_long} ({stage}); is it stuck?"
+                ),
+                None => format!(
+                    "{id} has printed nothing for {how_long} (pid {}); is it stuck?",
+                    r.pid
+                ),
+            });
         }
     }
     warnings.sort();

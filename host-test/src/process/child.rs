@@ -3,6 +3,7 @@
 //! and the resource table; leaves paths to the workspace, output to the log
 //! files, and group bookkeeping to the live groups.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -12,14 +13,15 @@ use std::time::{Duration, Instant};
 
 use wasmtime_wasi::p2::Pollable;
 
+use super::exec_size::{self, Fit};
 use super::groups::signal_group;
 use super::jobserver::Jobserver;
-use super::logs::copy_lazily;
+use super::logs::{self, copy_lazily};
 use super::machine;
 use super::program::Programs;
 use super::stamps::{self, Stamp};
 use super::strays;
-use super::{Activity, LiveGroups, LogFiles, Workspace};
+use super::{Activity, Entry, LiveGroups, LogFiles, Workspace};
 use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
 
 /// A started process: the `child` resource.
@@ -183,6 +185,7 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
     let link = ws.file_path(&cmd.log).map_err(SpawnError::InvalidPath)?;
     let log_err = |e: io::Error| log_error(cmd, e);
     remove_latest_link(&link.path(), cmd)?;
+    let cmd = &*fitted(cmd, &link, ws.root())?;
     let (reader, writer) = io::pipe().map_err(log_err)?;
     let out = fs::File::from(std::os::fd::OwnedFd::from(writer));
     let err = out.try_clone().map_err(log_err)?;
@@ -223,6 +226,34 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
         oom_baseline,
         oom_killed: false,
     })
+}
+
+/// `cmd` as it can start (see [`exec_size`]): as given, or as `sh FILE`
+/// with its text (and what of its environment is too big to pass) in a
+/// script written next to its log.
+fn fitted<'a>(
+    cmd: &'a wit::Command,
+    link: &Entry,
+    root: &Path,
+) -> Result<Cow<'a, wit::Command>, SpawnError> {
+    let fit = exec_size::fit(&cmd.program, &cmd.args, &cmd.env, exec_size::arg_limit());
+    let (script, env) = match fit.map_err(SpawnError::Other)? {
+        Fit::AsIs => return Ok(Cow::Borrowed(cmd)),
+        Fit::Script { script, env } => (script, env),
+    };
+    let path = logs::write_script(link, root, &script).map_err(|e| log_error(cmd, e))?;
+    Ok(Cow::Owned(wit::Command {
+        program: "sh".into(),
+        args: vec![path],
+        env,
+        cwd: cmd.cwd.clone(),
+        log: cmd.log.clone(),
+        jobserver: cmd.jobserver,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        platform: Vec::new(),
+        cacheable: cmd.cacheable,
+    }))
 }
 
 /// The argument vector and the program to execute: directly what a shell

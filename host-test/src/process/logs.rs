@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::exec_size::shell_quote;
 use super::workspace::{Dir, Entry};
 use crate::bindings::runqueue::executor::process as wit;
 
@@ -81,8 +82,27 @@ impl LogFiles {
     }
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+/// Writes `script` next to the log `link` (`dir/log.do_x`) as
+/// `dir/script.do_x`, through a temporary file renamed into place, for
+/// `sh` to run; returns its path under `root`, the workspace. The next run
+/// of the task replaces it; the one before keeps reading its own.
+pub(super) fn write_script(link: &Entry, root: &Path, script: &str) -> io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let stem = link.name.strip_prefix("log.").unwrap_or(&link.name);
+    let name = format!("script.{stem}");
+    let tmp = link.dir.join(&format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(script.as_bytes())?;
+    drop(file);
+    fs::rename(&tmp, link.dir.join(&name))?;
+    let path = root.join(link.dir.rel()).join(name);
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// The command as a shell script that does what ran: the environment, the

@@ -5,6 +5,7 @@
 
 mod activity;
 mod child;
+pub mod exec_size;
 pub(crate) mod groups;
 mod interrupt;
 mod jobserver;

@@ -94,19 +94,40 @@ enum Node {
 /// directories with everything in them, symlinks as links). Paths that do
 /// not exist are left out.
 pub fn directory(root: &Path, paths: &[String], blobs: &mut Blobs) -> Result<re::Digest> {
-    directory_with(root, paths, &[], blobs)
+    directory_with(root, paths, &Extra::default(), blobs)
 }
 
-/// [`directory`] with these (relative) directories in it too, empty if
-/// nothing else puts something in them (a command's working directory).
+/// What an input root holds besides files read from disk.
+#[derive(Default)]
+pub struct Extra {
+    /// Directories (relative), empty if nothing else puts something in
+    /// them (a command's working directory).
+    pub dirs: Vec<String>,
+    /// Files made in memory, at their relative paths (not executable).
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// [`directory`] with `extra` in it too.
 pub fn directory_with(
     root: &Path,
     paths: &[String],
-    dirs: &[String],
+    extra: &Extra,
     blobs: &mut Blobs,
 ) -> Result<re::Digest> {
     let mut top = Dir::default();
-    for rel in dirs {
+    for (rel, bytes) in &extra.files {
+        let names = components(rel)?;
+        let Some((last, parents)) = names.split_last() else {
+            bail!("a made file needs a name");
+        };
+        let mut dir = &mut top;
+        for name in parents {
+            dir = dir_entry(dir, name)?;
+        }
+        let file = Node::File(blobs.add_bytes(bytes.clone()), false);
+        dir.0.insert(last.clone(), file);
+    }
+    for rel in &extra.dirs {
         let mut dir = &mut top;
         for name in components(rel)? {
             dir = dir_entry(dir, &name)?;

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::bindings::runqueue::executor::process as wit;
+use crate::process::exec_size::{self, Exec, Fit};
 use crate::reapi::re;
 use crate::reapi::tree::{self, Blobs};
 
@@ -23,13 +24,16 @@ pub struct Prepared {
 /// workspace). Reads files: run it off the component's thread.
 pub fn prepare(cmd: &wit::Command, root: &Path) -> Result<Prepared> {
     let mut blobs = Blobs::default();
-    let command = command_of(cmd, root)?;
+    let (command, script) = command_of(cmd, root)?;
     let mut reads = cmd.inputs.clone();
     if cmd.program.contains('/') {
         reads.push(join(&cmd.cwd, &cmd.program));
     }
-    let input_root =
-        tree::directory_with(root, &reads, std::slice::from_ref(&cmd.cwd), &mut blobs)?;
+    let extra = tree::Extra {
+        dirs: vec![cmd.cwd.clone()],
+        files: script.into_iter().collect(),
+    };
+    let input_root = tree::directory_with(root, &reads, &extra, &mut blobs)?;
     let action = re::Action {
         command_digest: Some(blobs.add_message(&command)),
         input_root_digest: Some(input_root),
@@ -46,18 +50,67 @@ pub fn prepare(cmd: &wit::Command, root: &Path) -> Result<Prepared> {
     })
 }
 
+/// Where a shell text too long for one argument goes in the input root
+/// (see [`exec_size`]): named by its hash, so that the same script makes
+/// the same action from any checkout.
+const SCRIPTS: &str = ".runqueue/scripts";
+
+/// A file the input root must hold besides the task's inputs: its path
+/// and bytes.
+type Made = (String, Vec<u8>);
+
+/// The argv and environment `cmd` runs with on any worker (assumed to
+/// take [`exec_size::DEFAULT_ARG_MAX`]), and the script file it then
+/// needs; an error naming the limit when it cannot be passed.
+pub fn fitted(cmd: &wit::Command) -> Result<(Exec, Option<Made>)> {
+    let fit = exec_size::fit(
+        &cmd.program,
+        &cmd.args,
+        &cmd.env,
+        exec_size::DEFAULT_ARG_MAX,
+    );
+    match fit.map_err(anyhow::Error::msg)? {
+        Fit::AsIs => {
+            let argv = std::iter::once(&cmd.program).chain(&cmd.args).cloned();
+            let env = cmd.env.clone();
+            Ok((
+                Exec {
+                    argv: argv.collect(),
+                    env,
+                },
+                None,
+            ))
+        }
+        Fit::Script { script, env } => {
+            let path = format!(
+                "{SCRIPTS}/{}.sh",
+                crate::reapi::digest(script.as_bytes()).hash
+            );
+            let up = "../".repeat(tree::components(&cmd.cwd)?.len());
+            let argv = vec!["sh".to_string(), format!("{up}{path}")];
+            Ok((Exec { argv, env }, Some((path, script.into_bytes()))))
+        }
+    }
+}
+
 /// The Command message: argv, the whole environment (sorted by name, as
 /// REAPI asks), the working directory and the declared outputs relative to
-/// it. Outputs outside the working directory cannot be named relative to
+/// it; and the script file it runs, if its text is too long for one
+/// argument. Outputs outside the working directory cannot be named relative to
 /// it (REAPI forbids `..`): the command then runs from the input root
 /// and changes directory itself. `HOME` at the local workspace `root` (the
 /// component's default) is left out: the worker sets it to the action's
 /// directory, and the action stays the same from any checkout.
 #[allow(deprecated)] // Command.platform: services before REAPI 2.2 read it there
-pub fn command_of(cmd: &wit::Command, root: &Path) -> Result<re::Command> {
+pub fn command_of(cmd: &wit::Command, root: &Path) -> Result<(re::Command, Option<Made>)> {
     let cwd = tree::components(&cmd.cwd)?.join("/");
-    let mut arguments = vec![cmd.program.clone()];
-    arguments.extend(cmd.args.iter().cloned());
+    let (
+        Exec {
+            argv: mut arguments,
+            env,
+        },
+        script,
+    ) = fitted(cmd)?;
     let mut outputs = Vec::new();
     let mut all_under_cwd = true;
     for out in &cmd.outputs {
@@ -81,8 +134,7 @@ pub fn command_of(cmd: &wit::Command, root: &Path) -> Result<re::Command> {
     outputs.sort();
     outputs.dedup();
     let local_home = |(k, v): &&(String, String)| k == "HOME" && Path::new(v) == root;
-    let mut env: Vec<_> = cmd
-        .env
+    let mut env: Vec<_> = env
         .iter()
         .filter(|kv| !local_home(kv))
         .map(|(k, v)| re::command::EnvironmentVariable {
@@ -91,14 +143,15 @@ pub fn command_of(cmd: &wit::Command, root: &Path) -> Result<re::Command> {
         })
         .collect();
     env.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(re::Command {
+    let command = re::Command {
         arguments,
         environment_variables: env,
         output_paths: outputs,
         working_directory,
         platform: Some(platform_of(cmd)),
         ..Default::default()
-    })
+    };
+    Ok((command, script))
 }
 
 /// `path` relative to `dir` if it lies inside it (not `dir` itself).
@@ -185,7 +238,9 @@ mod tests {
 
     #[test]
     fn outputs_under_the_working_directory_are_relative_to_it() {
-        let c = command_of(&cmd("w/src", &["w/src/out/a", "w/src/b"]), Path::new("/ws")).unwrap();
+        let c = command_of(&cmd("w/src", &["w/src/out/a", "w/src/b"]), Path::new("/ws"))
+            .unwrap()
+            .0;
         assert_eq!(c.working_directory, "w/src");
         assert_eq!(c.output_paths, vec!["b", "out/a"]);
         assert_eq!(c.arguments, vec!["make", "all"]);
@@ -199,7 +254,9 @@ mod tests {
 
     #[test]
     fn outputs_elsewhere_run_from_the_root() {
-        let c = command_of(&cmd("w", &["deploy/img"]), Path::new("/ws")).unwrap();
+        let c = command_of(&cmd("w", &["deploy/img"]), Path::new("/ws"))
+            .unwrap()
+            .0;
         assert_eq!(c.working_directory, "");
         assert_eq!(c.output_paths, vec!["deploy/img"]);
         assert_eq!(

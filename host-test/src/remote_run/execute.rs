@@ -27,8 +27,18 @@ pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 /// How often a broken operation stream is re-joined before giving up.
 const REJOINS: u32 = 5;
 
+/// Told each stage an operation reaches, in words ("queued: no worker
+/// has taken it"): what a stall warning says.
+pub type Progress<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
+
 /// Runs `prepared` on the executor until it is done or `stop` fires.
-pub async fn run(exec: &Executor, prepared: &Prepared, mut stop: Stop) -> Result<Finished> {
+pub async fn run(
+    exec: &Executor,
+    prepared: &Prepared,
+    mut stop: Stop,
+    progress: Progress<'_>,
+) -> Result<Finished> {
+    progress("uploading its inputs");
     tokio::select! {
         uploaded = exec.cas.upload(&prepared.blobs) => uploaded?,
         _ = &mut stop => return Ok(Finished::Cancelled),
@@ -42,11 +52,26 @@ pub async fn run(exec: &Executor, prepared: &Prepared, mut stop: Stop) -> Result
         let reply = exec.execution.clone().execute(request.clone()).await;
         reply.map_err(|s| status_line("Execute", &s))
     };
+    progress("waiting for the server to take it");
     let stream = tokio::select! {
         s = crate::reapi::patiently(execute) => s?,
         _ = &mut stop => return Ok(Finished::Cancelled),
     };
-    follow(exec, stream.into_inner(), stop).await
+    follow(exec, stream.into_inner(), stop, progress).await
+}
+
+/// The stage an operation update gives, in words.
+fn stage_of(op: &Operation) -> Option<&'static str> {
+    use re::execution_stage::Value;
+    let meta = op.metadata.as_ref()?;
+    let meta = re::ExecuteOperationMetadata::decode(meta.value.as_slice()).ok()?;
+    Some(match Value::try_from(meta.stage).ok()? {
+        Value::Unknown => return None,
+        Value::CacheCheck => "checking the action cache",
+        Value::Queued => "queued: no worker has taken it",
+        Value::Executing => "executing on a worker",
+        Value::Completed => "fetching its result",
+    })
 }
 
 /// Reads the operation's updates until it is done; re-joins it by name when
@@ -55,6 +80,7 @@ async fn follow(
     exec: &Executor,
     mut stream: Streaming<Operation>,
     mut stop: Stop,
+    progress: Progress<'_>,
 ) -> Result<Finished> {
     let mut name = String::new();
     let mut rejoins = 0;
@@ -69,6 +95,9 @@ async fn follow(
         match next {
             Some(Ok(op)) => {
                 name = op.name.clone();
+                if let Some(stage) = stage_of(&op) {
+                    progress(stage);
+                }
                 if op.done {
                     return done(op).map(|r| Finished::Done(Box::new(r)));
                 }

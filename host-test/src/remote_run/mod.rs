@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 use wasmtime_wasi::p2::Pollable;
 
 use crate::bindings::runqueue::executor::process::{self as wit, ExitStatus, SpawnError};
+use crate::process::Activity;
 use crate::reapi::cas::Cas;
 use crate::reapi::re::capabilities_client::CapabilitiesClient;
 use crate::reapi::re::execution_client::ExecutionClient;
@@ -148,11 +149,17 @@ impl RemoteRun {
         exec: Arc<Executor>,
         cmd: wit::Command,
         ws: &Workspace,
+        activity: Activity,
     ) -> Result<RemoteRun, SpawnError> {
         action::check_paths(&cmd).map_err(|e| SpawnError::InvalidPath(e.to_string()))?;
+        action::fitted(&cmd).map_err(|e| SpawnError::Other(e.to_string()))?;
         let (stop, stopped) = oneshot::channel();
         let ws = ws.clone();
-        let task = tokio::spawn(async move { outcome_of(&exec, &cmd, &ws, stopped).await });
+        let task = tokio::spawn(async move {
+            let outcome = outcome_of(&exec, &cmd, &ws, stopped, &activity).await;
+            activity.remote_ended(&cmd.log);
+            outcome
+        });
         Ok(RemoteRun {
             started: Instant::now(),
             task: Some(task),
@@ -214,8 +221,10 @@ async fn outcome_of(
     cmd: &wit::Command,
     ws: &Workspace,
     stop: oneshot::Receiver<()>,
+    activity: &Activity,
 ) -> Outcome {
-    match attempt(exec, cmd, ws, exec.stop_of(stop)).await {
+    let progress = |stage| activity.remote_at(&cmd.log, stage);
+    match attempt(exec, cmd, ws, exec.stop_of(stop), &progress).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let line = format!("runqueue: remote execution on {} failed: {e:#}\n", exec.url);
@@ -232,10 +241,12 @@ async fn attempt(
     cmd: &wit::Command,
     ws: &Workspace,
     stop: execute::Stop,
+    progress: execute::Progress<'_>,
 ) -> Result<Outcome> {
     let (c, root) = (cmd.clone(), ws.root().to_path_buf());
+    progress("hashing its inputs");
     let prepared = tokio::task::spawn_blocking(move || action::prepare(&c, &root)).await??;
-    let response = match execute::run(exec, &prepared, stop).await? {
+    let response = match execute::run(exec, &prepared, stop, progress).await? {
         Finished::Cancelled => return Ok(Outcome::now(ExitStatus::Signal(libc::SIGTERM))),
         Finished::Done(response) => response,
     };

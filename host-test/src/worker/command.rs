@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::process::exec_size::{self, Exec, Fit};
 use crate::process::groups::signal_group;
 use crate::process::{LiveGroups, KILL_GRACE};
 
@@ -112,20 +113,22 @@ async fn stop(child: &mut tokio::process::Child, pgid: u32) -> ExitStatus {
 }
 
 fn spawn(spec: &Spec) -> Result<tokio::process::Child, (i32, String)> {
-    let argv0 = spec
-        .argv
-        .first()
-        .ok_or((127, "the command is empty".into()))?;
-    let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v);
+    let fitted = fitted(spec)?;
+    let (argv, env) = match &fitted {
+        Some(exec) => (&exec.argv, &exec.env),
+        None => (&spec.argv, &spec.env),
+    };
+    let argv0 = argv.first().ok_or((127, "the command is empty".into()))?;
+    let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v);
     let program = program(argv0, path.map(String::as_str), &spec.cwd)?;
     let output = |p: &Path| {
         std::fs::File::create(p).map_err(|e| (126, format!("cannot create {}: {e}", p.display())))
     };
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg0(argv0)
-        .args(&spec.argv[1..])
+        .args(&argv[1..])
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(output(&spec.stdout)?)
@@ -133,6 +136,26 @@ fn spawn(spec: &Spec) -> Result<tokio::process::Child, (i32, String)> {
         .process_group(0);
     cmd.spawn()
         .map_err(|e| (126, format!("cannot run {}: {e}", program.display())))
+}
+
+/// The argv and environment to start instead of `spec`'s when Linux
+/// could not pass those (see [`exec_size`]): `sh FILE`, FILE beside the
+/// output files (outside the input root, which the outputs come from);
+/// `None` when they fit as they are.
+fn fitted(spec: &Spec) -> Result<Option<Exec>, (i32, String)> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Ok(None);
+    };
+    let fit = exec_size::fit(program, args, &spec.env, exec_size::arg_limit());
+    let (script, env) = match fit.map_err(|why| (126, why))? {
+        Fit::AsIs => return Ok(None),
+        Fit::Script { script, env } => (script, env),
+    };
+    let file = spec.stdout.with_file_name("script");
+    std::fs::write(&file, script)
+        .map_err(|e| (126, format!("cannot write {}: {e}", file.display())))?;
+    let argv = vec!["sh".into(), file.to_string_lossy().into_owned()];
+    Ok(Some(Exec { argv, env }))
 }
 
 /// The program `argv0` names: with a `/`, that path (relative to `cwd`);
@@ -280,6 +303,30 @@ mod tests {
             std::fs::read_to_string(t.path().join("err")).unwrap(),
             "oops\n"
         );
+    }
+
+    /// A Command from any client with a shell text too long for one
+    /// argument runs from a script; an argument nothing can pass is a
+    /// clear refusal.
+    #[tokio::test]
+    async fn what_is_too_long_for_one_argument_still_runs_or_says_why() {
+        let t = tempfile::tempdir().unwrap();
+        let (_keep, cancel) = watch::channel(false);
+        let text = "echo x\n".repeat(30_000) + "echo done";
+        let long = spec(t.path(), &["sh", "-c", &text], None);
+        assert_eq!(
+            exit_code(&run(&long, cancel.clone()).await, None),
+            (0, None)
+        );
+        let out = std::fs::read_to_string(t.path().join("out")).unwrap();
+        assert_eq!(out.lines().count(), 30_001);
+        let arg = "a".repeat(200_000);
+        let Ending::NotStarted(126, why) =
+            run(&spec(t.path(), &["echo", &arg], None), cancel).await
+        else {
+            panic!("started")
+        };
+        assert!(why.contains("MAX_ARG_STRLEN"), "{why}");
     }
 
     #[tokio::test]

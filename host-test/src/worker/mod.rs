@@ -59,7 +59,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
     /// The bot's id, and the worker name each result records (default: the
-    /// host name). Two workers must not share one.
+    /// host name and a suffix of this process's, e.g. `build3-5f0c21aa`, so
+    /// that two workers on one machine never share one). Two workers must
+    /// not share one: the server would close one's session for the other.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 }
@@ -77,7 +79,7 @@ pub async fn run(args: Args) -> i32 {
 
 async fn serve(args: Args) -> Result<()> {
     let channel = crate::reapi::channel(&args.server)?;
-    let name = args.name.unwrap_or_else(hostname);
+    let name = args.name.unwrap_or_else(default_name);
     let capacity = (args.capacity).unwrap_or(crate::files::cpus() as u32);
     let (workdir, temporary) = workdir(args.workdir)?;
     let ctx = execute::Context {
@@ -124,6 +126,27 @@ fn workdir(given: Option<PathBuf>) -> Result<(PathBuf, bool)> {
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
     Ok((dir, temporary))
+}
+
+/// The host name and 8 random hex digits: chosen once per process, so it
+/// stays the same across the session's reconnects, and no two workers
+/// (on one machine, or in containers of the same host name) share it.
+fn default_name() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    let suffix = match random {
+        Ok(()) => u32::from_be_bytes(bytes),
+        // No random source: the pid and the time still tell two apart.
+        Err(_) => {
+            std::process::id()
+                ^ std::time::UNIX_EPOCH
+                    .elapsed()
+                    .unwrap_or_default()
+                    .subsec_nanos()
+        }
+    };
+    format!("{}-{suffix:08x}", hostname())
 }
 
 /// This machine's name (`runqueue-worker` if it has none).

@@ -237,8 +237,17 @@ impl Session<'_> {
                 Next::GiveUp => return Err(why),
             };
         let wait = self.backoff.failed();
+        // BuildGrid closes a session (DATA_LOSS) when another bot
+        // registers under its id, and the two then take turns for ever.
+        let hint = match status.code() {
+            tonic::Code::DataLoss => format!(
+                " (if another worker runs as {:?}, give each its own --name)",
+                self.bot.id
+            ),
+            _ => String::new(),
+        };
         eprintln!(
-            "worker {}: {why}; {doing} in {:.1} s",
+            "worker {}: {why}{hint}; {doing} in {:.1} s",
             self.bot.id,
             wait.as_secs_f64()
         );

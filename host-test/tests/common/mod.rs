@@ -275,6 +275,29 @@ pub fn numbered_outputs(n: usize) -> String {
     serde_json::json!({"version": 1, "tasks": tasks}).to_string()
 }
 
+/// A BitBake-style run script of about `bytes` bytes: exports, many shell
+/// functions (each appending a line to `out`), then the task function that
+/// calls them all. Returns the text and how many lines it writes.
+pub fn bitbake_script(bytes: usize, out: &str) -> (String, usize) {
+    let mut s =
+        String::from("#!/bin/sh\nset -e\nexport CC=\"x86_64-poky-linux-gcc  -m64 -march=core2\"\n");
+    let mut n = 0;
+    while s.len() < bytes {
+        s += &format!(
+            "# line: 42, file: /srv/poky/meta/classes-recipe/autotools.bbclass\n\
+             autotools_step_{n}() {{\n\tbbnote \"step {n}: 'quoted' \\\"and\\\" $CC\" >/dev/null\n\
+             \tprintf '%s\\n' \"step {n}\" >> {out}\n}}\n\nbbnote() {{ echo \"NOTE: $*\"; }}\n"
+        );
+        n += 1;
+    }
+    s += "do_compile() {\n";
+    for i in 0..n {
+        s += &format!("\tautotools_step_{i}\n");
+    }
+    s += "}\n\ndo_compile\n";
+    (s, n)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
