@@ -6,6 +6,7 @@
 //! component's.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,10 @@ use crate::console::{Console, Verbosity};
 use crate::outputs;
 use crate::process::{Activity, JobserverMode};
 use crate::remote_run::Executor;
+use crate::workspace_lock::{Holder, WorkspaceLock};
 use crate::{
-    CallError, Controls, ImportOptions, Report, RunError, RunOptions, Runqueue, Workspace,
+    CallError, CallResult, Controls, ImportOptions, Report, RunError, RunOptions, Runqueue,
+    Summary, Workspace,
 };
 
 /// The environment variable naming the component file.
@@ -122,6 +125,10 @@ enum Request {
         /// make jobserver is served or joined, tasks get no MAKEFLAGS.
         #[arg(long)]
         no_jobserver: bool,
+        /// When another build holds the workspace, exit 2 at once instead
+        /// of waiting for it to finish.
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         keys: Keys,
         #[command(flatten)]
@@ -670,6 +677,7 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         check_reproducible,
         memory_limit,
         no_jobserver,
+        no_wait,
         keys,
         place,
         show,
@@ -684,14 +692,13 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
     let (jobs, no_jobserver, memory_limit) =
         local_limits(executor.is_some(), (jobs, no_jobserver, memory_limit));
     let remote = remote_of(remote_cache, remote_cache_read_only, remote_cache_timeout)?;
+    if remote.is_some() && place.no_cache {
+        let why = "--remote-cache needs a local cache to read through (drop --no-cache)";
+        return Err(bad_input(why));
+    }
     check_writable(&show).map_err(bad_input)?;
     let (signing_key, trusted_keys) = keys.texts()?;
     let rq = loader.load(remote.is_some())?;
-    if remote.is_some() && place.no_cache {
-        return Err(bad_input(
-            "--remote-cache needs a local cache to read through (drop --no-cache)",
-        ));
-    }
     let options = RunOptions {
         max_parallel: jobs,
         keep_going,
@@ -706,6 +713,7 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
         check_reproducible,
         memory_limit,
     };
+    let _lock = hold_workspace(&ws, no_wait, || rq.check(&text), &graph).await?;
     let controls = Controls {
         jobserver: jobserver_mode(jobs, no_jobserver),
         interrupts: Some(interrupt_requests()),
@@ -732,6 +740,33 @@ async fn build(loader: &Loader, request: Request) -> Result<i32, Failure> {
     // Failed, or stopped before everything ran (interrupted).
     let t = &report.totals;
     Ok(build_exit_code(t.failed == 0 && t.not_run == 0))
+}
+
+/// The workspace for this build alone. When another build holds it: exit
+/// 2 (`--no-wait`, or a build nested in the holder), else refuse a bad
+/// graph first (`check`) and wait, saying once who holds it.
+async fn hold_workspace<F: Future<Output = CallResult<Summary>>>(
+    ws: &Workspace,
+    no_wait: bool,
+    check: impl FnOnce() -> F,
+    graph: &Path,
+) -> Result<WorkspaceLock, Failure> {
+    let root = ws.root().to_path_buf();
+    let locked =
+        |e: std::io::Error| bad_input(format!("cannot lock workspace {}: {e}", root.display()));
+    let holder = match WorkspaceLock::try_lock(&root).map_err(locked)? {
+        Ok(lock) => return Ok(lock),
+        Err(holder) => holder,
+    };
+    let busy = holder.describe(&root);
+    if no_wait || matches!(holder, Holder::Ancestor(_)) {
+        return Err(bad_input(busy));
+    }
+    answer(graph, check().await)?;
+    eprintln!("runqueue: {busy}; waiting for it to finish…");
+    WorkspaceLock::lock_async(root.clone())
+        .await
+        .map_err(locked)
 }
 
 /// The console a build prints to, watching for stalled tasks.

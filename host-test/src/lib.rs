@@ -77,6 +77,7 @@ pub mod remote_run;
 mod spawned;
 mod state;
 pub mod worker;
+pub mod workspace_lock;
 
 pub use compile::compile_cache_dir;
 pub use component::{CallError, CallResult, Runqueue, DEFAULT_MEMORY_LIMIT};
