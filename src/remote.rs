@@ -410,8 +410,10 @@ async fn pull_one(
                 .map_err(|e| format!("GET {path}: {e}"))?;
         }
     }
-    cache.put_entry(sig, &bytes)?;
+    // The record first: a build killed between the two then leaves a
+    // record no entry uses, never an entry without its record.
     pull_record(session, cache, sig).await?;
+    cache.put_entry(sig, &bytes)?;
     Ok(true)
 }
 

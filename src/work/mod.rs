@@ -517,12 +517,15 @@ impl<'a, 'g> Run<'a, 'g> {
         let mut committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
         committed.record.peak_bytes = self.records[id].peak_memory;
         self.history.push(committed.record);
+        // The record is written before the entry: a build killed between
+        // the two leaves a record no entry uses (harmless), never an entry
+        // without its record (no cutoff past it, and a warning).
+        if let Some(record) = &committed.outputs {
+            self.entries.push(record_file(record));
+        }
         if let Some(((rel, bytes), sig)) = committed.entry {
             self.entries.push((rel, cache.seal(bytes)));
             self.entry_sigs.push(sig);
-        }
-        if let Some(record) = &committed.outputs {
-            self.entries.push(record_file(record));
         }
         self.late.ran(self.graph, id, committed.outputs.as_ref());
         self.plan.finish(id, true);
