@@ -219,15 +219,19 @@ fn fifos_fail_their_task_or_the_graph_and_never_hang() {
 /// A task that swaps a directory for a symlink leading out (its own cwd,
 /// or the log directory of its recipe) cannot make a later task write
 /// outside: every path is checked when it is used, not remembered.
+///
+/// The swap moves the directory aside rather than deleting it: runqueue
+/// is still writing the task's log there while it runs, so `rm -rf` of
+/// the log directory would race with that writer (rmdir: not empty).
 #[test]
 fn a_directory_swapped_for_a_symlink_out_is_caught_when_used() {
     let outside = tempfile::tempdir().unwrap();
     let out = outside.path().display();
     for (what, swap) in [
-        ("cwd", format!("cd .. && rm -rf w && ln -s {out} w")),
+        ("cwd", format!("cd .. && mv w w.old && ln -s {out} w")),
         (
             "log dir",
-            format!("rm -rf ../.runqueue/logs/r && ln -s {out} ../.runqueue/logs/r"),
+            format!("mv ../.runqueue/logs/r ../r.old && ln -s {out} ../.runqueue/logs/r"),
         ),
     ] {
         let ws = Ws::new();
