@@ -9,7 +9,7 @@ use wasmtime::{Config, Engine, Store};
 
 use crate::compile::{compile_cache_dir, load_cached};
 use crate::options::wit_options;
-use crate::state::{cache_mount, Instance, MemoryLimitReached};
+use crate::state::{cache_mount, Instance, MadeDirs, MemoryLimitReached};
 use crate::Workspace;
 use crate::{add_to_linker, bindings, runner, Controls, Event, HostState, RunOptions};
 use crate::{ImportOptions, Report, RunError, Scheduler, SimulateOptions, Simulation, Summary};
@@ -165,13 +165,17 @@ impl Runqueue {
         workspace: &Workspace,
         on_event: impl FnMut(Event) + Send + 'static,
     ) -> CallResult<Report> {
-        let (mut store, executor, options) = self
-            .instantiate_with(workspace, options, controls, Box::new(on_event))
+        let (mut store, executor, options, made) = self
+            .instantiate_with((workspace, true), options, controls, Box::new(on_event))
             .await?;
         let call = executor
             .runqueue_executor_runner()
             .call_run(&mut store, graph, &options);
-        call.await.map_err(|e| self.call_error(e))
+        let result = call.await.map_err(|e| self.call_error(e));
+        if !matches!(result, Ok(Ok(_))) {
+            made.remove();
+        }
+        result
     }
 
     /// Explains why `task` of `graph` is or is not covered by the cache in
@@ -183,8 +187,13 @@ impl Runqueue {
         options: &RunOptions,
         workspace: &Workspace,
     ) -> CallResult<Vec<String>> {
-        let (mut store, executor, options) = self
-            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
+        let (mut store, executor, options, _) = self
+            .instantiate_with(
+                (workspace, false),
+                options,
+                &Controls::default(),
+                Box::new(|_| {}),
+            )
             .await?;
         let call = executor
             .runqueue_executor_runner()
@@ -200,8 +209,13 @@ impl Runqueue {
         options: &RunOptions,
         workspace: &Workspace,
     ) -> CallResult<Vec<String>> {
-        let (mut store, executor, options) = self
-            .instantiate_with(workspace, options, &Controls::default(), Box::new(|_| {}))
+        let (mut store, executor, options, _) = self
+            .instantiate_with(
+                (workspace, false),
+                options,
+                &Controls::default(),
+                Box::new(|_| {}),
+            )
             .await?;
         let call = executor
             .runqueue_executor_runner()
@@ -209,30 +223,47 @@ impl Runqueue {
         call.await.map_err(|e| self.call_error(e))
     }
 
-    /// An instance for `workspace` with `options`' cache mounted, and the
-    /// options as the component takes them.
+    /// An instance for `workspace` with `options`' cache mounted, the
+    /// options as the component takes them, and the directories made for
+    /// the cache (only a `build`, which stores, makes a missing one).
     async fn instantiate_with(
         &self,
-        workspace: &Workspace,
+        (workspace, building): (&Workspace, bool),
         options: &RunOptions,
         controls: &Controls,
         on_event: Box<dyn FnMut(Event) + Send>,
-    ) -> Result<(Store<HostState>, bindings::Executor, runner::Options), CallError> {
-        let mount = options
+    ) -> Result<
+        (
+            Store<HostState>,
+            bindings::Executor,
+            runner::Options,
+            MadeDirs,
+        ),
+        CallError,
+    > {
+        let mounted = options
             .cache
             .as_deref()
-            .map(|c| cache_mount(c, workspace))
+            .map(|c| cache_mount(c, workspace, building))
             .transpose()
             .map_err(CallError::Trap)?;
+        let (mount, made) = mounted.unzip();
         let instance = Instance {
             workspace: Some(workspace),
             cache: mount.as_ref(),
             remote: options.remote_cache.as_ref(),
             memory_limit: self.memory_limit,
         };
-        let (store, executor) = self.instantiate(instance, controls, on_event).await?;
+        let made = made.unwrap_or_default();
+        let (store, executor) = match self.instantiate(instance, controls, on_event).await {
+            Ok(instance) => instance,
+            Err(e) => {
+                made.remove();
+                return Err(e);
+            }
+        };
         let wit = wit_options(options, mount.map(|m| m.guest_path));
-        Ok((store, executor, wit))
+        Ok((store, executor, wit, made))
     }
 
     /// Simulates `graph` (see the WIT `simulate`); `cache`, when given,
@@ -248,7 +279,7 @@ impl Runqueue {
         let (ws, mount) = match cache {
             Some((ws, dir)) => (
                 Some(ws),
-                Some(cache_mount(dir, ws).map_err(CallError::Trap)?),
+                Some(cache_mount(dir, ws, false).map_err(CallError::Trap)?.0),
             ),
             None => (None, None),
         };

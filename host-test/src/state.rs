@@ -39,8 +39,14 @@ impl CacheMount {
 }
 
 /// A relative cache path without `..` stays in the workspace preopen; any
-/// other is created if needed and preopened on its own.
-pub(crate) fn cache_mount(cache: &Path, ws: &Workspace) -> wasmtime::Result<CacheMount> {
+/// other is preopened on its own. A missing one is made when `make` (a
+/// build, which stores), with the directories made for it; else (a call
+/// that only reads) nothing is made and the component sees an empty cache.
+pub(crate) fn cache_mount(
+    cache: &Path,
+    ws: &Workspace,
+    make: bool,
+) -> wasmtime::Result<(CacheMount, MadeDirs)> {
     use wasmtime::error::Context;
     let rel = cache.to_str().filter(|s| {
         cache.is_relative()
@@ -49,24 +55,53 @@ pub(crate) fn cache_mount(cache: &Path, ws: &Workspace) -> wasmtime::Result<Cach
                 .any(|c| matches!(c, std::path::Component::ParentDir))
             && !s.is_empty()
     });
-    if let Some(rel) = rel {
-        return Ok(CacheMount {
-            guest_path: rel.to_string(),
-            preopen: None,
-        });
-    }
-    let host = if cache.is_relative() {
-        ws.root().join(cache)
-    } else {
-        cache.to_path_buf()
+    let mount = |preopen| CacheMount {
+        guest_path: rel.unwrap_or(CACHE_GUEST_DIR).to_string(),
+        preopen,
     };
-    std::fs::create_dir_all(&host)
+    if rel.is_some() {
+        return Ok((mount(None), MadeDirs::default()));
+    }
+    let host = ws.root().join(cache);
+    if !make && !host.exists() {
+        // Nothing is preopened at the guest path: every read misses.
+        return Ok((mount(None), MadeDirs::default()));
+    }
+    let made = MadeDirs::make(&host)
         .with_context(|| format!("cannot create the cache directory {}", host.display()))?;
     let real = std::fs::canonicalize(&host)?;
-    Ok(CacheMount {
-        guest_path: CACHE_GUEST_DIR.to_string(),
-        preopen: Some(real),
-    })
+    Ok((mount(Some(real)), made))
+}
+
+/// Directories made for a cache, outermost first: removed again (those
+/// still empty) when the call they were made for refuses its input, so
+/// that bad input leaves nothing behind.
+#[derive(Debug, Default)]
+#[must_use]
+pub(crate) struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    fn make(dir: &Path) -> std::io::Result<MadeDirs> {
+        let missing = dir.ancestors().take_while(|a| !a.exists());
+        let mut made: Vec<PathBuf> = missing.map(Path::to_path_buf).collect();
+        made.reverse();
+        let made = MadeDirs(made);
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => Ok(made),
+            Err(e) => {
+                made.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the directories made, innermost first, unless something
+    /// was put in them meanwhile.
+    pub(crate) fn remove(self) {
+        for dir in self.0.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// The error a memory growth past [`MemoryCap`]'s limit traps with.

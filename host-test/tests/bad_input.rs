@@ -433,29 +433,70 @@ fn task_paths_inside_the_cache_or_the_logs_are_refused() {
     }
 }
 
-/// Bad input given a cache directory that does not exist yet creates it
-/// with no subcommand.
+/// Bad input creates nothing wherever the paths point: a new cache
+/// directory several levels deep (in the workspace or outside it), the
+/// report, trace and chart outside it, a new log directory, for every
+/// subcommand that reads a graph; a log directory outside is refused.
 #[test]
-fn bad_input_creates_no_new_cache_directory() {
+fn bad_input_creates_nothing_wherever_the_paths_point() {
+    let outside = tempfile::tempdir().unwrap();
+    let there = |rel: &str| outside.path().join(rel).display().to_string();
     let ws = common::Ws::new();
+    let graphs = [
+        r#"{"version":1,"tasks":[{"id":"a","run":"true","inputs":["missing"]}]}"#,
+        r#"{"version":1,"tasks":[{"id":"a","run":"true","deps":["nope"]}]}"#,
+        r#"{"version":1,"tasks":[{"id":"a","run":"true"}"#,
+    ];
+    let (report, trace, chart) = (
+        there("r/report.json"),
+        there("t/trace.json"),
+        there("c/c.svg"),
+    );
+    let build = [
+        "build", "g.json", "--report", &report, "--trace", &trace, "--chart", &chart,
+    ];
+    let build = [&build[..], &["--logs", "new-logs/deep"]].concat();
+    let outside_cache = there("new/cache");
+    for graph in graphs {
+        ws.write("g.json", graph);
+        for cache in ["NEWDIR/deeper", &outside_cache] {
+            for args in [
+                &build[..],
+                &["plan", "g.json"],
+                &["explain", "g.json", "a"],
+                &["simulate", "g.json"],
+            ] {
+                let out = ws.cli(&[args, &["--cache", cache]].concat());
+                // Only simulate never reads inputs: a missing one is no
+                // bad input to it, and it still creates nothing.
+                let bad = !(args[0] == "simulate" && graph.contains("missing"));
+                assert_eq!(
+                    out.status.code(),
+                    Some(if bad { 2 } else { 0 }),
+                    "{args:?} {graph}"
+                );
+                assert!(!bad || stderr(&out).starts_with("runqueue: invalid graph g.json: "));
+                assert_eq!(ws.listing(), ["g.json"], "{args:?} --cache {cache}");
+                let made: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
+                assert!(made.is_empty(), "{args:?} --cache {cache}: {made:?}");
+            }
+        }
+        let checked = ws.cli(&["check", "g.json"]).status.code();
+        assert_eq!(checked, Some(if graph.contains("missing") { 0 } else { 2 }));
+    }
     ws.write(
         "g.json",
-        r#"{"version":1,"tasks":[{"id":"a","run":"true","inputs":["missing"]}]}"#,
+        r#"{"version":1,"tasks":[{"id":"a","run":"true"}]}"#,
     );
-    for args in [
-        &["build", "g.json"][..],
-        &["plan", "g.json"],
-        &["explain", "g.json", "a"],
-        &["simulate", "g.json"],
-    ] {
-        let out = ws.cli(&[args, &["--cache", "NEWDIR"]].concat());
-        assert!(
-            !ws.join("NEWDIR").exists(),
-            "{args:?} made it: {}",
-            stderr(&out)
-        );
-        assert_eq!(ws.listing(), ["g.json"], "{args:?}");
-    }
+    let out = ws.cli(&["build", "g.json", "--logs", &there("logs")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("leaves the workspace"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.listing(), ["g.json"]);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
 
 /// A FIFO with no writer or a device as the graph is refused without being
