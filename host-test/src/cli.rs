@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 use runqueue::cli::{
     build_exit_code, error_exit, lines, parse_scheduler, parse_seconds, parse_seconds_or_off,
     read_graph, read_text, DEFAULT_CACHE, DEFAULT_LOG_DIR, DEFAULT_REMOTE_TIMEOUT,
-    DEFAULT_SIMULATE_JOBS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK,
+    DEFAULT_SIMULATE_JOBS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, MAX_GRAPH_BYTES,
 };
 use runqueue::plan::Policy;
 
@@ -558,8 +558,16 @@ fn open_workspace(place: &Place) -> Result<Workspace, Failure> {
         .map_err(|e| bad_input(format!("workspace {}: {e}", place.workspace.display())))
 }
 
+/// The graph's text from a file, a pipe or FIFO, or `-` (standard input).
 fn graph_text(path: &Path) -> Result<String, Failure> {
-    read_graph(path).map_err(bad_input)
+    if !crate::pipes::is_pipe(path) {
+        return read_graph(path).map_err(bad_input);
+    }
+    let wait = crate::pipes::WRITER_WAIT;
+    let bytes = crate::pipes::read_pipe(path, "graph ", MAX_GRAPH_BYTES, wait);
+    bytes
+        .and_then(|b| runqueue::cli::graph_text(b, path))
+        .map_err(bad_input)
 }
 
 fn print_all(lines: impl IntoIterator<Item = String>) {

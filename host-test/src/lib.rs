@@ -71,6 +71,7 @@ mod files;
 pub mod http_origin;
 mod options;
 pub mod outputs;
+mod pipes;
 pub mod process;
 pub mod reapi;
 pub mod remote_run;

@@ -58,6 +58,25 @@ impl Fixture {
             .expect("run the runqueue binary")
     }
 
+    /// [`Fixture::cli`] with `input` on standard input.
+    fn cli_fed<'a>(&self, args: impl IntoIterator<Item = &'a OsStr>, input: &[u8]) -> Output {
+        use std::process::Stdio;
+        let mut child = runqueue_command(&self.ws())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the runqueue binary");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // A writer of its own: runqueue may stop reading (at its cap).
+        let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        let out = child.wait_with_output().unwrap();
+        let _ = feeder.join();
+        out
+    }
+
     /// Every path under the fixture but the graph being tried, with its
     /// kind, content (or link target) and modification time.
     fn snapshot(&self, graph: &OsStr) -> BTreeMap<PathBuf, String> {
@@ -92,10 +111,11 @@ impl Fixture {
         out
     }
 
-    /// Runs `build` on `graph` (the bytes, written to `name`) and checks
-    /// the exit code, the exact stderr, an empty stdout, and that nothing
-    /// changed. Returns what went wrong instead of panicking, so a corpus
-    /// run reports every failing case at once.
+    /// Runs `build` on `graph` (the bytes, written to `name`, or given on
+    /// standard input when `name` is `-`) and checks the exit code, the
+    /// exact stderr, an empty stdout, and that nothing changed. Returns
+    /// what went wrong instead of panicking, so a corpus run reports every
+    /// failing case at once.
     fn refuse_named(
         &self,
         name: &OsStr,
@@ -103,14 +123,22 @@ impl Fixture {
         extra: &[&str],
         want: &str,
     ) -> Result<(), String> {
-        std::fs::write(self.ws().join(name), graph).unwrap();
+        let stdin = name == "-";
+        if !stdin {
+            std::fs::write(self.ws().join(name), graph).unwrap();
+        }
         let before = self.snapshot(name);
         let mut args: Vec<&OsStr> = vec![OsStr::new("build"), name];
         args.extend(["-j", "2", "--cache", "../cache"].map(OsStr::new));
         args.extend(extra.iter().map(OsStr::new));
-        let out = self.cli(args);
+        let out = match stdin {
+            true => self.cli_fed(args, graph),
+            false => self.cli(args),
+        };
         let after = self.snapshot(name);
-        std::fs::remove_file(self.ws().join(name)).unwrap();
+        if !stdin {
+            std::fs::remove_file(self.ws().join(name)).unwrap();
+        }
         let mut problems = Vec::new();
         if out.status.code() != Some(2) {
             problems.push(format!("exit {:?}, not 2", out.status.code()));
@@ -160,11 +188,13 @@ fn every_case_of_the_corpus_is_refused_with_its_message_and_changes_nothing() {
         let want = std::fs::read_to_string(path.with_extension("err"))
             .unwrap_or_else(|e| panic!("{}: no .err file: {e}", path.display()));
         let graph = std::fs::read(path).unwrap();
-        if let Err(e) = f.refuse_named(OsStr::new("g.json"), &graph, &[], &want) {
-            failures.push(format!(
-                "{}:\n  {e}",
-                path.file_name().unwrap().to_string_lossy()
-            ));
+        // The same from standard input, named `-` in the message.
+        let fed = want.replacen("invalid graph g.json:", "invalid graph -:", 1);
+        for (name, want) in [("g.json", &want), ("-", &fed)] {
+            if let Err(e) = f.refuse_named(OsStr::new(name), &graph, &[], want) {
+                let case = path.file_name().unwrap().to_string_lossy();
+                failures.push(format!("{case} ({name}):\n  {e}"));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -499,26 +529,37 @@ fn bad_input_creates_nothing_wherever_the_paths_point() {
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
 
-/// A FIFO with no writer or a device as the graph is refused without being
-/// opened or read: no hang, no unbounded read.
+/// A FIFO nobody writes to is refused after a wait (no hang), a device is
+/// refused without being read (no unbounded read), and standard input is
+/// capped like a file.
 #[test]
-fn a_fifo_or_a_device_is_no_graph() {
+fn a_fifo_without_a_writer_a_device_or_too_much_input_is_no_graph() {
     let ws = common::Ws::new();
     let fifo = std::ffi::CString::new(ws.join("fifo").into_os_string().into_vec()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    for (graph, args) in [
-        ("fifo", vec!["check", "fifo"]),
-        ("/dev/zero", vec!["check", "/dev/zero"]),
-        ("fifo", vec!["build", "fifo"]),
+    let lonely = "runqueue: graph fifo: no process opened this FIFO for writing within 5 s\n";
+    for (args, want) in [
+        (vec!["check", "fifo"], lonely.to_string()),
+        (vec!["build", "fifo"], lonely.to_string()),
+        (
+            vec!["check", "/dev/zero"],
+            "runqueue: graph /dev/zero is not a regular file\n".to_string(),
+        ),
     ] {
-        let out = ws.cli_within(20, &args);
+        let out = ws.cli_within(30, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(
-            stderr(&out),
-            format!("runqueue: graph {graph} is not a regular file\n")
-        );
+        assert_eq!(stderr(&out), want);
     }
+    assert_eq!(ws.listing(), ["fifo"]);
+    let cap = runqueue::cli::MAX_GRAPH_BYTES;
+    let f = Fixture::new();
+    let too_much = vec![b' '; cap as usize + 4096];
+    let out = f.cli_fed(["check", "-"].map(OsStr::new), &too_much);
+    assert_eq!(out.status.code(), Some(2));
+    let over = cap + 1;
+    let want = format!("runqueue: graph - is {over} bytes or more; the limit is {cap}\n");
+    assert_eq!(stderr(&out), want);
 }
 
 #[test]

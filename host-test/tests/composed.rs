@@ -238,6 +238,16 @@ fn the_wasmtime_cli_runs_the_composed_component() {
         "g.json: OK: 5 tasks, 4 dependencies, 4 without dependencies, 1 final\n\
          longest path (2 tasks): a:do_compile -> image:do_rootfs\n"
     );
+    // `-`: the graph on standard input, as the native CLI takes it.
+    let fed = std::process::Command::new(wasmtime_cli())
+        .arg("run")
+        .args(["--dir", &dir])
+        .arg(composed_path())
+        .args(["check", "-"])
+        .stdin(std::fs::File::open(ws.join("g.json")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&fed), stdout(&check).replacen("g.json", "-", 1));
     let build = run(&["build", "g.json", "-j", "4"]);
     assert!(build.status.success(), "{}", stderr(&build));
     assert!(

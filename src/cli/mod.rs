@@ -61,11 +61,23 @@ pub fn error_exit(graph: &str, e: &Error) -> (i32, String) {
     }
 }
 
+/// The graph name that means standard input.
+pub const STDIN: &str = "-";
+
 /// A graph file's text: refused if it is not a regular file (a FIFO or a
 /// device is never opened), larger than [`MAX_GRAPH_BYTES`] (however large
-/// it says it is: no more is read) or not UTF-8.
+/// it says it is: no more is read) or not UTF-8. `-` reads standard input
+/// to its end, with the same cap.
 pub fn read_graph(path: &Path) -> Result<String, String> {
-    let bytes = read_capped(path, "graph ", MAX_GRAPH_BYTES)?;
+    let bytes = match path.to_str() == Some(STDIN) {
+        true => read_capped_from(std::io::stdin().lock(), "graph ", path, MAX_GRAPH_BYTES)?,
+        false => read_capped(path, "graph ", MAX_GRAPH_BYTES)?,
+    };
+    graph_text(bytes, path)
+}
+
+/// Bytes read as the graph `path` as its text, if they are UTF-8.
+pub fn graph_text(bytes: Vec<u8>, path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "graph {} is not UTF-8 text (bad byte at offset {})",
@@ -84,23 +96,40 @@ pub fn read_text(path: &Path) -> Result<String, String> {
 /// The bytes of the regular file `path`, at most `cap` of them; `what`
 /// starts the messages ("graph ").
 fn read_capped(path: &Path, what: &str, cap: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{what}{shown} is not a regular file"));
     }
-    let too_big = |n: u64| format!("{what}{shown} is {n} bytes or more; the limit is {cap}");
     if meta.len() > cap {
-        return Err(too_big(meta.len()));
+        return Err(format!(
+            "{what}{shown} is {} bytes or more; the limit is {cap}",
+            meta.len()
+        ));
     }
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
+    read_capped_from(file, what, path, cap)
+}
+
+/// All of `from` up to its end, refused past `cap` bytes (no more than one
+/// byte past it is read); `what` and `path` name it in messages.
+pub fn read_capped_from(
+    from: impl std::io::Read,
+    what: &str,
+    path: &Path,
+    cap: u64,
+) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
     let mut bytes = Vec::new();
-    file.take(cap + 1)
+    from.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {what}{shown}: {e}"))?;
     if bytes.len() as u64 > cap {
-        return Err(too_big(cap + 1));
+        let n = cap + 1;
+        return Err(format!(
+            "{what}{shown} is {n} bytes or more; the limit is {cap}"
+        ));
     }
     Ok(bytes)
 }
