@@ -43,12 +43,19 @@ fn from_file(ws: &Ws, args: &[&'static str]) -> String {
     answer(&out, "g.file")
 }
 
-/// stdout with the graph's name (it starts `check`'s line) made alike.
+/// stdout with the graph's name (it starts `check`'s line) made alike,
+/// and without the times a build's summary gives (they differ run to run).
 fn answer(out: &Output, name: &str) -> String {
     assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(out));
     let text = stdout(out).replace(&format!("{name}:"), "GRAPH:");
+    let timed = |l: &&str| l.starts_with("Critical path") || l.starts_with("Slowest tasks");
+    let lines: Vec<&str> = text.lines().filter(|l| !timed(l)).collect();
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(" Wall time").next().unwrap())
+        .collect();
     assert!(!text.is_empty());
-    text
+    text.join("\n")
 }
 
 /// The `/dev/fd/N` bash named the pipe, if `check` printed it.
