@@ -612,9 +612,15 @@ fn an_unusable_cache_only_warns() {
 /// Four builds at once into one shared cache, each writing the same 8 MB
 /// output and a different one, blobs stored by the host several at a time:
 /// every entry is whole, every blob holds the bytes its name promises, the
-/// journal has every run, and a fifth workspace restores from it.
+/// journal has every run (a build that starts late may restore `same`
+/// instead: runs plus restores are all eight tasks), and a fifth workspace
+/// restores from it.
 #[test]
 fn concurrent_builds_sharing_one_cache_agree_blob_by_blob() {
+    let rerun_count = |summary: &str| -> usize {
+        let at = summary.find(" of which ").expect("a summary line") + 10;
+        summary[at..].split(' ').next().unwrap().parse().unwrap()
+    };
     let shared = tempfile::tempdir().unwrap();
     let cache = shared.path().join("cache");
     let graph = |n: usize| {
@@ -631,21 +637,25 @@ fn concurrent_builds_sharing_one_cache_agree_blob_by_blob() {
             let child = common::runqueue_command(ws.path())
                 .args(["build", "g.json", "--cache"])
                 .arg(&cache)
-                .stdout(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
             (ws, child)
         })
         .collect();
+    let mut restored = 0;
     for (_ws, child) in builds {
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert_eq!(stderr(&out), "", "no warnings");
+        restored += rerun_count(&stdout(&out));
     }
     assert_cache_consistent(&cache);
     let journal = std::fs::read_to_string(cache.join("journal")).unwrap();
-    assert_eq!(journal.lines().count(), 8, "every run recorded:\n{journal}");
+    let runs = journal.lines().count();
+    assert_eq!(journal.matches(r#""task":"own""#).count(), 4, "{journal}");
+    assert_eq!(runs + restored, 8, "every run recorded:\n{journal}");
     let fresh = Ws::new();
     fresh.write("g.json", &graph(2));
     let out = common::runqueue_command(fresh.path())

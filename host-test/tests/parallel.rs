@@ -354,6 +354,21 @@ fn the_default_limit_follows_affinity_and_the_cpu_quota() {
     std::fs::write(format!("{dir}/{}", quota.0), quota.1).unwrap();
     let wrap = format!(r#"echo $$ > {dir}/cgroup.procs && exec "$@""#);
     let limit = default_limit(&wrap);
-    std::fs::remove_dir(&dir).unwrap();
+    remove_cgroup(&dir);
     assert_eq!(limit, "1");
+}
+
+/// Removes an emptied cgroup. The kernel lets go of a reaped process's
+/// cgroup a moment later, so removal can say EBUSY at first (it did, on a
+/// loaded machine).
+fn remove_cgroup(dir: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(16) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
