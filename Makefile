@@ -74,7 +74,8 @@ buildgrid:
 ## only when a source changed. The command and the WASI-only provider are
 ## composed by wasm-tools, which cannot leave an export out: hence the
 ## command build.
-SOURCES := Cargo.toml $(wildcard src/*.rs src/cli/*.rs wit/*.wit)
+# Every source of the guest, however deep, and every WIT file.
+SOURCES := Cargo.toml Cargo.lock $(shell find src wit -name '*.rs' -o -name '*.wit')
 COMMAND := $(RELEASE)/runqueue-command.wasm
 $(RELEASE)/runqueue-remote.wasm: $(SOURCES) | wasm-target
 	$(CARGO) build -p runqueue --features remote-cache --target $(WASM) --release
@@ -102,7 +103,7 @@ test: component tools
 ##       `make test` runs 300)
 FUZZ_CASES ?= 100000
 fuzz:
-	RUNQUEUE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p runqueue --lib graph_fuzz
+	RUNQUEUE_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p runqueue --lib graph::fuzz::
 
 ## demo: build the bundled example (three small C "recipes" and an image) at -j$(JOBS),
 ##       then build it again: everything comes from the cache

@@ -10,21 +10,21 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::cache::reuse::{self, Fate, Notes};
+use crate::cache::signature::signatures_in;
+use crate::cache::signing::{Signer, Trust};
 use crate::cache::Cache;
-use crate::confine;
-use crate::estimate::{expected_durations, recorded_durations};
+use crate::graph::confine;
+use crate::graph::import;
 use crate::graph::{Graph, TaskId, TaskMap};
-use crate::import;
-use crate::plan::{longest_chain, remaining_path, Policy};
 use crate::remote::Remote;
-use crate::report::Report;
-use crate::reproducible;
-use crate::reuse::{self, Fate, Notes};
+use crate::run::report::Report;
+use crate::run::reproducible;
+use crate::run::{self, Config, Seams};
+use crate::schedule::estimate::{expected_durations, recorded_durations};
+use crate::schedule::plan::{longest_chain, remaining_path, Policy};
+use crate::schedule::simulate::{durations_for, parse_durations};
 use crate::seams::{FileModes, Files, Processes, Progress};
-use crate::signature::signatures_in;
-use crate::signing::{Signer, Trust};
-use crate::simulate::{durations_for, parse_durations};
-use crate::work::{self, Config, Seams};
 
 /// Why a request was not carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub struct Options {
     /// Every dependent's signature chains (no early cutoff).
     pub no_cutoff: bool,
     /// Build twice, the second time in another directory, and fail what
-    /// is not reproducible ([`crate::reproducible`]).
+    /// is not reproducible ([`crate::run::reproducible`]).
     pub check_reproducible: bool,
     /// Bytes the running tasks may use between them; `None` asks the
     /// host, `Some(0)` turns memory-aware starts off.
@@ -123,7 +123,7 @@ pub struct SimulateOptions {
     pub memory_limit: Option<u64>,
 }
 
-/// What a simulated build took (see [`crate::simulate::Simulation`]).
+/// What a simulated build took (see [`crate::schedule::simulate::Simulation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Simulated {
     pub makespan_ms: u64,
@@ -167,7 +167,7 @@ pub struct Host<'a> {
 
 fn parse(text: &str) -> Result<Graph, Error> {
     let graph = Graph::parse(text).map_err(|e| Error::InvalidGraph(e.to_string()))?;
-    crate::lognames::check(&graph).map_err(Error::InvalidGraph)?;
+    crate::graph::lognames::check(&graph).map_err(Error::InvalidGraph)?;
     Ok(graph)
 }
 
@@ -232,7 +232,7 @@ pub async fn run(graph: &str, options: &Options, host: Host<'_>) -> Result<Repor
     };
     let report = match options.check_reproducible {
         true => reproducible::check(&graph, &config, seams).await,
-        false => work::run(&graph, &config, seams).await,
+        false => run::run(&graph, &config, seams).await,
     };
     report.map_err(Error::InvalidGraph)
 }
@@ -342,8 +342,9 @@ pub fn simulate(graph: &str, options: &SimulateOptions) -> Result<Simulated, Err
     let known = recorded_durations(&graph, cache.as_ref(), given, |_| true);
     let durations = expected_durations(&graph, known.as_slice());
     let slots = options.max_parallel.max(1) as usize;
-    let peaks = crate::simulate::Memory::recorded(&graph, cache.as_ref(), options.memory_limit);
-    let sim = crate::simulate::simulate_within(
+    let peaks =
+        crate::schedule::simulate::Memory::recorded(&graph, cache.as_ref(), options.memory_limit);
+    let sim = crate::schedule::simulate::simulate_within(
         &graph,
         (&durations, &durations),
         options.policy,

@@ -118,7 +118,7 @@ fn main(args: &[String]) -> Result<i32, String> {
 }
 
 /// Prints the build's summary lines; the exit code.
-fn summary(report: &crate::report::Report) -> i32 {
+fn summary(report: &crate::run::report::Report) -> i32 {
     let out = lines::summary_lines(&lines::Tally {
         total: report.tasks.len() as u32,
         succeeded: report.succeeded as u32,

@@ -8,10 +8,10 @@ use std::path::Path;
 use wstd::runtime::{block_on, AsyncPollable};
 
 use crate::api::{self, Host, RemoteSettings};
-#[cfg(not(feature = "command"))]
-use crate::plan::Policy;
 use crate::remote::Remote;
-use crate::report::{ExitStatus, Outcome, Report, TaskRecord};
+use crate::run::report::{ExitStatus, Outcome, Report, TaskRecord};
+#[cfg(not(feature = "command"))]
+use crate::schedule::plan::Policy;
 use crate::seams::{self, Command, Event, FileModes, LocalFuture, Processes, Progress};
 
 #[cfg(not(feature = "command"))]
@@ -146,7 +146,7 @@ fn base_env() -> BTreeMap<String, String> {
 fn connect_remote(remote: &RemoteSettings) -> Result<Box<dyn Remote>, String> {
     #[cfg(feature = "remote-cache")]
     {
-        let client = crate::http_remote::HttpRemote::new(&remote.url, remote.timeout_ms)?;
+        let client = crate::remote::http::HttpRemote::new(&remote.url, remote.timeout_ms)?;
         Ok(Box::new(client))
     }
     #[cfg(not(feature = "remote-cache"))]

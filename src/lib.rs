@@ -10,9 +10,9 @@
 //!   together with every other running child.
 //! - **A dynamic ready queue, never waves.** A free slot is filled the moment
 //!   any task ends, by the ready task with the longest remaining path
-//!   ([`plan`]).
+//!   ([`schedule::plan`]).
 //! - **A failed task's dependents never run**; without keep-going nothing new
-//!   starts after the first failure ([`plan::Plan::finish`]).
+//!   starts after the first failure ([`schedule::plan::Plan::finish`]).
 //! - **Logic is plain Rust.** [`api`] is runqueue as a plain-Rust API on
 //!   plain types; everything under it compiles and tests natively. The WIT
 //!   export in `component` (wasm only) only converts types and calls
@@ -25,40 +25,17 @@
 
 #![deny(unsafe_code)]
 
-pub mod admit;
 pub mod api;
-pub mod blobs;
 pub mod cache;
 pub mod cli;
-pub mod confine;
-pub mod cutoff;
-pub mod digest;
-pub mod estimate;
 pub mod graph;
-#[cfg(test)]
-mod graph_fuzz;
-pub mod import;
-pub mod journal;
-pub mod lognames;
-pub mod overlap;
-pub mod plan;
-#[cfg(test)]
-mod plan_properties;
 pub mod remote;
-pub mod report;
-pub mod reproducible;
-pub mod reuse;
+pub mod run;
+pub mod schedule;
 pub mod seams;
-pub mod signature;
-pub mod signing;
-pub mod simulate;
-pub mod wfile;
-pub mod work;
 
 #[cfg(target_arch = "wasm32")]
 mod command;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // the bindings' generated export glue
 mod component;
-#[cfg(all(target_arch = "wasm32", feature = "remote-cache"))]
-mod http_remote;

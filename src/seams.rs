@@ -9,8 +9,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
-pub use crate::blobs::Blob;
-use crate::report::{ExitStatus, TaskRecord};
+pub use crate::cache::blobs::Blob;
+use crate::run::report::{ExitStatus, TaskRecord};
 
 /// A boxed future on the component's one thread (not `Send`).
 pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -120,7 +120,7 @@ pub enum Event<'a> {
     /// entry, a cache that cannot be written).
     Warning(&'a str),
     /// The next task to start waits for something other than a free
-    /// slot ([`crate::plan::Hold`]'s name); told when that changes.
+    /// slot ([`crate::schedule::plan::Hold`]'s name); told when that changes.
     Held {
         task: &'a str,
         why: &'a str,

@@ -18,8 +18,8 @@ use std::path::Path;
 use common::runners::{
     load, measure, median, moevm_durations, ninja, reset, rq, secs, write_ninja,
 };
-use runqueue::plan::Policy;
-use runqueue::simulate::simulate;
+use runqueue::schedule::plan::Policy;
+use runqueue::schedule::simulate::simulate;
 
 /// Every task of `json` declares `stamps/<id>` as its output.
 fn with_stamps(json: &str) -> String {

@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
 
-use runqueue::estimate::expected_durations;
 use runqueue::graph::Graph;
-use runqueue::plan::Policy;
-use runqueue::simulate::simulate;
+use runqueue::schedule::estimate::expected_durations;
+use runqueue::schedule::plan::Policy;
+use runqueue::schedule::simulate::simulate;
 
 fn main() {
     let report = common::report_path();

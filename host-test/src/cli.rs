@@ -17,7 +17,7 @@ use runqueue::cli::{
     read_graph, read_text, DEFAULT_CACHE, DEFAULT_LOG_DIR, DEFAULT_REMOTE_TIMEOUT,
     DEFAULT_SIMULATE_JOBS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, MAX_GRAPH_BYTES,
 };
-use runqueue::plan::Policy;
+use runqueue::schedule::plan::Policy;
 
 use crate::console::{Console, Verbosity};
 use crate::outputs;
@@ -491,7 +491,8 @@ fn keygen(name: &str, secret: &Path, public: &Path) -> Result<i32, Failure> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
         .map_err(|e| bad_input(format!("cannot read /dev/urandom: {e}")))?;
-    let (secret_text, public_text) = runqueue::signing::keygen(name, seed).map_err(bad_input)?;
+    let (secret_text, public_text) =
+        runqueue::cache::signing::keygen(name, seed).map_err(bad_input)?;
     for path in [secret, public] {
         if std::fs::symlink_metadata(path).is_ok() {
             return Err(bad_input(format!(

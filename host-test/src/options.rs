@@ -122,8 +122,8 @@ pub fn from_wit_simulation(s: Simulation) -> runqueue::api::Simulated {
 }
 
 /// A scheduling policy as the component takes it.
-pub fn to_wit_scheduler(p: runqueue::plan::Policy) -> Scheduler {
-    use runqueue::plan::Policy;
+pub fn to_wit_scheduler(p: runqueue::schedule::plan::Policy) -> Scheduler {
+    use runqueue::schedule::plan::Policy;
     match p {
         Policy::CriticalPath => Scheduler::CriticalPath,
         Policy::Speed => Scheduler::Speed,

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{stderr, stdout, Ws};
+use runqueue::cache::digest::hash_file;
 use runqueue::cache::{Cache, Lookup, OutputEntry};
-use runqueue::digest::hash_file;
 use runqueue_host::{RunOptions, TaskState, Workspace};
 
 /// Four tasks over real files: a fetch with an input file, a compile with

@@ -5,7 +5,7 @@
 //! Knows words; knows nothing of WIT or files.
 
 use crate::api::{Options, RemoteSettings};
-use crate::plan::Policy;
+use crate::schedule::plan::Policy;
 
 use super::{
     millis, parse_scheduler, parse_seconds, DEFAULT_CACHE, DEFAULT_REMOTE_TIMEOUT,

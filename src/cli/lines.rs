@@ -4,7 +4,7 @@
 //! Knows the API's results; knows nothing of WIT or of either host.
 
 use crate::api::{Simulated, Summary};
-use crate::plan::Policy;
+use crate::schedule::plan::Policy;
 
 /// What `check` says of a valid graph.
 pub fn check_lines(graph: &str, s: &Summary) -> [String; 2] {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::api::Error;
 use crate::graph::seconds_to_ms;
-use crate::plan::Policy;
+use crate::schedule::plan::Policy;
 
 /// Exit code: every task succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -29,7 +29,7 @@ pub const EXIT_INTERNAL: i32 = 3;
 /// relative to the workspace.
 pub const DEFAULT_CACHE: &str = ".runqueue/cache";
 /// Where logs go unless `--logs` says otherwise.
-pub const DEFAULT_LOG_DIR: &str = crate::confine::DEFAULT_LOG_DIR;
+pub const DEFAULT_LOG_DIR: &str = crate::graph::confine::DEFAULT_LOG_DIR;
 /// `simulate`'s virtual slots unless `-j` says otherwise.
 pub const DEFAULT_SIMULATE_JOBS: u32 = 8;
 /// How long one remote cache request may take unless

@@ -11,7 +11,7 @@
 //! bundled host prints when its output is not a terminal.
 //!
 //! Its `files` (storing into and restoring from the cache's blobs) is
-//! runqueue's own `src/blobs.rs` over `wasi:filesystem`, done at once: a
+//! runqueue's own `src/cache/blobs.rs` over `wasi:filesystem`, done at once: a
 //! WASI-only provider has no other thread to do it on, so its jobs are
 //! finished when they are returned.
 
@@ -29,15 +29,19 @@ wit_bindgen::generate!({
     with: { "wasi:io/poll@0.2.12": wasip2::io::poll },
 });
 
-#[path = "../../../src/blobs.rs"]
+#[path = "../../../src/cache/blobs.rs"]
 #[allow(dead_code)]
 mod blobs;
-#[path = "../../../src/digest.rs"]
+#[path = "../../../src/cache/digest.rs"]
 #[allow(dead_code)]
 mod digest;
-#[path = "../../../src/wfile.rs"]
+#[path = "../../../src/cache/wfile.rs"]
 #[allow(dead_code)]
 mod wfile;
+/// Where the guest's files find each other (`crate::cache::digest`, …).
+mod cache {
+    pub(crate) use super::{digest, wfile};
+}
 
 use exports::runqueue::executor::files;
 use exports::runqueue::executor::process::{self as wit, Command, ExitStatus, SpawnError};

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runqueue::estimate::expected_durations;
+use runqueue::graph::import::{self, ImportOptions};
 use runqueue::graph::Graph;
-use runqueue::import::{self, ImportOptions};
-use runqueue::simulate::{durations_for, parse_durations};
+use runqueue::schedule::estimate::expected_durations;
+use runqueue::schedule::simulate::{durations_for, parse_durations};
 
 /// The CLI of this build's target directory (`CARGO_TARGET_DIR` is
 /// honoured): `cargo bench` builds the benchmarks next to it.

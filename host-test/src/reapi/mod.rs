@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 /// The sha256 digest of `bytes`.
 pub fn digest(bytes: &[u8]) -> re::Digest {
     re::Digest {
-        hash: runqueue::digest::sha256_hex(bytes),
+        hash: runqueue::cache::digest::sha256_hex(bytes),
         size_bytes: bytes.len() as i64,
     }
 }

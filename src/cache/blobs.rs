@@ -11,10 +11,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::digest::{
+use crate::cache::digest::{
     copy_hashing, hash_file, io_text, is_sha256_hex, open_regular, sha256_hex, unique_suffix,
 };
-use crate::wfile::{self, How};
+use crate::cache::wfile::{self, How};
 
 /// A file's content: its sha256 (hex) and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl BlobSink {
     pub fn finish(mut self) -> Result<u64, String> {
         use sha2::Digest;
         self.file = None;
-        let actual = crate::digest::hex(&std::mem::take(&mut self.hasher).finalize());
+        let actual = crate::cache::digest::hex(&std::mem::take(&mut self.hasher).finalize());
         if actual != self.hash {
             return Err(format!(
                 "blob {} has the wrong bytes (their sha256 is {actual})",

@@ -7,10 +7,7 @@
 //!
 //! Knows task paths; knows nothing of files on disk.
 
-use crate::graph::{is_within, GraphError, Task};
-
-/// The directory runqueue keeps for itself inside the workspace.
-pub const RESERVED: &str = ".runqueue";
+use crate::graph::{is_within, GraphError, Task, RESERVED};
 
 /// One path of one task: (path, task index, position in its list).
 type Entry<'a> = (&'a str, usize, usize);

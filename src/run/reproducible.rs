@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::cache::signature::hash_inputs_by;
 use crate::cache::{collect_outputs, file_paths, with_blobs, OutputEntry};
 use crate::graph::{Graph, TaskId};
-use crate::report::{Outcome, Report};
+use crate::run::report::{Outcome, Report};
+use crate::run::{self, Config, Seams};
 use crate::seams::{
     Blob, Child, Command, Event, FileModes, Files, LocalFuture, Processes, Progress, RestoreFile,
 };
-use crate::signature::hash_inputs_by;
-use crate::work::{self, Config, Seams};
 
 /// The second directory, relative to the workspace, made afresh each time.
 pub const SECOND_DIR: &str = ".runqueue/repro";
@@ -30,7 +30,7 @@ const SCRATCH_CAS: &str = ".runqueue/repro-cas";
 
 /// Builds `graph` twice without a cache (ignoring `config.cache`) and
 /// reports the first build, with the tasks that are not reproducible
-/// failed. `Err` is bad input, as for [`work::run`].
+/// failed. `Err` is bad input, as for [`crate::run::run`].
 pub async fn check(graph: &Graph, config: &Config, seams: Seams<'_>) -> Result<Report, String> {
     let Seams {
         processes,
@@ -50,7 +50,7 @@ pub async fn check(graph: &Graph, config: &Config, seams: Seams<'_>) -> Result<R
         files,
         remote: None,
     };
-    let mut report = work::run(graph, &first, seams).await?;
+    let mut report = run::run(graph, &first, seams).await?;
     if !report.all_done() {
         return Ok(report);
     }
@@ -71,7 +71,7 @@ pub async fn check(graph: &Graph, config: &Config, seams: Seams<'_>) -> Result<R
         files: &pfiles,
         remote: None,
     };
-    let again = work::run(graph, &second, seams).await?;
+    let again = run::run(graph, &second, seams).await?;
     let differences = compare(graph, (ws, &second.workspace), (modes, &pmodes), files).await;
     fail_unreproducible(&mut report, &again, differences, quiet.0);
     Ok(report)

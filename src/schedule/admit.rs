@@ -15,9 +15,9 @@
 
 use std::collections::HashMap;
 
-use crate::estimate::task_name;
 use crate::graph::{Graph, TaskId, TaskMap};
-use crate::plan::Hold;
+use crate::schedule::estimate::task_name;
+use crate::schedule::plan::Hold;
 use crate::seams::Processes;
 
 /// Pressure is measured over at least this long.

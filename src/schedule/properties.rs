@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
 use crate::graph::{Graph, TaskId};
-use crate::plan::{Plan, Policy, SkipReason, TaskState};
+use crate::schedule::plan::{Plan, Policy, SkipReason, TaskState};
 use proptest::prelude::*;
 
 /// A random graph: each task depends on a few earlier ones; some tasks

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::estimate::task_name;
+use crate::schedule::estimate::task_name;
 
 /// A BitBake task id `recipe.do_task` as a graph id `recipe:do_task`; the
 /// split is at the last `.do_`, since recipe names contain dots.

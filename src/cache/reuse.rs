@@ -8,18 +8,18 @@
 
 use std::path::Path;
 
-use crate::cache::{
-    collect_outputs, entry_file, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
-};
-use crate::cutoff::{
+use crate::cache::cutoff::{
     equivalence, identical_to, new_record, now_secs, outputs_digest, unihash_of_outputs,
     Equivalence, OutputsRecord,
 };
+use crate::cache::journal::Record;
+use crate::cache::signature::{differences, Signature, Signatures};
+use crate::cache::{
+    collect_outputs, entry_file, with_blobs, ActionEntry, Cache, Lookup, OutputEntry, StoreError,
+};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
-use crate::journal::Record;
-use crate::plan::Policy;
+use crate::schedule::plan::Policy;
 use crate::seams::{Blob, FileModes, Files, LocalFuture};
-use crate::signature::{differences, Signature, Signatures};
 
 /// What the build does with a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -520,7 +520,8 @@ pub fn plan(graph: &Graph, fates: &TaskMap<Fate>, durations: &[u64]) -> Vec<Stri
             }
         })
         .collect();
-    let sim = crate::simulate::simulate(graph, &weights, &weights, Policy::CriticalPath, 1);
+    let sim =
+        crate::schedule::simulate::simulate(graph, &weights, &weights, Policy::CriticalPath, 1);
     let mut order: Vec<TaskId> = graph.ids().collect();
     order.sort_by_key(|&id| (sim.starts[id.index()], covered(id), id));
     let count = |f: fn(&Fate) -> bool| fates.iter().filter(|x| f(x)).count();

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{hash_file, sha256_hex};
+use crate::cache::digest::{hash_file, sha256_hex};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::seams::Files;
 
@@ -33,7 +33,7 @@ pub struct SigParts {
     /// Every input file (directories expanded to the files below them) to
     /// `sha256:<hex>`, or a symlink to `symlink:<target>`.
     pub inputs: BTreeMap<String, String>,
-    /// Each dependency's id to its unihash ([`crate::cutoff`]): the digest
+    /// Each dependency's id to its unihash ([`crate::cache::cutoff`]): the digest
     /// of its outputs and of its own dependencies', or its signature.
     pub deps: BTreeMap<String, String>,
     /// For `nostamp` tasks, a value unique to this run; otherwise absent.
@@ -171,7 +171,7 @@ fn walk(root: &Path, rel: &str, found: &mut Vec<(String, Found)>) -> Result<(), 
                 it.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
                     .collect()
             })
-            .map_err(|e| crate::digest::io_text(&e))?;
+            .map_err(|e| crate::cache::digest::io_text(&e))?;
         names.sort();
         for name in names {
             walk(root, &format!("{rel}/{name}"), found)?;
@@ -195,7 +195,7 @@ pub struct Signature {
 /// `ws` as it is now: refuses task paths that lead out through a symlink
 /// and hashes the inputs (a missing one is an error naming the task).
 pub fn signatures_in(graph: &Graph, ws: &Path, run_nonce: &str) -> Result<Signatures, String> {
-    crate::confine::check_paths(graph, ws)?;
+    crate::graph::confine::check_paths(graph, ws)?;
     Ok(Signatures::new(graph, hash_inputs(graph, ws)?, run_nonce))
 }
 
@@ -206,13 +206,13 @@ pub async fn signatures_by(
     run_nonce: &str,
     files: &dyn Files,
 ) -> Result<Signatures, String> {
-    crate::confine::check_paths(graph, ws)?;
+    crate::graph::confine::check_paths(graph, ws)?;
     let inputs = hash_inputs_by(graph, ws, files).await?;
     Ok(Signatures::new(graph, inputs, run_nonce))
 }
 
 /// Task signatures, made as they become known: a task is signed once the
-/// unihash of each of its dependencies is known (see [`crate::cutoff`]:
+/// unihash of each of its dependencies is known (see [`crate::cache::cutoff`]:
 /// the digest of its outputs, or its own signature).
 pub struct Signatures {
     /// What the graph and the inputs say of each task, without its

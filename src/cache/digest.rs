@@ -111,7 +111,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// sha256 and size of what was copied. The caller renames `to` into place.
 pub fn copy_hashing(from: &Path, to: &Path) -> io::Result<(String, u64)> {
     let mut src = open_regular(from)?;
-    let mut dst = crate::wfile::open(to, crate::wfile::How::New)?;
+    let mut dst = crate::cache::wfile::open(to, crate::cache::wfile::How::New)?;
     let hashed = hash_stream(&mut src, |chunk| dst.write_all(chunk))?;
     dst.flush()?;
     Ok(hashed)

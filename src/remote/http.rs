@@ -9,7 +9,7 @@ use wstd::http::{Body, Client, Request};
 
 use std::cell::RefCell;
 
-use crate::blobs::BlobSink;
+use crate::cache::blobs::BlobSink;
 use crate::remote::{Failure, Fut, Remote, MAX_ENTRY_BYTES};
 
 pub struct HttpRemote {

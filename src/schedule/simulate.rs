@@ -6,11 +6,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::admit::Admission;
 use crate::cache::Cache;
-use crate::estimate::{recorded_peaks, task_name};
 use crate::graph::{Graph, TaskId};
-use crate::plan::{longest_chain, remaining_path, Hold, Plan, Policy};
+use crate::schedule::admit::Admission;
+use crate::schedule::estimate::{recorded_peaks, task_name};
+use crate::schedule::plan::{longest_chain, remaining_path, Hold, Plan, Policy};
 
 /// What a simulated build took.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{io_text, unique_suffix};
-use crate::signature::SigParts;
-use crate::wfile::{self, How};
+use crate::cache::digest::{io_text, unique_suffix};
+use crate::cache::signature::SigParts;
+use crate::cache::wfile::{self, How};
 
 /// How many recent durations the history keeps per task.
 pub const HISTORY_DURATIONS: usize = 10;

@@ -99,7 +99,7 @@ pub struct TaskRecord {
     pub peak_memory: Option<u64>,
     /// The kernel's OOM killer ended its first run; it ran again alone.
     pub oom_rerun: bool,
-    /// Why it waited while ready ([`crate::plan::Hold`] names), first seen
+    /// Why it waited while ready ([`crate::schedule::plan::Hold`] names), first seen
     /// first.
     pub held_by: Vec<&'static str>,
     /// Where its process ran: `None` here, else the remote worker.

@@ -18,6 +18,9 @@
 //! Knows the cache and the layout; HTTP itself is the [`Remote`]
 //! implementor's (wstd's client in the component, a map in tests).
 
+#[cfg(all(target_arch = "wasm32", feature = "remote-cache"))]
+pub(crate) mod http;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
@@ -25,9 +28,9 @@ use std::rc::Rc;
 
 use futures::stream::{self, StreamExt};
 
-use crate::blobs::BlobSink;
+use crate::cache::blobs::BlobSink;
+use crate::cache::cutoff::{record_key, MAX_RECORD_BYTES};
 use crate::cache::{record_file, validate_entry, Cache, Lookup, OutputEntry};
-use crate::cutoff::{record_key, MAX_RECORD_BYTES};
 
 /// A boxed future, not `Send`: the component has one thread.
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -469,7 +472,7 @@ async fn push_one(session: &Session<'_>, cache: &Cache, sig: &str) -> Result<boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::sha256_hex;
+    use crate::cache::digest::sha256_hex;
     use std::cell::RefCell;
     use std::collections::HashMap;
 

@@ -12,22 +12,29 @@ use std::path::PathBuf;
 use futures::future::{select, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::admit::{Admission, PRESSURE_WINDOW_MS};
-use crate::cache::{file_paths, record_file, ActionEntry, Cache};
-use crate::estimate::{expected_durations, recorded_durations, recorded_peaks};
+use crate::cache::journal::Record;
+use crate::cache::reuse::{Decisions, Fate, Notes, StoredBlobs};
+use crate::cache::signature::{signatures_by, Signatures};
+use crate::cache::{ActionEntry, Cache};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
-use crate::journal::Record;
-use crate::plan::{longest_chain, remaining_path, Hold, Plan, Policy, SkipReason, TaskState};
 use crate::remote::Fut;
 use crate::remote::{self, Remote};
-use crate::report::{Ended, ExitStatus, Outcome, Report, TaskRecord};
-use crate::reuse::{
-    check_outputs, commit, setscene, store_blobs, Decisions, Fate, Notes, PendingStore, StoredBlobs,
+use crate::run::report::{Ended, Outcome, Report, TaskRecord};
+use crate::schedule::admit::{Admission, PRESSURE_WINDOW_MS};
+use crate::schedule::estimate::recorded_peaks;
+use crate::schedule::plan::{
+    longest_chain, remaining_path, Hold, Plan, Policy, SkipReason, TaskState,
 };
 use crate::seams::{Child, Command, Event, FileModes, Files, LocalFuture, Processes, Progress};
-use crate::signature::{signatures_by, Signatures};
+pub use command::command_for;
+use decide::{decide_fates, expected_for};
 
+mod command;
+mod decide;
 mod late;
+pub mod report;
+pub mod reproducible;
+mod store;
 
 /// How to run, with every default resolved.
 #[derive(Debug, Clone)]
@@ -53,10 +60,10 @@ pub struct Config {
     /// only read from it.
     pub remote_concurrency: usize,
     pub remote_read_only: bool,
-    /// Early cutoff ([`crate::cutoff`]); without it every task chains.
+    /// Early cutoff ([`crate::cache::cutoff`]); without it every task chains.
     pub cutoff: bool,
     /// Bytes the running tasks' predicted peaks may add up to; `None`
-    /// starts tasks without regard to memory ([`crate::admit`]).
+    /// starts tasks without regard to memory ([`crate::schedule::admit`]).
     pub memory_limit: Option<u64>,
 }
 
@@ -69,45 +76,6 @@ pub struct Seams<'a> {
     pub files: &'a dyn Files,
     /// A cache shared across machines, if one is configured.
     pub remote: Option<&'a dyn Remote>,
-}
-
-/// The command for a task, or `None` for a task with nothing to run.
-pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command> {
-    let task = graph.task(id);
-    let (program, args) = match &task.action {
-        Action::Nothing => return None,
-        Action::Shell(text) => ("sh".to_string(), vec!["-c".to_string(), text.clone()]),
-        Action::Argv(argv) => (argv[0].clone(), argv[1..].to_vec()),
-    };
-    let mut env = config.base_env.clone();
-    env.extend(graph.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    Some(Command {
-        program,
-        args,
-        cwd: task.cwd.clone(),
-        env: env.into_iter().collect(),
-        log: crate::lognames::log_path(&config.log_dir, &task.id),
-        timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
-        jobserver: task.jobserver,
-        inputs: inputs_of(graph, id),
-        outputs: task.outputs.clone(),
-        platform: task
-            .platform
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        cacheable: !task.nostamp,
-    })
-}
-
-/// What a task reads: its inputs and its upstream tasks' outputs.
-fn inputs_of(graph: &Graph, id: TaskId) -> Vec<String> {
-    let mut inputs = graph.task(id).inputs.clone();
-    inputs.extend(graph.upstream_outputs(id));
-    inputs.sort();
-    inputs.dedup();
-    inputs
 }
 
 /// Runs every task of `graph` that the cache does not cover and the plan
@@ -506,79 +474,6 @@ impl<'a, 'g> Run<'a, 'g> {
         true
     }
 
-    /// A task's blobs are stored: its action entry and outputs record are
-    /// written, its run waits to be recorded, and its dependents, whose
-    /// signatures cover its outputs, may start.
-    fn stored(&mut self, stored: StoredBlobs) {
-        let id = stored.job.id;
-        let cache = self.config.cache.as_ref().expect("only a cache stores");
-        let mut warnings = Vec::new();
-        let mut warn = |w| warnings.push(w);
-        let mut committed = commit(self.graph, stored, &mut self.sigs, cache, &mut warn);
-        committed.record.peak_bytes = self.records[id].peak_memory;
-        self.history.push(committed.record);
-        // The record is written before the entry: a build killed between
-        // the two leaves a record no entry uses (harmless), never an entry
-        // without its record (no cutoff past it, and a warning).
-        if let Some(record) = &committed.outputs {
-            self.entries.push(record_file(record));
-        }
-        if let Some(((rel, bytes), sig)) = committed.entry {
-            self.entries.push((rel, cache.seal(bytes)));
-            self.entry_sigs.push(sig);
-        }
-        self.late.ran(self.graph, id, committed.outputs.as_ref());
-        self.plan.finish(id, true);
-        for w in &warnings {
-            self.seams.progress.event(Event::Warning(w));
-        }
-    }
-
-    /// Starts writing the action entries waiting to be written, all in one
-    /// job, unless a job is still writing earlier ones: an entry is written
-    /// as soon as its task is stored, and when tasks end faster than the
-    /// host writes, their entries gather into one job (one wake-up of the
-    /// loop) rather than one each.
-    fn write_entries(&mut self) {
-        let Some(cache) = &self.config.cache else {
-            return;
-        };
-        if self.entries.is_empty() || self.writing {
-            return;
-        }
-        self.writing = true;
-        let files = std::mem::take(&mut self.entries);
-        let sigs = std::mem::take(&mut self.entry_sigs);
-        let writing = self.seams.files.put(cache.dir_str(), files);
-        self.pending
-            .push(Box::pin(async move { Done::Written(sigs, writing.await) }));
-    }
-
-    fn written(&mut self, sigs: Vec<String>, written: Result<(), String>) {
-        self.writing = false;
-        match written {
-            Ok(()) => self.stored.extend(sigs),
-            Err(e) => {
-                let msg = format!("cannot write {} action entries: {e}", sigs.len());
-                self.seams.progress.event(Event::Warning(&msg));
-            }
-        }
-    }
-
-    /// Appends the runs waiting to be recorded once there are `at_least`.
-    fn record_history(&mut self, at_least: usize) {
-        let Some(cache) = &self.config.cache else {
-            return;
-        };
-        if self.history.is_empty() || self.history.len() < at_least {
-            return;
-        }
-        if let Err(e) = cache.record_runs(std::mem::take(&mut self.history)) {
-            let msg = format!("cannot record history: {e}");
-            self.seams.progress.event(Event::Warning(&msg));
-        }
-    }
-
     /// The first interrupt: start nothing new, say what is still awaited.
     fn interrupted(&mut self) {
         self.interrupt = None;
@@ -596,39 +491,6 @@ impl<'a, 'g> Run<'a, 'g> {
             waiting.join(", ")
         );
         self.seams.progress.event(Event::Warning(&msg));
-    }
-
-    /// A task's command succeeded: check its declared outputs (a missing or
-    /// escaping one fails it) and queue them for the cache. With a cache,
-    /// its dependents wait until they are stored (their signatures cover
-    /// the digest of its outputs); its slot is free at once.
-    fn succeeded(&mut self, id: TaskId, duration_ms: u64) {
-        let ws = &self.config.workspace;
-        match check_outputs(self.graph, id, ws, duration_ms, self.seams.modes) {
-            Ok(job) => {
-                let storing = self.config.cache.is_some();
-                self.finish(id, Ended::Exited(ExitStatus::Code(0)), storing);
-                self.store(job);
-            }
-            Err(why) => self.finish(id, Ended::Lost(why), false),
-        }
-    }
-
-    /// Starts copying a checked task's files into the cache's blobs on the
-    /// host; with no files to copy, or for a nostamp task (whose outputs
-    /// are not kept), goes straight to the entry and history.
-    fn store(&mut self, job: PendingStore) {
-        let Some(cache) = &self.config.cache else {
-            return;
-        };
-        let paths = file_paths(&job.entries);
-        if paths.is_empty() || self.graph.task(job.id).nostamp {
-            let blobs = Ok(Vec::new());
-            return self.stored(StoredBlobs { job, blobs });
-        }
-        let storing = store_blobs(job, paths, cache, self.seams.files);
-        self.pending
-            .push(Box::pin(async move { Done::Stored(storing.await) }));
     }
 
     /// Records a task's end in its record and tells; in the plan too,
@@ -657,21 +519,6 @@ impl<'a, 'g> Run<'a, 'g> {
     fn say_notes(&mut self) {
         for w in self.notes.take() {
             self.seams.progress.event(Event::Warning(&w));
-        }
-    }
-
-    /// Write-through: what this run stored goes up, blobs first.
-    async fn push_to_remote(&mut self) {
-        let (Some(cache), Some(remote)) = (&self.config.cache, self.seams.remote) else {
-            return;
-        };
-        if self.config.remote_read_only || self.stored.is_empty() {
-            return;
-        }
-        let concurrency = self.config.remote_concurrency;
-        let stats = remote::push(remote, cache, &self.stored, concurrency).await;
-        for w in &stats.warnings {
-            self.seams.progress.event(Event::Warning(w));
         }
     }
 
@@ -751,91 +598,10 @@ async fn end_of(child: &dyn Child, timeout: Option<(u64, LocalFuture<()>)>) -> E
     }
 }
 
-/// Which tasks run, which the cache covers (restoring what is needed) and
-/// which wait for their dependencies' outputs. Without a cache every task
-/// runs and chains.
-async fn decide_fates(
-    graph: &Graph,
-    config: &Config,
-    sigs: &mut Signatures,
-    (seams, asker): (&mut Seams<'_>, Option<&remote::Asker<'_>>),
-    notes: &mut Notes,
-) -> Decisions {
-    let Some(cache) = &config.cache else {
-        sigs.chain_all(graph);
-        let fates = TaskMap::filled(graph, Fate::Run);
-        let entries = TaskMap::filled(graph, None);
-        return Decisions { fates, entries };
-    };
-    if let Some(asker) = asker {
-        pull_from_remote(graph, config, cache, sigs, (seams, asker), notes).await;
-    }
-    let ws = &config.workspace;
-    let files = (ws.as_path(), seams.modes, seams.files);
-    setscene(graph, sigs, cache, files, notes).await
-}
-
-/// Read-through: what the local cache lacks comes from the remote into the
-/// local cache, checked; setscene then restores locally. A signature
-/// becomes known once its dependencies' outputs are: ask, decide what is
-/// known now, and ask again for what that made known, until the remote
-/// adds nothing.
-async fn pull_from_remote(
-    graph: &Graph,
-    config: &Config,
-    cache: &crate::cache::Cache,
-    sigs: &mut Signatures,
-    (seams, asker): (&mut Seams<'_>, &remote::Asker<'_>),
-    notes: &mut Notes,
-) {
-    let mut asked = TaskMap::filled(graph, false);
-    let forced = TaskMap::filled(graph, false);
-    let mut decided = crate::reuse::decide(graph, sigs, cache, &forced, notes);
-    loop {
-        let new: Vec<TaskId> = graph
-            .ids()
-            .filter(|&id| !asked[id] && decided.fates[id] == Fate::Run && !graph.task(id).nostamp)
-            .collect();
-        let wanted: Vec<(String, &[String])> = new
-            .iter()
-            .map(|&id| {
-                asked[id] = true;
-                let sig = sigs.get(id).expect("tasks that run are signed");
-                (sig.hash.clone(), graph.task(id).outputs.as_slice())
-            })
-            .collect();
-        if wanted.is_empty() {
-            return;
-        }
-        let stats = asker
-            .pull_many(cache, &wanted, config.remote_concurrency)
-            .await;
-        for w in &stats.warnings {
-            seams.progress.event(Event::Warning(w));
-        }
-        if stats.done == 0 || !asker.usable() {
-            return;
-        }
-        crate::reuse::decide_more(graph, sigs, cache, &forced, &mut decided, notes);
-    }
-}
-
-/// Expected durations: what history recorded for tasks that will (or may)
-/// run; covered tasks end at once and add nothing to a path.
-fn expected_for(graph: &Graph, config: &Config, fates: &TaskMap<Fate>) -> Vec<u64> {
-    let runs = |id: TaskId| !matches!(fates[id], Fate::Cached { .. });
-    let given = TaskMap::filled(graph, None);
-    let known = recorded_durations(graph, config.cache.as_ref(), given, runs);
-    let mut expected = expected_durations(graph, known.as_slice());
-    for id in graph.ids().filter(|&id| !runs(id)) {
-        expected[id.index()] = 0;
-    }
-    expected
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::report::ExitStatus;
     use futures::executor::block_on;
     use std::cell::Cell;
     use std::rc::Rc;

@@ -5,17 +5,17 @@
 //! run, once the covered outputs it reads are in the workspace.
 //!
 //! Part of the run loop; knows the cache and the remote only through
-//! [`crate::reuse`] and [`crate::remote`].
+//! [`crate::cache::reuse`] and [`crate::remote`].
 
 use std::collections::BTreeSet;
 
 use futures::future::join_all;
 
 use super::{Done, Run};
-use crate::cutoff::{identical_to, OutputsRecord};
+use crate::cache::cutoff::{identical_to, OutputsRecord};
+use crate::cache::reuse::{decide_one, Fate};
 use crate::graph::{Action, Graph, TaskId, TaskMap};
 use crate::remote::Asker;
-use crate::reuse::{decide_one, Fate};
 use crate::seams::Event;
 
 /// What the run knows of cutoff decided during the build.
@@ -227,7 +227,7 @@ impl<'a, 'g> Run<'a, 'g> {
             "cannot restore the outputs of its dependency {task} from the cache: {why}; \
              its entry is removed, build again"
         );
-        self.finish(id, crate::report::Ended::Lost(why), false);
+        self.finish(id, crate::run::report::Ended::Lost(why), false);
     }
 
     fn mark_restored(&mut self, id: TaskId) {

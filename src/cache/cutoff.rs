@@ -17,9 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{ActionEntry, OutputEntry};
-use crate::digest::{is_sha256_hex, sha256_hex};
-use crate::signature::SigParts;
+use crate::cache::digest::{is_sha256_hex, sha256_hex};
+use crate::cache::entry::{ActionEntry, OutputEntry};
+use crate::cache::signature::SigParts;
 
 /// Bumped when the record format changes.
 pub const RECORD_FORMAT: u32 = 1;
