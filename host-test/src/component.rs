@@ -7,9 +7,10 @@ use std::path::Path;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 
+use crate::cache_mount::{cache_mount, MadeDirs};
 use crate::compile::{compile_cache_dir, load_cached};
 use crate::options::wit_options;
-use crate::state::{cache_mount, Instance, MadeDirs, MemoryLimitReached};
+use crate::state::{Instance, MemoryLimitReached};
 use crate::Workspace;
 use crate::{add_to_linker, bindings, runner, Controls, Event, HostState, RunOptions};
 use crate::{ImportOptions, Report, RunError, Scheduler, SimulateOptions, Simulation, Summary};

@@ -14,8 +14,8 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 use crate::bindings::runqueue::executor::files as wit;
+use crate::cache_mount::CacheMount;
 use crate::process::{Dir, Workspace};
-use crate::state::CacheMount;
 
 type Outcome = Result<Vec<Blob>, String>;
 

@@ -63,6 +63,7 @@
 
 #![deny(unsafe_code)]
 
+mod cache_mount;
 pub mod cli;
 mod compile;
 mod component;
@@ -80,6 +81,7 @@ mod state;
 pub mod worker;
 pub mod workspace_lock;
 
+pub use cache_mount::CACHE_GUEST_DIR;
 pub use compile::compile_cache_dir;
 pub use component::{CallError, CallResult, Runqueue, DEFAULT_MEMORY_LIMIT};
 pub use http_origin::RemoteCache;
@@ -87,7 +89,7 @@ pub use options::{
     from_wit_error, from_wit_simulation, from_wit_summary, to_wit_scheduler, Controls, RunOptions,
 };
 pub use process::{ChildProcess, Workspace};
-pub use state::{add_to_linker, HostState, MemoryCap, CACHE_GUEST_DIR};
+pub use state::{add_to_linker, HostState, MemoryCap};
 
 /// Bindings for the `executor` world, generated from `wit/`.
 pub mod bindings {

@@ -322,7 +322,7 @@ pub struct PendingStore {
 
 /// After a task's process succeeded: checks its declared outputs exist and
 /// stay inside the workspace (`Err` fails the task) and lists them. The
-/// copying is left to [`store`], so that the build can start the next tasks
+/// copying is left to [`store`](crate::run::store), so that the build can start the next tasks
 /// first.
 pub fn check_outputs(
     graph: &Graph,

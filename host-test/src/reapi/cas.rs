@@ -10,9 +10,9 @@ use bazel_remote_apis::google::bytestream::{ReadRequest, WriteRequest};
 use tonic::codegen::tokio_stream::{self, StreamExt};
 use tonic::transport::Channel;
 
+use super::blobs::Blobs;
 use super::re::content_addressable_storage_client::ContentAddressableStorageClient;
 use super::re::{self, batch_update_blobs_request, BatchReadBlobsRequest, BatchUpdateBlobsRequest};
-use super::tree::Blobs;
 use super::{digest, status_line};
 
 /// Blobs up to this size travel in batches (under gRPC's 4 MiB default

@@ -2,6 +2,7 @@
 //! executor (`build --executor`) and the worker (`runqueue worker`): the
 //! channel to a server, content-addressed storage and Merkle trees.
 
+pub mod blobs;
 pub mod bots;
 pub mod cas;
 pub mod tree;

@@ -8,8 +8,9 @@ use anyhow::{bail, Result};
 
 use crate::bindings::runqueue::executor::process as wit;
 use crate::process::exec_size::{self, Exec, Fit};
+use crate::reapi::blobs::Blobs;
 use crate::reapi::re;
-use crate::reapi::tree::{self, Blobs};
+use crate::reapi::tree;
 
 /// An action ready to upload: its digest and every blob it needs.
 pub struct Prepared {

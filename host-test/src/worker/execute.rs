@@ -17,8 +17,9 @@ use tonic::Code;
 
 use super::command::{self, Ending, Spec};
 use super::{outputs, paths, retry};
+use crate::reapi::blobs::Blobs;
 use crate::reapi::cas::Cas;
-use crate::reapi::tree::{self, Blobs};
+use crate::reapi::tree;
 use crate::reapi::{bots, digest, re};
 
 /// The full names of the payloads a lease may carry: BuildGrid sends the

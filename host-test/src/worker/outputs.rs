@@ -11,8 +11,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::paths;
+use crate::reapi::blobs::Blobs;
 use crate::reapi::re;
-use crate::reapi::tree::{self, Blobs};
+use crate::reapi::tree;
 
 /// What an output was declared as.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,0 +1,154 @@
+//! The `runqueue` command: parses the arguments ([`args`]) and sends each
+//! subcommand to its function ([`build`], [`read`]), turning failures into
+//! exit codes ([`failure`]) with the component [`loader`] finds. The words it
+//! shares with the component's own command line (defaults, value parsing,
+//! graph reading, exit codes, messages, printed lines) are
+//! [`runqueue::cli`]'s. Knows nothing of scheduling; that is the
+//! component's.
+
+mod args;
+mod build;
+mod failure;
+mod loader;
+mod read;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+use runqueue::cli::{read_text, EXIT_BAD_INPUT, EXIT_OK};
+
+use crate::ImportOptions;
+use args::{Cli, Request};
+use failure::{bad_input, Failure};
+use loader::Loader;
+use read::{check, explain, graph_text, import_dot, keygen, plan, simulate};
+
+pub use loader::{find_component, COMPONENT_ENV, REMOTE_COMPONENT};
+
+/// Runs the CLI with `args` (including the program name) and returns the
+/// exit code.
+pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+        }
+    };
+    if let Request::Watchdog = cli.request {
+        crate::process::run_watchdog(std::io::stdin().lock());
+        return EXIT_OK;
+    }
+    // One thread: the component is single-threaded anyway, and a child's
+    // exit then wakes the component without a hop between threads. Exits
+    // are stamped by reaper threads, files jobs run on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run_cli(cli)) {
+        Ok(code) => code,
+        Err(Failure(code, msg)) => {
+            eprintln!("runqueue: {msg}");
+            code
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> Result<i32, Failure> {
+    let loader = Loader {
+        component: cli.component.clone(),
+        max_memory: cli.max_memory,
+    };
+    match cli.request {
+        Request::Watchdog => unreachable!("handled before"),
+        Request::Keygen {
+            name,
+            secret,
+            public,
+        } => keygen(&name, &secret, &public),
+        Request::Check { graph } => check(&loader, &graph).await,
+        Request::Explain {
+            graph,
+            task,
+            trust,
+            place,
+        } => explain(&loader, &graph, &task, &trust, &place).await,
+        Request::Plan {
+            graph,
+            trust,
+            place,
+        } => plan(&loader, &graph, &trust, &place).await,
+        Request::Simulate {
+            graph,
+            jobs,
+            durations,
+            scheduler,
+            memory_limit,
+            place,
+        } => {
+            simulate(
+                &loader,
+                &graph,
+                (jobs, memory_limit.filter(|&m| m > 0)),
+                durations.as_deref(),
+                scheduler,
+                &place,
+            )
+            .await
+        }
+        Request::ImportDot {
+            file,
+            run,
+            durations,
+            scale,
+            output,
+        } => {
+            let text = graph_text(&file)?;
+            let options = ImportOptions {
+                run_template: run,
+                durations: durations
+                    .as_deref()
+                    .map(read_text)
+                    .transpose()
+                    .map_err(bad_input)?,
+                scale,
+            };
+            import_dot(&loader, &file, &text, &options, output.as_deref()).await
+        }
+        Request::Worker(args) => Ok(crate::worker::run(args).await),
+        request @ Request::Build { .. } => build::build(&loader, request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option the component's own command line takes for a
+    /// subcommand is one this command line takes for it too.
+    #[test]
+    fn the_component_cli_is_a_subset_of_this_one() {
+        let cli = Cli::command();
+        for spec in runqueue::cli::args::SUBCOMMANDS {
+            let sub = cli
+                .find_subcommand(spec.name)
+                .unwrap_or_else(|| panic!("no subcommand {}", spec.name));
+            let positional = sub.get_positionals().count();
+            assert_eq!(positional, spec.positional.len(), "{}", spec.name);
+            for option in spec.options {
+                let long = option.trim_start_matches("--");
+                assert!(
+                    sub.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "{} {option}",
+                    spec.name
+                );
+            }
+        }
+    }
+}
