@@ -121,9 +121,9 @@ demo: build
 	$(DEMO)/image/usr/bin/hello again
 
 ## bench: benchmarks, written to target/bench-report.md (needs ../shared/data/yocto;
-##        installs Ninja from PyPI when missing)
+##        installs Ninja, nginx and BuildGrid, the servers it measures, when missing)
 REPORT := target/bench-report.md
-bench: build
+bench: build nginx ninja buildgrid
 	@command -v ninja >/dev/null 2>&1 || python3 -m pip install --quiet ninja
 	@mkdir -p target
 	@printf '# runqueue benchmarks\n\nMeasured %s on %s cores; %s; %s.\n\n' \
