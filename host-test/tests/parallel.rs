@@ -227,10 +227,15 @@ fn tasks_get_exactly_the_given_environment_and_directory() {
     let home = format!("HOME={}\n", ws.path().canonicalize().unwrap().display());
     assert!(env.contains(&home), "HOME is the workspace: {env}");
     assert!(env.contains("RUNQUEUE_LOG=.runqueue/logs/log.e\n"), "{env}");
+    let root = format!(
+        "RUNQUEUE_WORKSPACE={}\n",
+        ws.path().canonicalize().unwrap().display()
+    );
+    assert!(env.contains(&root), "{env}");
     assert_eq!(
         env.lines().count(),
-        6,
-        "exactly A, HOME, LANG, PATH, RUNQUEUE_LOG and the shell's PWD: {env}"
+        7,
+        "exactly A, HOME, LANG, PATH, RUNQUEUE_LOG, RUNQUEUE_WORKSPACE and the shell's PWD: {env}"
     );
     assert!(
         !env.contains("RUNQUEUE_TEST_LEAK"),

@@ -44,8 +44,9 @@ pub struct ChildProcess {
     /// It was told to stop (timeout, interrupt): what it left running
     /// outside its group is killed once it has exited.
     stopped: bool,
-    /// The task's log as the guest names it, which its environment carries.
-    log_name: String,
+    /// Its log's name (as the guest names it) and the workspace's root: how its strays are told
+    /// apart (boxed: rarely read, and a child is moved about).
+    task: Box<(String, std::path::PathBuf)>,
     live: LiveGroups,
     activity: Activity,
     /// Out-of-memory kills the kernel had counted when it started, and
@@ -118,7 +119,7 @@ impl Pollable for ChildProcess {
         let stamped = self.stamp.get().map_or(noticed, |(at, _)| *at);
         self.exited_at = Some(stamped.min(noticed));
         let strays = match self.stopped {
-            true => strays::kill(Some(&self.log_name)),
+            true => strays::kill(Some((&self.task.0, &self.task.1))),
             false => Vec::new(),
         };
         if let Some(copier) = self.copier.as_mut() {
@@ -196,7 +197,12 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
         js.makeflags(theirs.map(|(_, v)| v.as_str()))
     });
     let oom_baseline = machine::oom_kills_seen();
-    let child = start(cmd, (&argv, &program, &cwd), makeflags, (out, err))?;
+    let child = start(
+        cmd,
+        (&argv, &program, &cwd, ws.root()),
+        makeflags,
+        (out, err),
+    )?;
     let pid = child.id().unwrap_or(0);
     if let Some(js) = jobserver {
         js.joined(pid);
@@ -220,7 +226,7 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
         files,
         settled: false,
         stopped: false,
-        log_name: cmd.log.clone(),
+        task: Box::new((cmd.log.clone(), ws.root().to_path_buf())),
         live: live.clone(),
         activity: activity.clone(),
         oom_baseline,
@@ -293,11 +299,12 @@ fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
     SpawnError::Other(format!("log file \"{}\": {e}", cmd.log))
 }
 
-/// Starts `program` as `argv` with the environment of `cmd`, in `cwd`, in
-/// its own process group, with the given stdout and stderr.
+/// Starts `program` as `argv` with the environment of `cmd`, in `cwd`
+/// (in the workspace `root`), in its own process group, with the given
+/// stdout and stderr.
 fn start(
     cmd: &wit::Command,
-    (argv, program, cwd): (&[String], &Path, &Path),
+    (argv, program, cwd, root): (&[String], &Path, &Path, &Path),
     makeflags: Option<String>,
     (out, err): (fs::File, fs::File),
 ) -> Result<tokio::process::Child, SpawnError> {
@@ -309,6 +316,7 @@ fn start(
         .env_clear()
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .env(strays::TASK_VAR, &cmd.log)
+        .env(strays::WORKSPACE_VAR, root)
         .envs(makeflags.map(|m| ("MAKEFLAGS", m)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))

@@ -1,8 +1,10 @@
 //! Strays: processes a task started that outlived it outside its process
 //! group (`setsid cmd &`, a double fork). As a child subreaper, this
 //! process becomes the parent of every orphan below it, so strays can be
-//! found among its own children and told apart by the `RUNQUEUE_LOG`
-//! variable every task's environment carries (naming the task's log).
+//! found among its own children and told apart by the `RUNQUEUE_LOG` and
+//! `RUNQUEUE_WORKSPACE` variables every task's environment carries (naming
+//! the task's log and its workspace: builds side by side in one process,
+//! as `runqueue serve` runs them, may share log names).
 //! A stray that clears its environment is not recognized.
 //!
 //! Knows pids, `/proc` and signals; knows nothing of tasks or graphs.
@@ -12,6 +14,12 @@ use std::time::{Duration, Instant};
 /// The variable naming a task's log in its environment, and so the task.
 pub const TASK_VAR: &str = "RUNQUEUE_LOG";
 
+/// The variable naming a task's workspace (absolute) in its environment.
+pub const WORKSPACE_VAR: &str = "RUNQUEUE_WORKSPACE";
+
+/// A task as its strays know it: its log, relative to its workspace.
+pub type TaskKey<'a> = (&'a str, &'a std::path::Path);
+
 /// Makes orphans below this process its children rather than init's;
 /// `false` where the kernel does not allow it.
 #[allow(unsafe_code)]
@@ -20,16 +28,16 @@ pub fn become_subreaper() -> bool {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 }
 }
 
-/// Kills the strays of the task whose log is `log` (any task's, for
-/// `None`), with their process groups, and reaps them; says which
-/// ("123 (sleep)"). Orphans that already exited are reaped too.
-pub fn kill(log: Option<&str>) -> Vec<String> {
+/// Kills the strays of the task `task` (any task's, for `None`), with
+/// their process groups, and reaps them; says which ("123 (sleep)").
+/// Orphans that already exited are reaped too.
+pub fn kill(task: Option<TaskKey<'_>>) -> Vec<String> {
     let mut killed = Vec::new();
     // Killing a stray orphans its own children: they are ours next.
     for _ in 0..4 {
         let found: Vec<u32> = children()
             .into_iter()
-            .filter(|&p| belongs(p, log))
+            .filter(|&p| belongs(p, task))
             .collect();
         if found.is_empty() {
             break;
@@ -59,18 +67,28 @@ fn children() -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` carries the task variable (with the value `log`, if
-/// given). A task's own process carries it too and is the runtime's to
-/// wait for: callers look only after that task's process was reaped (for
-/// `None`, after every task's).
-fn belongs(pid: u32, log: Option<&str>) -> bool {
+/// Whether `pid` carries the task variable (for `Some`, with the task's
+/// log and workspace). A task's own process carries them too and is the
+/// runtime's to wait for: callers look only after that task's process was
+/// reaped (for `None`, after every task's).
+fn belongs(pid: u32, task: Option<TaskKey<'_>>) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
     let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    let prefix = format!("{TASK_VAR}=");
-    env.split(|&b| b == 0)
-        .filter_map(|kv| kv.strip_prefix(prefix.as_bytes()))
-        .any(|value| log.is_none_or(|l| value == l.as_bytes()))
+    let value = |var: &str| {
+        let prefix = format!("{var}=");
+        env.split(|&b| b == 0)
+            .filter_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+            .next_back()
+    };
+    match (value(TASK_VAR), task) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(log), Some((want, root))) => {
+            log == want.as_bytes() && value(WORKSPACE_VAR) == Some(root.as_os_str().as_bytes())
+        }
+    }
 }
 
 /// SIGKILL to `pid` and the group it leads, then reaps it; its name, if
