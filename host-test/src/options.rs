@@ -86,6 +86,10 @@ pub struct Controls {
     /// With `Some`, commands run on this remote execution service instead
     /// of as local processes.
     pub executor: Option<std::sync::Arc<crate::remote_run::Executor>>,
+    /// With `Some((pool, build))`, task slots also come from this pool,
+    /// which the builds of one process share fairly (`runqueue serve`);
+    /// `build` is this run's number in it.
+    pub shared_slots: Option<(std::sync::Arc<process::SharedSlots>, u64)>,
 }
 
 /// The component's error as the plain-Rust one both command lines word.

@@ -90,6 +90,8 @@ pub struct HostState {
     parallelism: u32,
     /// Where commands run when not here: a remote execution service.
     executor: Option<std::sync::Arc<Executor>>,
+    /// This run's part of the slots the builds of a service share.
+    shared: Option<process::Share>,
 }
 
 impl WasiView for HostState {
@@ -159,28 +161,38 @@ impl bindings::runqueue::executor::process::Host for HostState {
         Ok(self.parallelism)
     }
 
+    /// Slots from the shared pool first (if any), then the jobserver's;
+    /// all or none.
     fn take_slots(&mut self, n: u32) -> wasmtime::Result<bool> {
-        Ok(self.jobserver.as_ref().is_none_or(|js| js.take(n)))
+        if let Some(shared) = &mut self.shared {
+            if !shared.take(n) {
+                return Ok(false);
+            }
+        }
+        let taken = self.jobserver.as_ref().is_none_or(|js| js.take(n));
+        if let (false, Some(shared)) = (taken, &self.shared) {
+            shared.give(n);
+        }
+        Ok(taken)
     }
 
     fn give_slots(&mut self, n: u32) -> wasmtime::Result<()> {
         if let Some(js) = &self.jobserver {
             js.give(n);
         }
+        if let Some(shared) = &self.shared {
+            shared.give(n);
+        }
         Ok(())
     }
 
     fn slots_freed(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
-        match &self.jobserver {
-            Some(js) => {
-                let freed = self.table.push(js.freed())?;
-                wasmtime_wasi::p2::subscribe(&mut self.table, freed)
-            }
-            None => {
-                let never = self.table.push(process::Interrupt(None))?;
-                wasmtime_wasi::p2::subscribe(&mut self.table, never)
-            }
-        }
+        let freed = SlotsBack {
+            jobserver: self.jobserver.as_ref().map(|js| js.freed()),
+            shared: self.shared.as_ref().map(|s| s.freed()),
+        };
+        let freed = self.table.push(freed)?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, freed)
     }
 
     fn memory_available(&mut self) -> wasmtime::Result<u64> {
@@ -386,7 +398,41 @@ impl HostState {
             jobserver,
             parallelism,
             executor: controls.executor.clone(),
+            shared: controls
+                .shared_slots
+                .as_ref()
+                .map(|(pool, build)| pool.share(*build)),
         })
+    }
+}
+
+/// A pollable: slots came back to the jobserver or the shared pool
+/// (never, with neither).
+struct SlotsBack {
+    jobserver: Option<process::SlotsFreed>,
+    shared: Option<process::shared_slots::SharesFreed>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for SlotsBack {
+    async fn ready(&mut self) {
+        let SlotsBack { jobserver, shared } = self;
+        let jobserver = async {
+            match jobserver {
+                Some(js) => wasmtime_wasi::p2::Pollable::ready(js).await,
+                None => std::future::pending().await,
+            }
+        };
+        let shared = async {
+            match shared {
+                Some(s) => s.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = jobserver => {}
+            () = shared => {}
+        }
     }
 }
 

@@ -106,6 +106,7 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
         allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
         activity: Some(Activity::default()),
         executor,
+        shared_slots: None,
     };
     let console = console_for(&show, &ws, &controls, stall_warning);
     let run = (&rq, text.as_str(), &options, &controls, &ws);
