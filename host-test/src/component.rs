@@ -21,6 +21,9 @@ pub enum CallError {
     /// The component needed more memory than its limit (an absurd graph);
     /// the text says so and how to raise the limit.
     OutOfMemory(String),
+    /// The component computed for longer than its CPU limit
+    /// ([`Runqueue::set_cpu_limit`]); the text says so.
+    CpuLimit(String),
     /// It trapped or could not be instantiated: runqueue's own failure.
     Trap(wasmtime::Error),
 }
@@ -28,7 +31,7 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::OutOfMemory(msg) => write!(f, "{msg}"),
+            CallError::OutOfMemory(msg) | CallError::CpuLimit(msg) => write!(f, "{msg}"),
             CallError::Trap(e) => write!(f, "{e:#}"),
         }
     }
@@ -43,7 +46,26 @@ pub struct Runqueue {
     component: Component,
     linker: Linker<HostState>,
     memory_limit: usize,
+    /// With `Some`, how many epoch ticks of computing a call may use.
+    cpu_ticks: Option<u64>,
 }
+
+/// How often the epoch of an interruptible [`Runqueue`]'s engine advances:
+/// the grain of its CPU limit, and how often a computing instance yields
+/// to the other tasks of the async runtime.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A call that computed for longer than the CPU limit.
+#[derive(Debug)]
+struct CpuLimitReached;
+
+impl std::fmt::Display for CpuLimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the runqueue component reached its CPU limit")
+    }
+}
+
+impl std::error::Error for CpuLimitReached {}
 
 /// The component's memory limit unless [`Runqueue::set_memory_limit`]
 /// says otherwise: 2 GiB.
@@ -59,8 +81,32 @@ impl Runqueue {
     /// ([`compile_cache_dir`]) keyed by the component's sha256 and the
     /// engine's settings, and reused by later calls.
     pub fn load(path: &Path) -> wasmtime::Result<Runqueue> {
+        Self::load_with(path, &Config::new())
+    }
+
+    /// [`Runqueue::load`] for a host running many calls at once (a build
+    /// service): the code can be interrupted, so each call may be given a
+    /// CPU limit ([`Runqueue::set_cpu_limit`]) and a computing call yields
+    /// every [`EPOCH_TICK`]. A thread advances the epoch meanwhile, for as
+    /// long as the engine lives.
+    pub fn load_interruptible(path: &Path) -> wasmtime::Result<Runqueue> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let rq = Self::load_with(path, &config)?;
+        let engine = rq.engine.weak();
+        std::thread::spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+        Ok(rq)
+    }
+
+    fn load_with(path: &Path, config: &Config) -> wasmtime::Result<Runqueue> {
         use wasmtime::error::Context;
-        let engine = Engine::new(&Config::new())?;
+        let engine = Engine::new(config)?;
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the runqueue component {}", path.display()))?;
         let component = match compile_cache_dir() {
@@ -79,7 +125,31 @@ impl Runqueue {
             component,
             linker,
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            cpu_ticks: None,
         })
+    }
+
+    /// Caps the time each call may spend computing (not waiting for its
+    /// processes) at about `limit`; needs [`Runqueue::load_interruptible`].
+    pub fn set_cpu_limit(&mut self, limit: std::time::Duration) {
+        self.cpu_ticks = Some((limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
+    }
+
+    /// Counts the ticks a call computes through, yielding at each, and
+    /// stops it past the CPU limit.
+    fn limit_cpu(&self, store: &mut Store<HostState>) {
+        let Some(ticks) = self.cpu_ticks else {
+            return;
+        };
+        let mut used = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            match used > ticks {
+                true => Err(wasmtime::Error::new(CpuLimitReached)),
+                false => Ok(wasmtime::UpdateDeadline::Yield(1)),
+            }
+        });
     }
 
     /// Caps the memory of each instance (a graph too large for it fails
@@ -97,6 +167,11 @@ impl Runqueue {
                  the graph, or a blob from the remote cache, is too large for it; raise it with --max-memory",
                 self.memory_limit >> 20
             ))
+        } else if e.downcast_ref::<CpuLimitReached>().is_some() {
+            let secs = self.cpu_ticks.unwrap_or(0) * EPOCH_TICK.as_millis() as u64 / 1000;
+            CallError::CpuLimit(format!(
+                "the runqueue component computed for longer than its CPU limit ({secs} s)"
+            ))
         } else {
             CallError::Trap(e)
         }
@@ -113,6 +188,7 @@ impl Runqueue {
         let state = HostState::build(&instance, controls, on_event).map_err(CallError::Trap)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(HostState::limiter);
+        self.limit_cpu(&mut store);
         let executor =
             bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)
                 .await

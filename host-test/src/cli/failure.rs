@@ -31,7 +31,7 @@ pub(super) fn answer<T>(
             let (code, msg) = error_exit(&graph.display().to_string(), &crate::from_wit_error(e));
             Err(Failure(code, msg))
         }
-        Err(CallError::OutOfMemory(msg)) => Err(bad_input(msg)),
+        Err(CallError::OutOfMemory(msg) | CallError::CpuLimit(msg)) => Err(bad_input(msg)),
         Err(CallError::Trap(e)) => Err(Failure(EXIT_INTERNAL, format!("{e:#}"))),
     }
 }
