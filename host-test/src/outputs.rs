@@ -93,33 +93,7 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
     let t = &report.totals;
     JsonReport {
         version: REPORT_VERSION,
-        tasks: report
-            .tasks
-            .iter()
-            .map(|task| JsonTask {
-                id: &task.id,
-                state: state_name(task.state),
-                signature: task.signature.as_deref(),
-                exit: task.exit.map(|e| match e {
-                    ExitStatus::Code(c) => JsonExit::Code(c),
-                    ExitStatus::Signal(s) => JsonExit::Signal(s),
-                }),
-                start_ms: task.start_ms,
-                end_ms: task.end_ms,
-                duration_ms: duration(task),
-                cached: task.state == TaskState::Cached,
-                restored: task.restored,
-                cut_off: task.cut_off.as_deref(),
-                peak_memory: task.peak_memory,
-                oom_rerun: task.oom_rerun,
-                held_by: &task.held_by,
-                ran_on: task.ran_on.as_deref(),
-                remote_cached: task.remote_cached,
-                pid: task.pid,
-                log: task.log.as_deref(),
-                message: task.message.as_deref(),
-            })
-            .collect(),
+        tasks: report.tasks.iter().map(json_task).collect(),
         totals: JsonTotals {
             total: t.total,
             succeeded: t.succeeded,
@@ -133,6 +107,33 @@ pub fn json_report(report: &Report) -> JsonReport<'_> {
             wall_ms: t.wall_ms,
         },
         critical_path: &report.critical_path,
+    }
+}
+
+/// One task as the report's JSON has it.
+pub fn json_task(task: &TaskReport) -> JsonTask<'_> {
+    JsonTask {
+        id: &task.id,
+        state: state_name(task.state),
+        signature: task.signature.as_deref(),
+        exit: task.exit.map(|e| match e {
+            ExitStatus::Code(c) => JsonExit::Code(c),
+            ExitStatus::Signal(s) => JsonExit::Signal(s),
+        }),
+        start_ms: task.start_ms,
+        end_ms: task.end_ms,
+        duration_ms: duration(task),
+        cached: task.state == TaskState::Cached,
+        restored: task.restored,
+        cut_off: task.cut_off.as_deref(),
+        peak_memory: task.peak_memory,
+        oom_rerun: task.oom_rerun,
+        held_by: &task.held_by,
+        ran_on: task.ran_on.as_deref(),
+        remote_cached: task.remote_cached,
+        pid: task.pid,
+        log: task.log.as_deref(),
+        message: task.message.as_deref(),
     }
 }
 
