@@ -92,6 +92,8 @@ pub struct HostState {
     executor: Option<std::sync::Arc<Executor>>,
     /// This run's part of the slots the builds of a service share.
     shared: Option<process::Share>,
+    /// The last take was refused by the shared pool, not the jobserver.
+    refused_by_pool: bool,
 }
 
 impl WasiView for HostState {
@@ -165,7 +167,8 @@ impl bindings::runqueue::executor::process::Host for HostState {
     /// all or none.
     fn take_slots(&mut self, n: u32) -> wasmtime::Result<bool> {
         if let Some(shared) = &mut self.shared {
-            if !shared.take(n) {
+            self.refused_by_pool = !shared.take(n);
+            if self.refused_by_pool {
                 return Ok(false);
             }
         }
@@ -186,13 +189,23 @@ impl bindings::runqueue::executor::process::Host for HostState {
         Ok(())
     }
 
+    /// Ready when the pool that refused the last take has slots back
+    /// (the other may well have some: waiting on it would spin).
     fn slots_freed(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
-        let freed = SlotsBack {
-            jobserver: self.jobserver.as_ref().map(|js| js.freed()),
-            shared: self.shared.as_ref().map(|s| s.freed()),
-        };
-        let freed = self.table.push(freed)?;
-        wasmtime_wasi::p2::subscribe(&mut self.table, freed)
+        match (&self.shared, &self.jobserver) {
+            (Some(shared), _) if self.refused_by_pool => {
+                let freed = self.table.push(shared.freed())?;
+                wasmtime_wasi::p2::subscribe(&mut self.table, freed)
+            }
+            (_, Some(js)) => {
+                let freed = self.table.push(js.freed())?;
+                wasmtime_wasi::p2::subscribe(&mut self.table, freed)
+            }
+            _ => {
+                let never = self.table.push(process::Interrupt(None))?;
+                wasmtime_wasi::p2::subscribe(&mut self.table, never)
+            }
+        }
     }
 
     fn memory_available(&mut self) -> wasmtime::Result<u64> {
@@ -402,37 +415,8 @@ impl HostState {
                 .shared_slots
                 .as_ref()
                 .map(|(pool, build)| pool.share(*build)),
+            refused_by_pool: false,
         })
-    }
-}
-
-/// A pollable: slots came back to the jobserver or the shared pool
-/// (never, with neither).
-struct SlotsBack {
-    jobserver: Option<process::SlotsFreed>,
-    shared: Option<process::shared_slots::SharesFreed>,
-}
-
-#[wasmtime_wasi::async_trait]
-impl wasmtime_wasi::p2::Pollable for SlotsBack {
-    async fn ready(&mut self) {
-        let SlotsBack { jobserver, shared } = self;
-        let jobserver = async {
-            match jobserver {
-                Some(js) => wasmtime_wasi::p2::Pollable::ready(js).await,
-                None => std::future::pending().await,
-            }
-        };
-        let shared = async {
-            match shared {
-                Some(s) => s.wait().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = jobserver => {}
-            () = shared => {}
-        }
     }
 }
 

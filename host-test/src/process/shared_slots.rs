@@ -131,7 +131,10 @@ impl Share {
 
     /// Resolves once slots may have come back since the last refused take.
     pub fn freed(&self) -> SharesFreed {
-        SharesFreed(self.seen.clone())
+        SharesFreed {
+            seen: self.seen.clone(),
+            fired: false,
+        }
     }
 }
 
@@ -145,15 +148,23 @@ impl Drop for Share {
     }
 }
 
-/// A pollable: slots came back to a [`SharedSlots`].
-pub struct SharesFreed(watch::Receiver<u64>);
+/// A pollable: slots came back to a [`SharedSlots`]. Once ready it stays
+/// ready, as a pollable must (the guest may ask again before it acts).
+pub struct SharesFreed {
+    seen: watch::Receiver<u64>,
+    fired: bool,
+}
 
 impl SharesFreed {
     /// Waits for the change (forever once the pool is gone).
     pub async fn wait(&mut self) {
-        if self.0.changed().await.is_err() {
+        if self.fired {
+            return;
+        }
+        if self.seen.changed().await.is_err() {
             std::future::pending::<()>().await
         }
+        self.fired = true;
     }
 }
 
@@ -216,9 +227,10 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), freed.wait())
-                .await
-                .expect("woken")
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(5), freed.wait());
+            woken.await.expect("woken");
+            let again = tokio::time::timeout(std::time::Duration::from_millis(1), freed.wait());
+            again.await.expect("still ready: a pollable stays ready");
         });
         assert!(b.take(1));
         assert_eq!(pool.in_use(), 1);
