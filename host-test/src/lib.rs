@@ -76,6 +76,7 @@ mod pipes;
 pub mod process;
 pub mod reapi;
 pub mod remote_run;
+pub mod serve;
 mod spawned;
 mod state;
 pub mod worker;

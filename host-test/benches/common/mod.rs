@@ -10,7 +10,17 @@ use std::path::{Path, PathBuf};
 #[path = "../../tests/common/paths.rs"]
 mod paths;
 pub mod runners;
+#[path = "../../tests/common/service.rs"]
+pub mod service;
 pub use paths::*;
+
+/// The component the CLI and the service run: `$RUNQUEUE_COMPONENT`, else
+/// the release build.
+pub fn component_path() -> PathBuf {
+    std::env::var_os("RUNQUEUE_COMPONENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| wasm_release_dir().join("runqueue.wasm"))
+}
 
 /// The report file: the first argument that is not an option (`cargo
 /// bench` passes `--bench`), else `target/bench-report.md`.

@@ -206,6 +206,9 @@ pub(super) enum Request {
     /// Serve a REAPI server's build farm as a worker (a Remote Workers API
     /// bot): take its leases, run the actions here, upload the results.
     Worker(crate::worker::Args),
+    /// Serve builds over HTTP: a JSON API, a live web page, every build
+    /// recorded; builds share this machine's task slots.
+    Serve(crate::serve::Args),
 }
 
 /// Signing and trusting cache entries.

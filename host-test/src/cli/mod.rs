@@ -11,6 +11,7 @@ mod build;
 mod failure;
 mod loader;
 mod read;
+mod submitted;
 
 use std::ffi::OsString;
 
@@ -24,6 +25,7 @@ use loader::Loader;
 use read::{check, explain, graph_text, import_dot, keygen, plan, simulate};
 
 pub use loader::{find_component, COMPONENT_ENV, REMOTE_COMPONENT};
+pub use submitted::submitted;
 
 /// Runs the CLI with `args` (including the program name) and returns the
 /// exit code.
@@ -43,6 +45,14 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
         crate::process::run_watchdog(std::io::stdin().lock());
         return EXIT_OK;
     }
+    let cli = match cli {
+        Cli {
+            request: Request::Serve(args),
+            component,
+            max_memory,
+        } => return serve(args, component.as_deref(), max_memory),
+        cli => cli,
+    };
     // One thread: the component is single-threaded anyway, and a child's
     // exit then wakes the component without a hop between threads. Exits
     // are stamped by reaper threads, files jobs run on the blocking pool.
@@ -59,13 +69,25 @@ pub fn main_with(args: impl IntoIterator<Item = OsString>) -> i32 {
     }
 }
 
+/// `runqueue serve`, once the component is found; it reads the requests'
+/// build options with this command line's parser.
+fn serve(args: crate::serve::Args, component: Option<&std::path::Path>, max_memory: u64) -> i32 {
+    match find_component(component) {
+        Ok(path) => crate::serve::main(args, &path, max_memory, submitted::submitted),
+        Err(msg) => {
+            eprintln!("runqueue serve: {msg}");
+            runqueue::cli::EXIT_INTERNAL
+        }
+    }
+}
+
 async fn run_cli(cli: Cli) -> Result<i32, Failure> {
     let loader = Loader {
         component: cli.component.clone(),
         max_memory: cli.max_memory,
     };
     match cli.request {
-        Request::Watchdog => unreachable!("handled before"),
+        Request::Watchdog | Request::Serve(_) => unreachable!("handled before"),
         Request::Keygen {
             name,
             secret,

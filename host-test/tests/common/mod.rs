@@ -6,6 +6,7 @@
 pub mod buildgrid;
 pub mod nginx;
 pub mod paths;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
