@@ -307,6 +307,7 @@ impl Processes for HostProcesses {
             env: cmd.env.clone(),
             log: cmd.log.clone(),
             jobserver: cmd.jobserver,
+            network: cmd.network,
             inputs: cmd.inputs.clone(),
             outputs: cmd.outputs.clone(),
             platform: cmd.platform.clone(),

@@ -27,6 +27,8 @@ pub struct Command {
     pub timeout_ms: Option<u64>,
     /// Its nested builds share the job slots (see [`Processes::take_slots`]).
     pub jobserver: bool,
+    /// It may reach the network; otherwise the host gives it none.
+    pub network: bool,
     /// What it reads and writes, for a host that runs it elsewhere: the
     /// task's inputs with its upstream tasks' outputs, and its outputs.
     pub inputs: Vec<String>,

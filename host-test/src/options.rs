@@ -90,6 +90,10 @@ pub struct Controls {
     /// which the builds of one process share fairly (`runqueue serve`);
     /// `build` is this run's number in it.
     pub shared_slots: Option<(std::sync::Arc<process::SharedSlots>, u64)>,
+    /// Where the kernel gives no network namespaces: run the tasks that
+    /// did not ask for the network with it anyway (warned once), or fail
+    /// them (`--require-isolation`).
+    pub isolation: process::Isolation,
 }
 
 /// The component's error as the plain-Rust one both command lines word.

@@ -94,6 +94,8 @@ pub struct HostState {
     shared: Option<process::Share>,
     /// The last take was refused by the shared pool, not the jobserver.
     refused_by_pool: bool,
+    /// Tasks without the network where the kernel refuses namespaces.
+    isolation: process::Isolation,
 }
 
 impl WasiView for HostState {
@@ -145,6 +147,7 @@ impl bindings::runqueue::executor::process::Host for HostState {
             activity: &self.activity,
             programs: &self.programs,
             jobserver: self.jobserver.as_ref(),
+            isolation: self.isolation,
         };
         match process::spawn(&cmd, &at) {
             Ok(child) => Ok(Ok(Children(&mut self.table).push(Spawned::Local(child))?)),
@@ -392,6 +395,10 @@ impl HostState {
             (_, process::JobserverMode::Serve(n) | process::JobserverMode::JoinOr(n)) => n,
             _ => files::cpus() as u32,
         };
+        let mut on_event = on_event;
+        if instance.workspace.is_some() && controls.executor.is_none() {
+            warn_unisolated(controls.isolation, &mut on_event);
+        }
         Ok(HostState {
             limits: MemoryCap {
                 limit: instance.memory_limit,
@@ -416,7 +423,19 @@ impl HostState {
                 .as_ref()
                 .map(|(pool, build)| pool.share(*build)),
             refused_by_pool: false,
+            isolation: controls.isolation,
         })
+    }
+}
+
+/// Says once per run, when the kernel gives no network namespaces and
+/// they are not required, that tasks keep the network.
+fn warn_unisolated(how: process::Isolation, on_event: &mut Box<dyn FnMut(Event) + Send>) {
+    if let (Err(why), process::Isolation::WhereAllowed) = (process::netns::allowed(), how) {
+        on_event(Event::Warning(format!(
+            "tasks run with the network: this kernel gives no network namespaces ({why}); \
+             --require-isolation fails them instead"
+        )));
     }
 }
 

@@ -39,6 +39,10 @@ pub struct SigParts {
     /// For `nostamp` tasks, a value unique to this run; otherwise absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nostamp: Option<String>,
+    /// `true` for a task that may reach the network; absent otherwise (so
+    /// the signatures of isolated tasks are what they were).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +340,7 @@ impl SigParts {
             inputs: BTreeMap::new(),
             deps: BTreeMap::new(),
             nostamp: None,
+            network: task.network,
         }
     }
 }
@@ -379,6 +384,14 @@ pub fn differences(old: &SigParts, new: &SigParts) -> Vec<String> {
     map_diff("dependency", &old.deps, &new.deps, &mut out, |k, _, _| {
         format!("dependency {k} changed its outputs or signature (see `runqueue explain` for {k})")
     });
+    if old.network != new.network {
+        let now = if new.network {
+            "may now reach"
+        } else {
+            "may no longer reach"
+        };
+        out.push(format!("the task {now} the network"));
+    }
     if new.nostamp.is_some() {
         out.push("the task is nostamp: it runs every time".to_string());
     }
@@ -464,6 +477,29 @@ mod tests {
             ])
         );
         assert_eq!(s[1].hash, sha256_hex(json.as_bytes()));
+    }
+
+    #[test]
+    fn the_network_flag_is_signed_and_absent_when_off() {
+        let dir = workspace();
+        let plain = sigs(GRAPH, dir.path(), "n");
+        let open = GRAPH.replace(r#""run":"fetch","#, r#""run":"fetch","network":true,"#);
+        let open = sigs(&open, dir.path(), "n");
+        assert_ne!(
+            plain[0].hash, open[0].hash,
+            "the flag changes the signature"
+        );
+        assert_ne!(plain[1].hash, open[1].hash, "and its dependents'");
+        let text = serde_json::to_string(&plain[0].parts).unwrap();
+        assert!(
+            !text.contains("network"),
+            "isolated tasks keep their encoding: {text}"
+        );
+        let diff = differences(&plain[0].parts, &open[0].parts);
+        assert!(
+            diff.iter().any(|d| d.contains("may now reach the network")),
+            "{diff:?}"
+        );
     }
 
     #[test]

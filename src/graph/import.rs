@@ -123,6 +123,10 @@ pub fn to_graph(tasks: &[(String, Vec<String>)], opts: &ImportOptions) -> String
                     .replace("{seconds}", &format!("{secs:.3}"));
                 t["run"] = Value::String(run);
             }
+            // BitBake gives the network to do_fetch alone.
+            if task == "do_fetch" {
+                t["network"] = Value::Bool(true);
+            }
             t
         })
         .collect();
@@ -176,6 +180,8 @@ mod tests {
         let g = Graph::parse(&json).unwrap();
         assert_eq!(g.tasks[0].id, "busybox:do_compile");
         assert_eq!(g.tasks[3].id, "python3-3.11:do_fetch");
+        assert!(g.tasks[3].network, "do_fetch may reach the network");
+        assert!(!g.tasks[0].network);
         assert_eq!(g.tasks[0].deps.len(), 2);
         assert_eq!(
             g.tasks[0].action,

@@ -152,6 +152,9 @@ pub struct Task {
     /// Properties a remote machine must have to run it (REAPI platform
     /// properties); ignored by local runs.
     pub platform: BTreeMap<String, String>,
+    /// It may reach the network (BitBake's `network` flag, `do_fetch`);
+    /// other tasks run in an empty network namespace.
+    pub network: bool,
 }
 
 /// A named limit on how many of its tasks run at once (BitBake's
@@ -336,7 +339,7 @@ mod tests {
     fn refuses_unknown_fields_and_wrong_types() {
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":"a","rnu":"true"}]}"#),
-            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight`, `jobserver`, `platform` at line 1 column 37"
+            "malformed graph: unknown field `rnu`, expected one of `id`, `deps`, `run`, `argv`, `cwd`, `env`, `inputs`, `outputs`, `nostamp`, `pool`, `timeout`, `weight`, `jobserver`, `platform`, `network` at line 1 column 37"
         );
         assert_eq!(
             err(r#"{"version":1,"tasks":[{"id":7}]}"#),

@@ -50,6 +50,8 @@ struct TaskFile {
     jobserver: Option<bool>,
     #[serde(default, deserialize_with = "unique_keys")]
     platform: BTreeMap<String, String>,
+    #[serde(default)]
+    network: bool,
 }
 
 /// A JSON object as a map, refusing a key given twice (serde keeps the
@@ -222,6 +224,7 @@ fn task_of(
         weight: weight_of(t)?,
         jobserver: t.jobserver.unwrap_or(true),
         platform: t.platform.clone(),
+        network: t.network,
     })
 }
 

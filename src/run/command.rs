@@ -28,15 +28,27 @@ pub fn command_for(graph: &Graph, id: TaskId, config: &Config) -> Option<Command
         log: crate::graph::lognames::log_path(&config.log_dir, &task.id),
         timeout_ms: task.timeout_ms.or(config.default_timeout_ms),
         jobserver: task.jobserver,
+        network: task.network,
         inputs: inputs_of(graph, id),
         outputs: task.outputs.clone(),
-        platform: task
-            .platform
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        platform: platform_of(task),
         cacheable: !task.nostamp,
     })
+}
+
+/// The task's platform properties, with `network=true` for a task that may
+/// reach the network, so a remote service can place it where it can.
+fn platform_of(task: &crate::graph::Task) -> Vec<(String, String)> {
+    let mut platform: Vec<(String, String)> = task
+        .platform
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if task.network && !task.platform.contains_key("network") {
+        platform.push(("network".into(), "true".into()));
+        platform.sort();
+    }
+    platform
 }
 
 /// What a task reads: its inputs and its upstream tasks' outputs.

@@ -780,6 +780,7 @@ mod tests {
                 log: ".runqueue/logs/zlib/log.do_compile".into(),
                 timeout_ms: None,
                 jobserver: true,
+                network: false,
                 inputs: vec![],
                 outputs: vec![],
                 platform: vec![],

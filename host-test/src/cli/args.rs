@@ -107,6 +107,11 @@ pub(super) enum Request {
         /// make jobserver is served or joined, tasks get no MAKEFLAGS.
         #[arg(long)]
         no_jobserver: bool,
+        /// Fail the tasks that did not ask for the network (`"network":
+        /// true`) when the kernel gives no network namespace to run them
+        /// without it, instead of warning and running them with it.
+        #[arg(long)]
+        require_isolation: bool,
         /// When another build holds the workspace, exit 2 at once instead
         /// of waiting for it to finish.
         #[arg(long)]

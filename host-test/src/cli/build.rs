@@ -17,7 +17,7 @@ use super::loader::Loader;
 use super::read::{graph_text, open_workspace};
 use crate::console::{Console, Verbosity};
 use crate::outputs;
-use crate::process::{Activity, JobserverMode};
+use crate::process::{Activity, Isolation, JobserverMode};
 use crate::workspace_lock::{Holder, WorkspaceLock};
 use crate::{CallResult, Controls, Report, RunOptions, Runqueue, Summary, Workspace};
 
@@ -62,6 +62,7 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
         check_reproducible,
         memory_limit,
         no_jobserver,
+        require_isolation,
         no_wait,
         keys,
         place,
@@ -107,6 +108,7 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
         activity: Some(Activity::default()),
         executor,
         shared_slots: None,
+        isolation: isolation_of(require_isolation),
     };
     let console = console_for(&show, &ws, &controls, stall_warning);
     let run = (&rq, text.as_str(), &options, &controls, &ws);
@@ -116,6 +118,14 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
     // Failed, or stopped before everything ran (interrupted).
     let t = &report.totals;
     Ok(build_exit_code(t.failed == 0 && t.not_run == 0))
+}
+
+/// What `--require-isolation` asks for.
+pub(super) fn isolation_of(required: bool) -> Isolation {
+    match required {
+        true => Isolation::Required,
+        false => Isolation::WhereAllowed,
+    }
 }
 
 /// Runs the build, shown on `console`; tasks' orphans become ours

@@ -9,7 +9,7 @@ use clap::Parser;
 use serde_json::{Map, Value};
 
 use super::args::{Cli, Request};
-use super::build::{jobserver_mode, local_limits};
+use super::build::{isolation_of, jobserver_mode, local_limits};
 use crate::serve::Submitted;
 use crate::RunOptions;
 
@@ -55,6 +55,7 @@ pub fn submitted(options: &Map<String, Value>) -> Result<Submitted, String> {
         check_reproducible,
         memory_limit,
         no_jobserver,
+        require_isolation,
         place,
         ..
     } = cli.request
@@ -77,6 +78,7 @@ pub fn submitted(options: &Map<String, Value>) -> Result<Submitted, String> {
         },
         allowed_programs: (!allow_program.is_empty()).then_some(allow_program),
         jobserver: jobserver_mode(jobs, no_jobserver),
+        isolation: isolation_of(require_isolation),
     })
 }
 

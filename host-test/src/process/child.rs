@@ -18,6 +18,7 @@ use super::groups::signal_group;
 use super::jobserver::Jobserver;
 use super::logs::{self, copy_lazily};
 use super::machine;
+use super::netns;
 use super::program::Programs;
 use super::stamps::{self, Stamp};
 use super::strays;
@@ -171,6 +172,8 @@ pub struct Surroundings<'a> {
     pub activity: &'a Activity,
     pub programs: &'a Programs,
     pub jobserver: Option<&'a Jobserver>,
+    /// What to do when the kernel gives no network namespaces.
+    pub isolation: super::Isolation,
 }
 
 /// Starts `cmd` in `ws`: its own process group, stdin closed, exactly the
@@ -179,6 +182,8 @@ pub struct Surroundings<'a> {
 pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, SpawnError> {
     let (ws, live, activity, programs) = (at.ws, at.live, at.activity, at.programs);
     let jobserver = at.jobserver.filter(|_| cmd.jobserver);
+    let isolated =
+        netns::decide(netns::allowed(), cmd.network, at.isolation).map_err(SpawnError::Other)?;
     // Both held open until the process started (the log's for as long as
     // its files are written): a swap meanwhile cannot lead them out.
     let cwd_dir = ws.ensure_dir(&cmd.cwd).map_err(SpawnError::InvalidPath)?;
@@ -197,10 +202,11 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
         js.makeflags(theirs.map(|(_, v)| v.as_str()))
     });
     let oom_baseline = machine::oom_kills_seen();
+    let leave = isolated.then(netns::Leave::new);
     let child = start(
         cmd,
         (&argv, &program, &cwd, ws.root()),
-        makeflags,
+        (makeflags, leave),
         (out, err),
     )?;
     let pid = child.id().unwrap_or(0);
@@ -255,6 +261,7 @@ fn fitted<'a>(
         cwd: cmd.cwd.clone(),
         log: cmd.log.clone(),
         jobserver: cmd.jobserver,
+        network: cmd.network,
         inputs: Vec::new(),
         outputs: Vec::new(),
         platform: Vec::new(),
@@ -305,7 +312,7 @@ fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
 fn start(
     cmd: &wit::Command,
     (argv, program, cwd, root): (&[String], &Path, &Path, &Path),
-    makeflags: Option<String>,
+    (makeflags, leave): (Option<String>, Option<netns::Leave>),
     (out, err): (fs::File, fs::File),
 ) -> Result<tokio::process::Child, SpawnError> {
     let mut command = tokio::process::Command::new(program);
@@ -322,6 +329,14 @@ fn start(
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .process_group(0);
+    if let Some(leave) = leave {
+        // SAFETY: the hook only makes syscalls on values prepared before
+        // fork (netns::Leave).
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || leave.enter());
+        }
+    }
     // `command` holds the pipe's write end until it is dropped; it must be
     // dropped after the spawn so the copier sees end-of-file.
     let spawned = command.spawn();

@@ -180,6 +180,7 @@ mod tests {
             env: vec![],
             log: "log.x".into(),
             jobserver: false,
+            network: false,
             inputs: vec![],
             outputs: vec![],
             platform: vec![],

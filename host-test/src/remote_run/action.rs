@@ -230,6 +230,7 @@ mod tests {
             ],
             log: "log".into(),
             jobserver: false,
+            network: false,
             inputs: vec![],
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
             platform: vec![("OSFamily".into(), "linux".into())],

@@ -61,6 +61,8 @@ pub struct Submitted {
     /// `allow_program`, when given.
     pub allowed_programs: Option<Vec<String>>,
     pub jobserver: JobserverMode,
+    /// `require_isolation`.
+    pub isolation: crate::process::Isolation,
 }
 
 /// How a request's `options` object is read (the CLI's parser, which the
@@ -166,6 +168,7 @@ fn run_with(shared: &Shared, job: &Job, live: &Live) -> (RunOptions, Controls) {
         jobserver,
         executor: None,
         shared_slots: Some((shared.pool.clone(), job.id)),
+        isolation: job.submitted.isolation,
     };
     (options, controls)
 }
