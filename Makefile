@@ -143,6 +143,7 @@ bench: build nginx ninja buildgrid
 	$(CARGO) bench -p runqueue-host --bench machine -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench remote -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench service -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench isolation -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm
