@@ -94,6 +94,9 @@ $(COMMAND): $(SOURCES) | wasm-target
 	cp $(COMPONENT) $@
 
 component: wasm-target wasm-tools $(RELEASE)/runqueue-remote.wasm $(COMMAND)
+	@# cargo does not see the WIT files the provider's bindings come from:
+	@# after a WIT change it would keep a stale simprocess.wasm.
+	@[ -z "$$(find wit -newer $(RELEASE)/simprocess.wasm 2>/dev/null)" ] || touch examples/simprocess/src/lib.rs
 	$(CARGO) build -p runqueue -p simprocess --target $(WASM) --release
 	@# (It warns that it is deprecated in favour of wac, which takes 5 minutes to install.)
 	wasm-tools compose $(COMMAND) -d $(RELEASE)/simprocess.wasm -o $(COMPOSED) 2>$(RELEASE)/compose.log \
