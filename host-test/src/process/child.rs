@@ -202,11 +202,11 @@ pub fn spawn(cmd: &wit::Command, at: &Surroundings<'_>) -> Result<ChildProcess, 
         js.makeflags(theirs.map(|(_, v)| v.as_str()))
     });
     let oom_baseline = machine::oom_kills_seen();
-    let leave = isolated.then(netns::Leave::new);
+
     let child = start(
         cmd,
         (&argv, &program, &cwd, ws.root()),
-        (makeflags, leave),
+        (makeflags, isolated),
         (out, err),
     )?;
     let pid = child.id().unwrap_or(0);
@@ -312,7 +312,7 @@ fn log_error(cmd: &wit::Command, e: io::Error) -> SpawnError {
 fn start(
     cmd: &wit::Command,
     (argv, program, cwd, root): (&[String], &Path, &Path, &Path),
-    (makeflags, leave): (Option<String>, Option<netns::Leave>),
+    (makeflags, isolated): (Option<String>, bool),
     (out, err): (fs::File, fs::File),
 ) -> Result<tokio::process::Child, SpawnError> {
     let mut command = tokio::process::Command::new(program);
@@ -329,18 +329,16 @@ fn start(
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .process_group(0);
-    if let Some(leave) = leave {
-        // SAFETY: the hook only makes syscalls on values prepared before
-        // fork (netns::Leave).
-        #[allow(unsafe_code)]
-        unsafe {
-            command.pre_exec(move || leave.enter());
-        }
-    }
     // `command` holds the pipe's write end until it is dropped; it must be
     // dropped after the spawn so the copier sees end-of-file.
-    let spawned = command.spawn();
-    drop(command);
+    let spawned = match isolated {
+        true => netns::spawn(command),
+        false => {
+            let spawned = command.spawn();
+            drop(command);
+            spawned
+        }
+    };
     spawned.map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => {
             SpawnError::NotFound(format!("program \"{}\" not found", cmd.program))
