@@ -127,13 +127,21 @@ pub fn spawn(mut command: tokio::process::Command) -> io::Result<tokio::process:
 
 type Reply = std::sync::mpsc::Sender<io::Result<tokio::process::Child>>;
 
+/// A spawn request: the command, the runtime of the caller (its child is
+/// that runtime's to reap), where to answer.
+type Request = (tokio::process::Command, tokio::runtime::Handle, Reply);
+
 /// The thread that spawns isolated tasks from inside the namespace.
-struct Spawner(std::sync::Mutex<std::sync::mpsc::Sender<(tokio::process::Command, Reply)>>);
+struct Spawner(std::sync::Mutex<std::sync::mpsc::Sender<Request>>);
 
 impl Spawner {
     fn spawn(&self, command: tokio::process::Command) -> io::Result<tokio::process::Child> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let (reply, answer) = std::sync::mpsc::channel();
-        let sent = self.0.lock().map(|tx| tx.send((command, reply)).is_ok());
+        let sent = self
+            .0
+            .lock()
+            .map(|tx| tx.send((command, runtime, reply)).is_ok());
         match sent {
             Ok(true) => answer
                 .recv()
@@ -149,16 +157,16 @@ fn spawner() -> Option<&'static Spawner> {
     SPAWNER
         .get_or_init(|| {
             let join = join().filter(|j| j.user.is_none())?;
-            let handle = tokio::runtime::Handle::try_current().ok()?;
-            let (tx, rx) = std::sync::mpsc::channel::<(tokio::process::Command, Reply)>();
+            let (tx, rx) = std::sync::mpsc::channel::<Request>();
             let (ready, joined) = std::sync::mpsc::channel();
             std::thread::Builder::new()
                 .name("isolated spawns".into())
                 .spawn(move || {
                     let _ = ready.send(join.enter().is_ok());
-                    let _runtime = handle.enter();
-                    for (mut command, reply) in rx {
+                    for (mut command, runtime, reply) in rx {
+                        let entered = runtime.enter();
                         let child = command.spawn();
+                        drop(entered);
                         drop(command);
                         let _ = reply.send(child);
                     }
