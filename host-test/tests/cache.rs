@@ -768,3 +768,31 @@ fn plan_and_explain_take_the_trusted_keys_a_build_would() {
         "{explain}"
     );
 }
+
+#[test]
+fn cache_verify_drops_a_tampered_blob_and_the_next_build_repairs_it() {
+    let ws = Ws::new();
+    let g = r#"{"version":1,"tasks":[{"id":"a","run":"mkdir -p out; echo made > out/a","outputs":["out/a"]}]}"#;
+    assert!(ws.cli_build(g, &[]).status.success());
+    let (hash, _) = hash_file(&ws.join("out/a")).unwrap();
+    let blob = ws.join(&format!(".runqueue/cache/cas/{}/{hash}", &hash[..2]));
+    std::fs::write(&blob, "tampered\n").unwrap();
+    let out = ws.cli(&["cache", "verify", "--cache", ".runqueue/cache"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(&format!("dropped cas/{}/{hash}", &hash[..2])),
+        "{said}"
+    );
+    assert!(said.contains("1 dropped"), "{said}");
+    assert!(!blob.exists());
+    std::fs::remove_file(ws.join("out/a")).unwrap();
+    let again = ws.cli_build(g, &["--report", "r.json"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(ws.read("out/a"), "made\n", "the task ran again");
+    assert!(blob.exists(), "and its blob is back");
+    let clean = stdout(&ws.cli(&["cache", "verify", "--cache", ".runqueue/cache"]));
+    assert!(clean.contains(": 0 dropped"), "{clean}");
+    let none = ws.cli(&["cache", "verify", "--cache", "nowhere"]);
+    assert_eq!(none.status.code(), Some(2));
+}

@@ -186,6 +186,9 @@ pub(super) enum Request {
         /// Where to write the public key (created; never overwritten).
         public: PathBuf,
     },
+    /// Look after a cache directory.
+    #[command(subcommand)]
+    Cache(CacheRequest),
     /// (internal) Kill the process groups listed on stdin when it closes.
     #[command(hide = true)]
     Watchdog,
@@ -214,6 +217,19 @@ pub(super) enum Request {
     /// Serve builds over HTTP: a JSON API, a live web page, every build
     /// recorded; builds share this machine's task slots.
     Serve(crate::serve::Args),
+}
+
+/// `runqueue cache …`.
+#[derive(Subcommand, Debug)]
+pub(super) enum CacheRequest {
+    /// Rehash every blob; drop and report those whose bytes do not match
+    /// their name (their entries are then misses, repaired by the next
+    /// build that runs the task).
+    Verify {
+        /// The cache directory.
+        #[arg(long, value_name = "DIR")]
+        cache: PathBuf,
+    },
 }
 
 /// Signing and trusting cache entries.

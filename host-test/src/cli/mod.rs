@@ -8,6 +8,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod failure;
 mod loader;
 mod read;
@@ -143,6 +144,7 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             import_dot(&loader, &file, &text, &options, output.as_deref()).await
         }
         Request::Worker(args) => Ok(crate::worker::run(args).await),
+        Request::Cache(args::CacheRequest::Verify { cache: dir }) => cache::verify(&dir),
         request @ Request::Build { .. } => build::build(&loader, request).await,
     }
 }
