@@ -116,28 +116,42 @@ fn summary(row: &BuildRow, full: bool) -> Value {
     value
 }
 
+/// The build `id` names, found by `find`; else the status and message.
+fn found<T>(
+    id: &str,
+    find: impl FnOnce(u64) -> rusqlite::Result<Option<T>>,
+) -> Result<(u64, T), (u16, String)> {
+    let Some(id) = id.parse::<u64>().ok() else {
+        return Err((404, format!("no build {id}")));
+    };
+    match find(id) {
+        Ok(Some(row)) => Ok((id, row)),
+        Ok(None) => Err((404, format!("no build {id}"))),
+        Err(e) => Err((500, e.to_string())),
+    }
+}
+
 /// Runs `f` on build `id`'s full summary; 404 when there is none.
 fn with_build(service: &Service, id: &str, f: impl FnOnce(Value) -> Reply) -> Reply {
-    let Some(id) = id.parse::<u64>().ok() else {
-        return error(404, &format!("no build {id}"));
-    };
-    match service.db().get(id) {
-        Ok(Some(row)) => f(summary(&row, true)),
-        Ok(None) => error(404, &format!("no build {id}")),
-        Err(e) => error(500, &e.to_string()),
+    match found(id, |id| service.db().get(id)) {
+        Ok((_, row)) => f(summary(&row, true)),
+        Err((status, msg)) => error(status, &msg),
+    }
+}
+
+/// Runs `f` on build `id`'s number, state and workspace (its report is
+/// not read); 404 when there is none.
+fn with_brief(service: &Service, id: &str, f: impl FnOnce(u64, &str, &str) -> Reply) -> Reply {
+    match found(id, |id| service.db().brief(id)) {
+        Ok((id, (state, workspace))) => f(id, &state, &workspace),
+        Err((status, msg)) => error(status, &msg),
     }
 }
 
 fn cancel(service: &Service, id: &str) -> Reply {
-    with_build(service, id, |b| {
-        let id = b["id"].as_u64().unwrap_or(0);
-        match service.cancel(id) {
-            true => json(202, &json!({"id": id, "cancelling": true})),
-            false => {
-                let state = b["state"].as_str().unwrap_or_default();
-                error(409, &format!("build {id} has already ended ({state})"))
-            }
-        }
+    with_brief(service, id, |id, state, _| match service.cancel(id) {
+        true => json(202, &json!({"id": id, "cancelling": true})),
+        false => error(409, &format!("build {id} has already ended ({state})")),
     })
 }
 
@@ -152,8 +166,8 @@ fn events(service: &Arc<Service>, id: &str, req: &Request<Incoming>) -> Reply {
         .or_else(|| query_param(req.uri().query(), "after"))
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or(0);
-    with_build(service, id, |b| {
-        sse::stream(service.clone(), b["id"].as_u64().unwrap_or(0), after)
+    with_brief(service, id, |id, _, _| {
+        sse::stream(service.clone(), id, after)
     })
 }
 
@@ -164,8 +178,7 @@ fn log(service: &Service, id: &str, task: &str, query: Option<&str>) -> Reply {
     let Some(task) = percent_decode(task) else {
         return error(404, "no such task");
     };
-    with_build(service, id, |b| {
-        let id = b["id"].as_u64().unwrap_or(0);
+    with_brief(service, id, |id, _, workspace| {
         let found = service.db().task_log(id, &task).ok().flatten();
         let Some((log, state)) = found else {
             return error(404, &format!("build {id} has no log for task {task}"));
@@ -173,7 +186,6 @@ fn log(service: &Service, id: &str, task: &str, query: Option<&str>) -> Reply {
         let offset = query_param(query, "offset")
             .and_then(|o| o.parse().ok())
             .unwrap_or(0);
-        let workspace = b["workspace"].as_str().unwrap_or_default();
         match task_log::read(std::path::Path::new(workspace), &log, offset) {
             Ok((bytes, size)) => {
                 let next = offset.min(size) + bytes.len() as u64;

@@ -210,6 +210,18 @@ impl Db {
         .optional()
     }
 
+    /// A build's state and workspace, without reading its report (for the
+    /// requests that need no more: cancel, events, logs).
+    pub fn brief(&self, id: u64) -> rusqlite::Result<Option<(String, String)>> {
+        let conn = self.lock();
+        conn.query_row(
+            "SELECT state, workspace FROM builds WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+    }
+
     /// Up to `limit` builds older than `before` (all, for `None`), newest
     /// first.
     pub fn list(&self, before: Option<u64>, limit: u32) -> rusqlite::Result<Vec<BuildRow>> {
