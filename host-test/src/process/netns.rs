@@ -60,7 +60,7 @@ pub fn allowed() -> Result<(), &'static str> {
 }
 
 /// How a child joins the empty namespace, when there is one.
-pub fn join() -> Option<Join> {
+fn join() -> Option<Join> {
     let shared = shared().as_ref().ok()?;
     Some(Join {
         net: shared.net.as_raw_fd(),
@@ -183,7 +183,7 @@ fn spawner() -> Option<&'static Spawner> {
 /// Descriptors of the shared namespaces, for a child between fork and
 /// exec.
 #[derive(Clone, Copy)]
-pub struct Join {
+struct Join {
     net: RawFd,
     user: Option<RawFd>,
 }
@@ -191,7 +191,7 @@ pub struct Join {
 impl Join {
     /// In the child: into the empty network namespace, or an error.
     #[allow(unsafe_code)]
-    pub fn enter(self) -> io::Result<()> {
+    fn enter(self) -> io::Result<()> {
         // SAFETY: setns on descriptors this process holds open.
         unsafe {
             if let Some(user) = self.user {
@@ -209,20 +209,13 @@ impl Join {
 
 /// How a child leaves the network, prepared before fork so that the child
 /// only makes syscalls.
-#[derive(Clone)]
-pub struct Leave {
+struct Leave {
     uid_map: CString,
     gid_map: CString,
 }
 
-impl Default for Leave {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Leave {
-    pub fn new() -> Leave {
+    fn new() -> Leave {
         // SAFETY: getuid and getgid cannot fail.
         #[allow(unsafe_code)]
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -234,7 +227,7 @@ impl Leave {
 
     /// In the child: into an empty network namespace, or an error.
     #[allow(unsafe_code)]
-    pub fn enter(&self) -> io::Result<()> {
+    fn enter(&self) -> io::Result<()> {
         // SAFETY: plain syscalls; nothing is allocated.
         unsafe {
             if libc::unshare(libc::CLONE_NEWNET) == 0 {
