@@ -69,11 +69,22 @@ pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
         hash: sha256_hex(&bytes),
         size: bytes.len() as u64,
     };
-    let there = fs::metadata(blob_path(cache, &blob.hash)).is_ok_and(|m| m.len() == blob.size);
-    if !there {
+    if !touch(&blob_path(cache, &blob.hash), blob.size) {
         put(cache, &blob_rel(&blob.hash), &bytes)?;
     }
     Ok(blob)
+}
+
+/// Whether blob `path` is there with `size` bytes; if so its time is made
+/// now, so that a collection running meanwhile (which takes only blobs
+/// untouched for its grace period, and looks again just before it removes
+/// one) keeps it for the entry about to name it.
+fn touch(path: &Path, size: u64) -> bool {
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    file.metadata().is_ok_and(|m| m.len() == size)
+        && file.set_modified(std::time::SystemTime::now()).is_ok()
 }
 
 fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {
@@ -307,10 +318,14 @@ mod tests {
         fs::write(&a, "stamp").unwrap();
         fs::write(&b, "stamp").unwrap();
         let first = store(&cache, &a).unwrap();
-        let inode = fs::metadata(blob_path(&cache, &first.hash)).unwrap().ino();
-        assert_eq!(store(&cache, &b).unwrap(), first);
         let path = blob_path(&cache, &first.hash);
-        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "not rewritten");
+        let inode = fs::metadata(&path).unwrap().ino();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+        fs::File::open(&path).unwrap().set_modified(old).unwrap();
+        assert_eq!(store(&cache, &b).unwrap(), first);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.ino(), inode, "not rewritten");
+        assert!(meta.modified().unwrap() > old, "but touched, for gc");
         assert_eq!(fs::read_to_string(path).unwrap(), "stamp");
     }
 

@@ -2,7 +2,10 @@
 //! run (like Ninja's `.ninja_log`), read once per build and compacted now
 //! and then. Replaces a file read and written per task.
 //!
-//! Each line is a JSON [`Record`]. A line that does not parse (the torn
+//! Each line is a JSON [`Record`] (a task ran, or was decided), a [`Uses`]
+//! (a build looked these entries up: when, for `runqueue cache gc`'s
+//! least-recently-used order) or a [`Built`] (a build's hit ratio, for
+//! `runqueue cache stats`). A line that does not parse (the torn
 //! last line of a build killed mid-write) is ignored; an append first ends
 //! such a line, so nothing after it is lost. Each append is one `write` of
 //! whole lines to a file opened for appending, so concurrent builds sharing
@@ -10,14 +13,15 @@
 //!
 //! Knows files and records; knows nothing of graphs or scheduling.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::digest::{io_text, unique_suffix};
+use crate::cache::digest::{io_text, is_sha256_hex, unique_suffix};
+use crate::cache::entry::entry_rel;
 use crate::cache::signature::SigParts;
 use crate::cache::wfile::{self, How};
 
@@ -40,6 +44,37 @@ pub struct Record {
     /// The most memory it held at once, in bytes, where the host measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_bytes: Option<u64>,
+}
+
+/// Entries a build used (looked up and found), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uses {
+    /// Seconds since the Unix epoch.
+    pub used_at: u64,
+    /// Their signatures.
+    pub used: Vec<String>,
+}
+
+/// How much of a build the cache covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Built {
+    /// When it ended, in seconds since the Unix epoch.
+    pub built_at: u64,
+    /// Its tasks, and how many of them the cache covered.
+    pub tasks: u64,
+    pub cached: u64,
+}
+
+/// How many [`Built`] lines the journal keeps.
+pub const RECENT_BUILDS: usize = 20;
+
+/// One journal line, of any kind.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Record(Record),
+    Uses(Uses),
+    Built(Built),
 }
 
 /// The last recorded run of a task id.
@@ -100,6 +135,9 @@ impl History {
 pub struct Journal {
     path: PathBuf,
     by_task: HashMap<String, History>,
+    /// When each entry was last used, by signature.
+    last_use: HashMap<String, u64>,
+    builds: VecDeque<Built>,
     lines: usize,
 }
 
@@ -123,10 +161,37 @@ impl Journal {
     fn read(&mut self, text: &[u8]) {
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             self.lines += 1;
-            if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                self.remember(r);
+            match serde_json::from_slice::<Line>(line) {
+                Ok(Line::Record(r)) => self.remember(r),
+                Ok(Line::Uses(u)) => self.remember_uses(u),
+                Ok(Line::Built(b)) => self.remember_build(b),
+                Err(_) => {}
             }
         }
+    }
+
+    fn remember_uses(&mut self, u: Uses) {
+        for sig in u.used {
+            let at = self.last_use.entry(sig).or_insert(u.used_at);
+            *at = (*at).max(u.used_at);
+        }
+    }
+
+    fn remember_build(&mut self, b: Built) {
+        self.builds.push_back(b);
+        if self.builds.len() > RECENT_BUILDS {
+            self.builds.pop_front();
+        }
+    }
+
+    /// When the entry of `sig` was last used, if the journal says.
+    pub fn last_use(&self, sig: &str) -> Option<u64> {
+        self.last_use.get(sig).copied()
+    }
+
+    /// The most recent builds' coverage, oldest first.
+    pub fn builds(&self) -> impl Iterator<Item = &Built> {
+        self.builds.iter()
     }
 
     fn remember(&mut self, r: Record) {
@@ -164,6 +229,33 @@ impl Journal {
         Ok(())
     }
 
+    /// Records that the entries of `sigs` were used now, in one line.
+    pub fn append_uses(&mut self, used: Vec<String>, used_at: u64) -> Result<(), String> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let uses = Uses { used_at, used };
+        self.append_line(&uses)?;
+        self.remember_uses(uses);
+        Ok(())
+    }
+
+    /// Records how much of a build the cache covered.
+    pub fn append_built(&mut self, built: Built) -> Result<(), String> {
+        self.append_line(&built)?;
+        self.remember_build(built);
+        Ok(())
+    }
+
+    fn append_line(&mut self, line: &impl Serialize) -> Result<(), String> {
+        let mut text = serde_json::to_vec(line).expect("journal lines serialize");
+        text.push(b'\n');
+        self.append_bytes(text)
+            .map_err(|e| self.error("append to", &e))?;
+        self.lines += 1;
+        Ok(())
+    }
+
     fn append_bytes(&self, mut text: Vec<u8>) -> io::Result<()> {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
@@ -182,7 +274,8 @@ impl Journal {
             .values()
             .flat_map(History::as_records)
             .collect();
-        let text = lines(&records);
+        let mut text = lines(&records);
+        self.uses_lines(&mut text);
         let tmp = self
             .path
             .with_file_name(format!("journal.{}", unique_suffix()));
@@ -193,8 +286,31 @@ impl Journal {
             let _ = fs::remove_file(&tmp);
             return Err(self.error("compact", &e));
         }
-        self.lines = records.len();
+        self.lines = text.iter().filter(|&&b| b == b'\n').count();
         Ok(())
+    }
+
+    /// The uses of entries still in the cache, one line per time, and the
+    /// recent builds.
+    fn uses_lines(&self, text: &mut Vec<u8>) {
+        let cache = self.path.parent().unwrap_or(Path::new("."));
+        let mut by_time: HashMap<u64, Vec<String>> = HashMap::new();
+        for (sig, &at) in &self.last_use {
+            if is_sha256_hex(sig) && cache.join(entry_rel(sig)).exists() {
+                by_time.entry(at).or_default().push(sig.clone());
+            }
+        }
+        let mut times: Vec<_> = by_time.into_iter().collect();
+        times.sort_unstable_by_key(|(at, _)| *at);
+        for (used_at, used) in times {
+            let line = serde_json::to_vec(&Uses { used_at, used }).expect("uses serialize");
+            text.extend(line);
+            text.push(b'\n');
+        }
+        for b in &self.builds {
+            text.extend(serde_json::to_vec(b).expect("builds serialize"));
+            text.push(b'\n');
+        }
     }
 
     fn error(&self, what: &str, e: &io::Error) -> String {
@@ -302,5 +418,32 @@ mod tests {
             .map(|i| compacted.history(&format!("t{i}")).cloned())
             .collect();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn compaction_keeps_the_uses_of_entries_still_there_and_the_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (kept, gone) = ("a".repeat(64), "b".repeat(64));
+        let entry = dir.path().join(entry_rel(&kept));
+        fs::create_dir_all(entry.parent().unwrap()).unwrap();
+        fs::write(&entry, "{}").unwrap();
+        let mut j = Journal::load(&path);
+        j.append_uses(vec![kept.clone(), gone.clone()], 100).unwrap();
+        j.append_uses(vec![kept.clone()], 200).unwrap();
+        for n in 0..(RECENT_BUILDS as u64 + 2) {
+            j.append_built(Built { built_at: n, tasks: 9, cached: n }).unwrap();
+        }
+        for d in 0..COMPACT_MIN_LINES as u64 {
+            j.append(vec![run("t", "s", d)]).unwrap();
+        }
+        Journal::load(&path);
+        let lines = fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, HISTORY_DURATIONS + 1 + RECENT_BUILDS);
+        let compacted = Journal::load(&path);
+        assert_eq!(compacted.last_use(&kept), Some(200));
+        assert_eq!(compacted.last_use(&gone), None, "its entry is gone");
+        let cached: Vec<u64> = compacted.builds().map(|b| b.cached).collect();
+        assert_eq!(cached, (2..RECENT_BUILDS as u64 + 2).collect::<Vec<_>>());
     }
 }

@@ -8,8 +8,10 @@
 //! - `ac/<s0s1>/<signature>.json`: an [`ActionEntry`], written last;
 //! - `eq/<s0s1>/<signature>.json`: the [`crate::cache::cutoff::OutputsRecord`]
 //!   of the run that stored the entry, written with it;
-//! - `journal`: the history of task runs ([`crate::cache::journal`]);
-//! - `tmp/`: temporary files, renamed into place when complete.
+//! - `journal`: the history of task runs and of entries' uses
+//!   ([`crate::cache::journal`]);
+//! - `tmp/`: temporary files, renamed into place when complete;
+//! - `gc.lock`: held by `runqueue cache gc` while it collects.
 //!
 //! Knows files, blobs and entries; knows nothing of scheduling or of how
 //! signatures are made.
@@ -28,6 +30,7 @@ pub mod journal;
 pub mod reuse;
 pub mod signature;
 pub mod signing;
+pub mod usage;
 pub mod wfile;
 
 use std::fs;
@@ -102,6 +105,9 @@ pub struct Cache {
     signer: Option<Arc<Signer>>,
     /// Whose signed entries are used (any entry, if empty).
     trust: Arc<Trust>,
+    /// Signatures found since the journal last heard of uses
+    /// ([`usage`]).
+    hits: Arc<Mutex<Vec<String>>>,
 }
 
 fn io_err(what: &str, path: &Path, e: io::Error) -> String {
@@ -119,6 +125,7 @@ impl Cache {
             journal: Arc::default(),
             signer: None,
             trust: Arc::default(),
+            hits: Arc::default(),
         }
     }
 
@@ -177,7 +184,10 @@ impl Cache {
             return Lookup::Untrusted(format!("the cache entry {why}"));
         }
         match validate_entry(sig, &bytes) {
-            Ok(entry) => Lookup::Hit(entry),
+            Ok(entry) => {
+                self.note_hit(sig);
+                Lookup::Hit(entry)
+            }
             Err(why) => Lookup::Corrupt(format!("action entry {} {why}", path.display())),
         }
     }

@@ -97,6 +97,8 @@ pub async fn run<'a>(
         run.await_next().await;
     }
     run.record_history(0);
+    run.tell_uses();
+    run.record_build();
     run.say_notes();
     run.say_remote();
     run.plan.close();
@@ -179,6 +181,9 @@ struct Run<'a, 'g> {
     waking: bool,
     /// The last hold noted, told again only when it changes.
     last_hold: Option<(TaskId, Hold)>,
+    /// When (ms into the run) the journal was last told of the entries
+    /// this run holds unrestored ([`crate::cache::usage`]).
+    uses_told_ms: u64,
 }
 
 impl<'a, 'g> Run<'a, 'g> {
@@ -260,6 +265,7 @@ impl<'a, 'g> Run<'a, 'g> {
             admission,
             waking: false,
             last_hold: None,
+            uses_told_ms: 0,
         }
     }
 
@@ -414,6 +420,7 @@ impl<'a, 'g> Run<'a, 'g> {
     /// interrupt) and records it.
     async fn await_next(&mut self) {
         self.record_history(HISTORY_BATCH);
+        self.tell_uses();
         let next = self.pending.next();
         let done = match &mut self.interrupt {
             None => next.await,

@@ -10,7 +10,8 @@ use crate::cache::reuse::{check_outputs, commit, store_blobs, PendingStore, Stor
 use crate::cache::{file_paths, record_file};
 use crate::graph::TaskId;
 use crate::remote;
-use crate::run::report::{Ended, ExitStatus};
+use crate::cache::usage::REFRESH_SECS;
+use crate::run::report::{Ended, ExitStatus, Outcome};
 use crate::seams::Event;
 
 impl<'a, 'g> Run<'a, 'g> {
@@ -83,6 +84,39 @@ impl<'a, 'g> Run<'a, 'g> {
         }
         if let Err(e) = cache.record_runs(std::mem::take(&mut self.history)) {
             let msg = format!("cannot record history: {e}");
+            self.seams.progress.event(Event::Warning(&msg));
+        }
+    }
+
+    /// Tells the journal of the entries found since it was last told, and
+    /// every [`REFRESH_SECS`] again of those still unrestored, so that no
+    /// collection takes them before they are restored.
+    pub(super) fn tell_uses(&mut self) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        let mut told = cache.tell_uses();
+        if self.now() - self.uses_told_ms >= REFRESH_SECS * 1000 {
+            self.uses_told_ms = self.now();
+            let held = self.graph.ids().filter(|&id| self.covered[id].is_some());
+            let sigs = held.filter_map(|id| self.records[id].signature.clone());
+            told = told.and(cache.tell_used(sigs.collect()));
+        }
+        if let Err(e) = told {
+            let msg = format!("cannot record the entries used: {e}");
+            self.seams.progress.event(Event::Warning(&msg));
+        }
+    }
+
+    /// Tells the journal how much of this build the cache covered.
+    pub(super) fn record_build(&mut self) {
+        let Some(cache) = &self.config.cache else {
+            return;
+        };
+        let cached = self.records.iter().filter(|r| r.outcome == Some(Outcome::Cached));
+        let told = cache.tell_built(self.graph.len() as u64, cached.count() as u64);
+        if let Err(e) = told {
+            let msg = format!("cannot record the build: {e}");
             self.seams.progress.event(Event::Warning(&msg));
         }
     }
