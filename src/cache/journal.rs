@@ -72,7 +72,7 @@ pub const RECENT_BUILDS: usize = 20;
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Line {
-    Record(Record),
+    Record(Box<Record>),
     Uses(Uses),
     Built(Built),
 }
@@ -162,7 +162,7 @@ impl Journal {
         for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             self.lines += 1;
             match serde_json::from_slice::<Line>(line) {
-                Ok(Line::Record(r)) => self.remember(r),
+                Ok(Line::Record(r)) => self.remember(*r),
                 Ok(Line::Uses(u)) => self.remember_uses(u),
                 Ok(Line::Built(b)) => self.remember_build(b),
                 Err(_) => {}
@@ -429,10 +429,16 @@ mod tests {
         fs::create_dir_all(entry.parent().unwrap()).unwrap();
         fs::write(&entry, "{}").unwrap();
         let mut j = Journal::load(&path);
-        j.append_uses(vec![kept.clone(), gone.clone()], 100).unwrap();
+        j.append_uses(vec![kept.clone(), gone.clone()], 100)
+            .unwrap();
         j.append_uses(vec![kept.clone()], 200).unwrap();
         for n in 0..(RECENT_BUILDS as u64 + 2) {
-            j.append_built(Built { built_at: n, tasks: 9, cached: n }).unwrap();
+            j.append_built(Built {
+                built_at: n,
+                tasks: 9,
+                cached: n,
+            })
+            .unwrap();
         }
         for d in 0..COMPACT_MIN_LINES as u64 {
             j.append(vec![run("t", "s", d)]).unwrap();

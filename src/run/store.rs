@@ -7,10 +7,10 @@
 
 use super::{Done, Run};
 use crate::cache::reuse::{check_outputs, commit, store_blobs, PendingStore, StoredBlobs};
+use crate::cache::usage::REFRESH_SECS;
 use crate::cache::{file_paths, record_file};
 use crate::graph::TaskId;
 use crate::remote;
-use crate::cache::usage::REFRESH_SECS;
 use crate::run::report::{Ended, ExitStatus, Outcome};
 use crate::seams::Event;
 
@@ -113,7 +113,10 @@ impl<'a, 'g> Run<'a, 'g> {
         let Some(cache) = &self.config.cache else {
             return;
         };
-        let cached = self.records.iter().filter(|r| r.outcome == Some(Outcome::Cached));
+        let cached = self
+            .records
+            .iter()
+            .filter(|r| r.outcome == Some(Outcome::Cached));
         let told = cache.tell_built(self.graph.len() as u64, cached.count() as u64);
         if let Err(e) = told {
             let msg = format!("cannot record the build: {e}");
