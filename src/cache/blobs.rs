@@ -77,14 +77,18 @@ pub fn store(cache: &Path, src: &Path) -> Result<Blob, String> {
 
 /// Whether blob `path` is there with `size` bytes; if so its time is made
 /// now, so that a collection running meanwhile (which takes only blobs
-/// untouched for its grace period, and looks again just before it removes
-/// one) keeps it for the entry about to name it.
+/// untouched for its grace period, and looks again once it has moved one
+/// aside) keeps it for the entry about to name it. The path is looked at
+/// again after the touch: a blob moved aside just before it is gone or
+/// coming back, and is written anew.
 fn touch(path: &Path, size: u64) -> bool {
     let Ok(file) = fs::File::open(path) else {
         return false;
     };
-    file.metadata().is_ok_and(|m| m.len() == size)
+    let there = |m: io::Result<fs::Metadata>| m.is_ok_and(|m| m.len() == size);
+    there(file.metadata())
         && file.set_modified(std::time::SystemTime::now()).is_ok()
+        && there(fs::metadata(path))
 }
 
 fn store_large(cache: &Path, src: &Path) -> Result<Blob, String> {

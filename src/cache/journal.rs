@@ -145,15 +145,23 @@ impl Journal {
     /// Reads the journal at `path` (none yet is empty), compacting it when
     /// it has grown long; a compaction that fails only leaves it long.
     pub fn load(path: &Path) -> Journal {
+        let mut journal = Journal::read_only(path);
+        if journal.lines > COMPACT_MIN_LINES.max(COMPACT_RATIO * journal.by_task.len()) {
+            let _ = journal.compact();
+        }
+        journal
+    }
+
+    /// Reads the journal at `path`, never compacting it (a collection
+    /// reading what builds used while entries are set aside, which a
+    /// compaction would forget).
+    pub fn read_only(path: &Path) -> Journal {
         let mut journal = Journal {
             path: path.to_path_buf(),
             ..Journal::default()
         };
         if let Ok(text) = fs::read(path) {
             journal.read(&text);
-        }
-        if journal.lines > COMPACT_MIN_LINES.max(COMPACT_RATIO * journal.by_task.len()) {
-            let _ = journal.compact();
         }
         journal
     }
@@ -290,13 +298,16 @@ impl Journal {
         Ok(())
     }
 
-    /// The uses of entries still in the cache, one line per time, and the
-    /// recent builds.
+    /// The uses of entries still in the cache (or used within the last
+    /// day: one a collection has set aside may come back), one line per
+    /// time, and the recent builds.
     fn uses_lines(&self, text: &mut Vec<u8>) {
         let cache = self.path.parent().unwrap_or(Path::new("."));
         let mut by_time: HashMap<u64, Vec<String>> = HashMap::new();
+        let recent = crate::cache::cutoff::now_secs().saturating_sub(24 * 3600);
         for (sig, &at) in &self.last_use {
-            if is_sha256_hex(sig) && cache.join(entry_rel(sig)).exists() {
+            let kept = at >= recent || cache.join(entry_rel(sig)).exists();
+            if is_sha256_hex(sig) && kept {
                 by_time.entry(at).or_default().push(sig.clone());
             }
         }

@@ -11,7 +11,8 @@
 //! - `journal`: the history of task runs and of entries' uses
 //!   ([`crate::cache::journal`]);
 //! - `tmp/`: temporary files, renamed into place when complete;
-//! - `gc.lock`: held by `runqueue cache gc` while it collects.
+//! - the directory itself is `flock`ed by `runqueue cache gc` while it
+//!   collects (builds take no lock).
 //!
 //! Knows files, blobs and entries; knows nothing of scheduling or of how
 //! signatures are made.

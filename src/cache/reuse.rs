@@ -211,6 +211,12 @@ pub async fn setscene(
     loop {
         sigs.reset();
         let mut decided = decide(graph, sigs, cache, &forced, notes);
+        if let Err(e) = cache.tell_uses() {
+            // Before restoring: see `crate::cache::usage`.
+            notes
+                .warnings
+                .push(format!("cannot record the entries used: {e}"));
+        }
         let needed = needed(graph, &decided.fates);
         let sig_of = |id: TaskId| sigs.get(id).map(|s| s.hash.clone());
         let due: Vec<TaskId> = graph

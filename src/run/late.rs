@@ -174,6 +174,7 @@ impl<'a, 'g> Run<'a, 'g> {
     /// Restores the outputs of the covered tasks `due` for `id`, which
     /// holds its slot meanwhile.
     fn restore_for(&mut self, id: TaskId, due: Vec<TaskId>) {
+        self.tell_uses(); // before any blob is read: see `cache::usage`
         let cache = self
             .config
             .cache
