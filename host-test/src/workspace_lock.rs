@@ -69,7 +69,7 @@ impl WorkspaceLock {
 
 /// `flock(op)`: true once taken, false if `LOCK_NB` found it held.
 #[allow(unsafe_code)]
-fn flock(dir: &File, op: libc::c_int) -> io::Result<bool> {
+pub(crate) fn flock(dir: &File, op: libc::c_int) -> io::Result<bool> {
     loop {
         // SAFETY: flock on a descriptor we own; no memory is passed.
         if unsafe { libc::flock(dir.as_raw_fd(), op) } == 0 {

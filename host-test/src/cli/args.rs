@@ -103,6 +103,10 @@ pub(super) enum Request {
         /// cgroup's limit).
         #[arg(long, value_name = "SIZE", value_parser = runqueue::cli::parse_size)]
         memory_limit: Option<u64>,
+        /// After the build, collect the cache down to SIZE as `runqueue
+        /// cache gc` does (skipped while another collection runs).
+        #[arg(long, value_name = "SIZE", value_parser = parse_cache_size, conflicts_with = "no_cache")]
+        cache_max_size: Option<u64>,
         /// Do not share job slots with the tasks' nested builds: no GNU
         /// make jobserver is served or joined, tasks get no MAKEFLAGS.
         #[arg(long)]
@@ -222,6 +226,21 @@ pub(super) enum Request {
 /// `runqueue cache …`.
 #[derive(Subcommand, Debug)]
 pub(super) enum CacheRequest {
+    /// Remove the least recently used entries, and the blobs only they
+    /// name, until the cache fits SIZE; safe while builds use the cache.
+    Gc {
+        /// The cache directory.
+        #[arg(long, value_name = "DIR")]
+        cache: PathBuf,
+        #[command(flatten)]
+        bounds: GcBounds,
+    },
+    /// What the cache holds, and how much of the recent builds it covered.
+    Stats {
+        /// The cache directory.
+        #[arg(long, value_name = "DIR")]
+        cache: PathBuf,
+    },
     /// Rehash every blob; drop and report those whose bytes do not match
     /// their name (their entries are then misses, repaired by the next
     /// build that runs the task).
@@ -230,6 +249,58 @@ pub(super) enum CacheRequest {
         #[arg(long, value_name = "DIR")]
         cache: PathBuf,
     },
+}
+
+/// How far a collection cuts a cache down.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(super) struct GcBounds {
+    /// What entries, blobs and records may hold between them (512M, 20G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    pub(super) max_size: u64,
+    #[command(flatten)]
+    pub(super) ages: GcAges,
+}
+
+/// How old what a collection takes is.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(super) struct GcAges {
+    /// Also remove every entry no build has used for DAYS, whatever the
+    /// size.
+    #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+    pub(super) max_age: Option<u64>,
+    /// Never remove what was used or written in the last SECS: a running
+    /// build tells the cache every 600 s what it still holds, so keep this
+    /// above that when builds may be running.
+    #[arg(long, value_name = "SECS", default_value_t = super::cache::DEFAULT_GRACE_SECS)]
+    pub(super) grace: u64,
+}
+
+impl GcBounds {
+    /// The limits of a collection, as of now.
+    pub(super) fn limits(&self) -> super::cache::Limits {
+        super::cache::Limits {
+            max_bytes: self.max_size,
+            max_age_secs: self.ages.max_age,
+            grace_secs: self.ages.grace,
+            now: runqueue::cache::cutoff::now_secs(),
+        }
+    }
+}
+
+/// A cache size: as `--memory-limit` takes it, but never `none`.
+fn parse_cache_size(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "none" => Err("a cache size is a number of bytes (like 512M or 20G), not none".into()),
+        _ => runqueue::cli::parse_size(s),
+    }
+}
+
+/// Days, as seconds.
+fn parse_days(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(d) if (0.0..1e9).contains(&d) => Ok((d * 86400.0) as u64),
+        _ => Err(format!("{s:?} is not a number of days")),
+    }
 }
 
 /// Signing and trusting cache entries.

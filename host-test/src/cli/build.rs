@@ -61,6 +61,7 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
         no_cutoff,
         check_reproducible,
         memory_limit,
+        cache_max_size,
         no_jobserver,
         require_isolation,
         no_wait,
@@ -115,9 +116,29 @@ pub(super) async fn build(loader: &Loader, request: Request) -> Result<i32, Fail
     let report = answer(&graph, run_watched(run, &console).await)?;
     console.summary(&report);
     write_outputs(&report, &show).map_err(bad_input)?;
+    if let (Some(max_bytes), Some(cache)) = (cache_max_size, place.cache()) {
+        collect_after(&place.workspace.join(cache), max_bytes);
+    }
     // Failed, or stopped before everything ran (interrupted).
     let t = &report.totals;
     Ok(build_exit_code(t.failed == 0 && t.not_run == 0))
+}
+
+/// `--cache-max-size`: collects the cache as `runqueue cache gc` would
+/// with its defaults, unless another collection is at it; says what it did
+/// on stderr, and a failure only warns (the build's result stands).
+fn collect_after(cache: &std::path::Path, max_bytes: u64) {
+    let limits = super::cache::Limits {
+        max_bytes,
+        max_age_secs: None,
+        grace_secs: super::cache::DEFAULT_GRACE_SECS,
+        now: 0,
+    };
+    match super::cache::collect(cache, limits, false) {
+        Ok(Some(done)) => eprintln!("cache: {}", done.summary()),
+        Ok(None) => eprintln!("cache: another collection is running; not collected"),
+        Err(e) => eprintln!("warning: cache not collected: {e}"),
+    }
 }
 
 /// What `--require-isolation` asks for.

@@ -144,8 +144,16 @@ async fn run_cli(cli: Cli) -> Result<i32, Failure> {
             import_dot(&loader, &file, &text, &options, output.as_deref()).await
         }
         Request::Worker(args) => Ok(crate::worker::run(args).await),
-        Request::Cache(args::CacheRequest::Verify { cache: dir }) => cache::verify(&dir),
+        Request::Cache(request) => cache_request(request),
         request @ Request::Build { .. } => build::build(&loader, request).await,
+    }
+}
+
+fn cache_request(request: args::CacheRequest) -> Result<i32, Failure> {
+    match request {
+        args::CacheRequest::Gc { cache: dir, bounds } => cache::gc(&dir, bounds.limits()),
+        args::CacheRequest::Stats { cache: dir } => cache::stats(&dir),
+        args::CacheRequest::Verify { cache: dir } => cache::verify(&dir),
     }
 }
 

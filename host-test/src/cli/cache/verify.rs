@@ -1,19 +1,22 @@
 //! `runqueue cache verify`: every blob of a cache rehashed (on all CPUs),
-//! and what does not match its name dropped and reported. An entry whose
-//! blob is gone is then a miss and is repaired by the next build that
-//! runs its task (as for any missing blob).
+//! and what does not match its name dropped and reported; then every
+//! entry that names a blob no longer there dropped and reported too (the
+//! next build that needs it runs its task and stores it again).
 //!
-//! Knows the cache's blob files; knows nothing of entries or graphs.
+//! Knows the cache's files and entries; knows nothing of graphs.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::path::Path;
 
-use super::failure::{bad_input, Failure};
+use runqueue::cache::blobs::blob_path;
+use runqueue::cache::cutoff::record_rel;
+use runqueue::cache::entry::entry_rel;
+
+use super::scan::{on_all_cpus, scan, shard_files};
+use super::{bad_input, check_cache, Failure};
 
 /// What a verification found.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Verified {
+pub(in crate::cli) struct Verified {
     pub(super) blobs: usize,
     pub(super) bytes: u64,
     /// Blobs removed: their path in the cache and why.
@@ -22,68 +25,61 @@ pub(super) struct Verified {
 
 /// `runqueue cache verify --cache DIR`: prints what it dropped and a
 /// summary line.
-pub(super) fn verify(cache: &Path) -> Result<i32, Failure> {
-    if !cache.join("cas").is_dir() {
-        return Err(bad_input(format!(
-            "{}: not a runqueue cache (no cas/)",
-            cache.display()
-        )));
-    }
+pub(in crate::cli) fn verify(cache: &Path) -> Result<i32, Failure> {
+    check_cache(cache)?;
     let found = verify_blobs(cache).map_err(bad_input)?;
-    for (path, why) in &found.dropped {
+    let broken = drop_broken_entries(cache).map_err(bad_input)?;
+    for (path, why) in found.dropped.iter().chain(&broken) {
         println!("dropped {path}: {why}");
     }
     println!(
-        "verified {} blobs ({:.1} MiB): {} dropped",
+        "verified {} blobs ({}): {} dropped; {} entries dropped",
         found.blobs,
-        found.bytes as f64 / (1 << 20) as f64,
-        found.dropped.len()
+        super::mib(found.bytes),
+        found.dropped.len(),
+        broken.len()
     );
     Ok(runqueue::cli::EXIT_OK)
 }
 
-/// Rehashes every blob under `cache/cas`, removing those whose bytes do
-/// not hash to their name.
-pub(super) fn verify_blobs(cache: &Path) -> Result<Verified, String> {
-    let files = blob_files(&cache.join("cas"))?;
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new(Verified::default());
-    std::thread::scope(|s| {
-        for _ in 0..crate::files::cpus().max(1) {
-            s.spawn(|| {
-                while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let checked = check_one(file);
-                    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
-                    found.blobs += 1;
-                    match checked {
-                        Ok(size) => found.bytes += size,
-                        Err(why) => found.dropped.push((rel(cache, file), why)),
-                    }
-                }
-            });
-        }
-    });
-    let mut found = found.into_inner().unwrap_or_else(|e| e.into_inner());
-    found.dropped.sort();
-    Ok(found)
-}
-
-/// Every file two levels below `cas/` (`cas/ab/abcd…`).
-fn blob_files(cas: &Path) -> Result<Vec<PathBuf>, String> {
-    let read = |d: &Path| std::fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()));
-    let mut files = Vec::new();
-    for shard in read(cas)?.flatten() {
-        if shard.file_type().is_ok_and(|t| t.is_dir()) {
-            let inner = read(&shard.path())?.flatten();
-            files.extend(
-                inner
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .map(|e| e.path()),
-            );
+/// Removes the entries that do not parse or name a blob that is not
+/// there (looked for when found missing from the scan, as a build may
+/// have stored it since); their paths and why.
+fn drop_broken_entries(cache: &Path) -> Result<Vec<(String, String)>, String> {
+    let found = scan(cache)?;
+    let have: std::collections::HashSet<&str> = found.blobs.iter().map(|b| b.name()).collect();
+    let mut dropped = Vec::new();
+    for entry in &found.entries {
+        let missing = match &entry.blobs {
+            None => Some("it does not parse".to_string()),
+            Some(blobs) => (blobs.iter())
+                .find(|b| !have.contains(b.as_str()) && !blob_path(cache, b).exists())
+                .map(|b| format!("it names blob {b}, which is not there")),
+        };
+        if let Some(why) = missing {
+            let _ = std::fs::remove_file(cache.join(entry_rel(&entry.sig)));
+            let _ = std::fs::remove_file(cache.join(record_rel(&entry.sig)));
+            dropped.push((entry_rel(&entry.sig), why));
         }
     }
-    files.sort();
-    Ok(files)
+    Ok(dropped)
+}
+
+/// Rehashes every blob under `cache/cas`, removing those whose bytes do
+/// not hash to their name.
+pub(in crate::cli) fn verify_blobs(cache: &Path) -> Result<Verified, String> {
+    let files = shard_files(&cache.join("cas"))?;
+    let checked = on_all_cpus(files, |file| (file.clone(), check_one(file)));
+    let mut found = Verified::default();
+    for (file, result) in checked {
+        found.blobs += 1;
+        match result {
+            Ok(size) => found.bytes += size,
+            Err(why) => found.dropped.push((rel(cache, &file), why)),
+        }
+    }
+    found.dropped.sort();
+    Ok(found)
 }
 
 /// The blob's size if its bytes hash to its name; else it is removed and
