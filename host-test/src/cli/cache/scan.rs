@@ -72,16 +72,16 @@ pub(super) fn is_cache(dir: &Path) -> bool {
 
 /// Reads the whole cache at `cache`.
 pub(super) fn scan(cache: &Path) -> Result<Scan, String> {
-    let entries = on_all_cpus(shard_files(&cache.join("ac"))?, |f| read_entry(cache, f));
+    let entries = on_all_cpus(&shard_files(&cache.join("ac"))?, |f| read_entry(cache, f));
     let have: HashSet<&str> = entries.iter().map(|e| e.sig.as_str()).collect();
-    let records = on_all_cpus(shard_files(&cache.join("eq"))?, |f| stat(f));
+    let records = on_all_cpus(&shard_files(&cache.join("eq"))?, |f| stat(f));
     let stray_records = records
         .into_iter()
         .flatten()
         .filter(|r| !have.contains(r.name().trim_end_matches(".json")))
         .collect();
     Ok(Scan {
-        blobs: on_all_cpus(shard_files(&cache.join("cas"))?, |f| stat(f))
+        blobs: on_all_cpus(&shard_files(&cache.join("cas"))?, |f| stat(f))
             .into_iter()
             .flatten()
             .collect(),
@@ -94,19 +94,16 @@ pub(super) fn scan(cache: &Path) -> Result<Scan, String> {
     })
 }
 
-/// `each` of `files`, on every CPU; what it returns, in no set order.
-pub(super) fn on_all_cpus<T: Send>(
-    files: Vec<PathBuf>,
-    each: impl Fn(&PathBuf) -> T + Sync,
-) -> Vec<T> {
+/// `each` of `items`, on every CPU; what it returns, in no set order.
+pub(super) fn on_all_cpus<I: Sync, T: Send>(items: &[I], each: impl Fn(&I) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
-    let found = Mutex::new(Vec::with_capacity(files.len()));
+    let found = Mutex::new(Vec::with_capacity(items.len()));
     std::thread::scope(|s| {
         for _ in 0..crate::files::cpus().max(1) {
             s.spawn(|| {
                 let mut mine = Vec::new();
-                while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    mine.push(each(file));
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    mine.push(each(item));
                 }
                 found.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
             });

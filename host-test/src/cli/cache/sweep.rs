@@ -3,13 +3,13 @@
 //! loses nothing still named by an entry.
 //!
 //! - Entries go before blobs: an entry is first renamed to a tombstone in
-//!   `tmp/`, and after [`SETTLE`] the journal is read again; an entry a
+//!   `tmp/gc/`, and after [`SETTLE`] the journal is read again; an entry a
 //!   build has used meanwhile is put back, and its blobs stay.
 //! - A blob goes only when nothing has touched it for the grace period (a
 //!   build storing an output that is already there touches its blob, a
-//!   new one writes it anew): it is renamed into `tmp/`, looked at again,
+//!   new one writes it anew): it is renamed into `tmp/gc/`, looked at again,
 //!   and put back if it was touched in between.
-//! - What a killed collection left in `tmp/` is put right by the next one
+//! - What a killed collection left in `tmp/gc/` is put right by the next one
 //!   ([`recover`]): blobs touched within the grace period go back, the rest
 //!   goes.
 //!
@@ -26,14 +26,17 @@ use runqueue::cache::digest::is_sha256_hex;
 use runqueue::cache::journal::Journal;
 
 use super::plan::Plan;
-use super::scan::{stat, FileAt, Scan};
+use super::scan::{on_all_cpus, stat, FileAt, Scan};
 
 /// How long tombstoned entries wait before the journal is read again: a
 /// build journals what it found as soon as it has looked (before it
 /// restores anything), so a use racing the collection shows by then.
 pub(super) const SETTLE: Duration = Duration::from_secs(2);
 
-const TOMB: &str = "gc-";
+/// Where entries, blobs and records wait, sharded like `cas/` (one
+/// directory of a hundred thousand names makes every rename and unlink in
+/// it slower).
+const ASIDE: &str = "tmp/gc";
 
 /// What a sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,43 +48,72 @@ pub(super) struct Swept {
     pub(super) put_back: usize,
 }
 
-/// Removes what `plan` takes from `scan` of `cache`; `before` is the
-/// journal the plan was made from.
+/// Removes what `plan` takes from `scan` of `cache`, on every CPU;
+/// `before` is the journal the plan was made from.
 pub(super) fn sweep(cache: &Path, scan: &Scan, plan: &Plan, before: &Journal, grace: u64) -> Swept {
     let mut swept = Swept::default();
     let buried = bury(cache, scan, plan);
     // The blobs of entries that stay (not moved, put back) stay too.
-    let mut keep: HashSet<String> = (plan.entries.iter())
+    let mut keep: HashSet<&str> = (plan.entries.iter())
         .filter(|i| !buried.contains(i))
-        .flat_map(|&i| scan.entries[i].blobs.iter().flatten().cloned())
+        .flat_map(|&i| blobs_of(scan, i))
         .collect();
     if !buried.is_empty() {
         std::thread::sleep(SETTLE);
         let after = Journal::read_only(&cache.join("journal"));
-        for entry in buried.iter().map(|&i| &scan.entries[i]) {
-            let used = after.last_use(&entry.sig) > before.last_use(&entry.sig);
+        for (i, used, stays) in settle_all(cache, scan, &buried, (before, &after), grace) {
             if used {
-                keep.extend(entry.blobs.iter().flatten().cloned());
+                keep.extend(blobs_of(scan, i));
             }
-            match settle(cache, &entry.sig, used, grace) {
-                true => swept.put_back += 1,
-                false => {
-                    swept.entries += 1;
-                    swept.bytes += entry.bytes;
-                }
+            if stays {
+                swept.put_back += 1;
+            } else {
+                swept.entries += 1;
+                swept.bytes += scan.entries[i].bytes;
             }
         }
     }
-    for blob in plan.blobs.iter().map(|&i| &scan.blobs[i]) {
-        if !keep.contains(blob.name()) && remove_untouched(cache, &blob.path, grace) {
-            swept.blobs += 1;
-            swept.bytes += blob.size;
-        }
-    }
-    let records = scan.stray_records.iter();
-    let gone = records.filter(|r| remove_untouched(cache, &r.path, grace));
-    swept.bytes += gone.map(|r| r.size).sum::<u64>();
+    let blobs = (plan.blobs.iter().map(|&i| &scan.blobs[i])).filter(|b| !keep.contains(b.name()));
+    let gone = remove_all(cache, blobs.collect(), grace);
+    swept.blobs = gone.len();
+    swept.bytes += gone.iter().sum::<u64>();
+    let records = remove_all(cache, scan.stray_records.iter().collect(), grace);
+    swept.bytes += records.iter().sum::<u64>();
     swept
+}
+
+/// [`settle`]s each buried entry, on every CPU: (entry, whether a build
+/// used it meanwhile, whether it stays).
+fn settle_all(
+    cache: &Path,
+    scan: &Scan,
+    buried: &HashSet<usize>,
+    (before, after): (&Journal, &Journal),
+    grace: u64,
+) -> Vec<(usize, bool, bool)> {
+    let buried: Vec<usize> = buried.iter().copied().collect();
+    on_all_cpus(&buried, |&i: &usize| {
+        let sig = &scan.entries[i].sig;
+        let used = after.last_use(sig) > before.last_use(sig);
+        (i, used, settle(cache, sig, used, grace))
+    })
+}
+
+/// [`remove_untouched`] of each file, on every CPU; the sizes of those
+/// that went.
+fn remove_all(cache: &Path, files: Vec<&FileAt>, grace: u64) -> Vec<u64> {
+    let gone = on_all_cpus(&files, |f| {
+        remove_untouched(cache, &f.path, grace).then_some(f.size)
+    });
+    gone.into_iter().flatten().collect()
+}
+
+fn blobs_of(scan: &Scan, entry: usize) -> impl Iterator<Item = &str> {
+    scan.entries[entry]
+        .blobs
+        .iter()
+        .flatten()
+        .map(|b| b.as_str())
 }
 
 /// Ends a tombstoned entry: put back if a build `used` it meanwhile, or
@@ -101,13 +133,15 @@ fn settle(cache: &Path, sig: &str, used: bool, grace: u64) -> bool {
 }
 
 /// Renames the planned entries to tombstones; those it moved.
-fn bury(cache: &Path, scan: &Scan, plan: &Plan) -> Vec<usize> {
-    let _ = fs::create_dir_all(cache.join("tmp"));
-    let moved = plan.entries.iter().copied().filter(|&i| {
+fn bury(cache: &Path, scan: &Scan, plan: &Plan) -> HashSet<usize> {
+    make_aside_dirs(cache);
+    let moved = on_all_cpus(&plan.entries, |&i| {
         let sig = &scan.entries[i].sig;
-        fs::rename(entry_path(cache, sig), entry_tomb(cache, sig)).is_ok()
+        fs::rename(entry_path(cache, sig), entry_tomb(cache, sig))
+            .ok()
+            .map(|()| i)
     });
-    moved.collect()
+    moved.into_iter().flatten().collect()
 }
 
 /// Removes the file at `path` (a blob or a record) unless something
@@ -144,16 +178,14 @@ fn put_back(aside: &Path, path: &Path) {
     }
 }
 
-/// Puts right what a killed collection left in `tmp/`: blobs touched
+/// Puts right what a killed collection left in `tmp/gc/`: blobs touched
 /// within `grace` go back into `cas/`, other blobs and tombstones go.
 pub(super) fn recover(cache: &Path, grace: u64) {
-    let Ok(dir) = fs::read_dir(cache.join("tmp")) else {
+    let Ok(files) = super::scan::shard_files(&cache.join(ASIDE)) else {
         return;
     };
-    for file in dir.flatten().filter_map(|e| stat(&e.path())) {
-        let Some(name) = file.name().strip_prefix(TOMB) else {
-            continue;
-        };
+    for file in files.iter().filter_map(|f| stat(f)) {
+        let name = file.name();
         let fresh = now_secs().saturating_sub(file.modified) < grace;
         match is_sha256_hex(name) && fresh {
             true => put_back(&file.path, &blob_path(cache, name)),
@@ -167,8 +199,7 @@ pub(super) fn recover(cache: &Path, grace: u64) {
 /// Removes the temporary files nothing has written for `grace` seconds
 /// (left by builds that were killed); their bytes.
 pub(super) fn remove_stale_tmp(scan: &Scan, grace: u64) -> u64 {
-    let stale = scan.tmp.iter().filter(|f| !f.name().starts_with(TOMB));
-    remove_settled(stale, grace)
+    remove_settled(scan.tmp.iter(), grace)
 }
 
 fn remove_settled<'a>(files: impl Iterator<Item = &'a FileAt>, grace: u64) -> u64 {
@@ -186,8 +217,17 @@ fn entry_tomb(cache: &Path, sig: &str) -> PathBuf {
     tomb(cache, &format!("{sig}.json"))
 }
 
+/// `tmp/gc/<xx>/name`, `xx` the start of the hash in `name`.
 fn tomb(cache: &Path, name: &str) -> PathBuf {
-    cache.join("tmp").join(format!("{TOMB}{name}"))
+    let hash = name.strip_prefix("eq-").unwrap_or(name);
+    cache.join(ASIDE).join(&hash[..2]).join(name)
+}
+
+/// The shard directories [`tomb`] names.
+fn make_aside_dirs(cache: &Path) {
+    for shard in 0..=255u8 {
+        let _ = fs::create_dir_all(cache.join(ASIDE).join(format!("{shard:02x}")));
+    }
 }
 
 #[cfg(test)]
@@ -273,12 +313,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path();
         let (sig, blob) = old_entry(cache);
+        make_aside_dirs(cache);
         let hash = blob.file_name().unwrap().to_str().unwrap().to_string();
         fs::rename(&blob, tomb(cache, &hash)).unwrap();
         fs::rename(entry_path(cache, &sig), entry_tomb(cache, &sig)).unwrap();
         recover(cache, 60);
         assert!(!blob.exists(), "a day old: it was on its way out");
-        assert_eq!(fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            super::super::scan::shard_files(&cache.join(ASIDE)).unwrap(),
+            Vec::<PathBuf>::new()
+        );
         let (_, blob) = old_entry(cache);
         fs::rename(&blob, tomb(cache, &hash)).unwrap();
         let file = fs::File::options()

@@ -69,7 +69,7 @@ fn drop_broken_entries(cache: &Path) -> Result<Vec<(String, String)>, String> {
 /// not hash to their name.
 pub(in crate::cli) fn verify_blobs(cache: &Path) -> Result<Verified, String> {
     let files = shard_files(&cache.join("cas"))?;
-    let checked = on_all_cpus(files, |file| (file.clone(), check_one(file)));
+    let checked = on_all_cpus(&files, |file| (file.clone(), check_one(file)));
     let mut found = Verified::default();
     for (file, result) in checked {
         found.blobs += 1;
