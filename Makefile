@@ -148,6 +148,7 @@ bench: build nginx ninja buildgrid
 	$(CARGO) bench -p runqueue-host --bench service -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench isolation -- $(abspath $(REPORT))
 	$(CARGO) bench -p runqueue-host --bench gc -- $(abspath $(REPORT))
+	$(CARGO) bench -p runqueue-host --bench scale -- $(abspath $(REPORT))
 	@echo "report: $(REPORT)"
 
 ## check: formatting and lints, native and wasm

@@ -188,6 +188,10 @@ impl Runqueue {
         let state = HostState::build(&instance, controls, on_event).map_err(CallError::Trap)?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(HostState::limiter);
+        // What the guest hands the host in one call (an imported graph, a
+        // report) is bounded by what the guest may hold; wasmtime's default
+        // (128 MiB) refused the JSON of a million-task import.
+        store.set_hostcall_fuel(self.memory_limit);
         self.limit_cpu(&mut store);
         let executor =
             bindings::Executor::instantiate_async(&mut store, &self.component, &self.linker)

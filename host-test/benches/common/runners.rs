@@ -74,6 +74,14 @@ pub fn secs(d: Duration) -> String {
 
 /// Runs a command, returning its wall time and peak memory (KiB).
 pub fn measure(cmd: &mut Command) -> (Duration, u64) {
+    let (wall, peak, status) = measure_any(cmd);
+    assert!(status == 0, "{cmd:?} failed with exit status {status}");
+    (wall, peak)
+}
+
+/// Runs a command, returning its wall time, peak memory (KiB) and exit
+/// code (-1 when a signal ended it).
+pub fn measure_any(cmd: &mut Command) -> (Duration, u64, i32) {
     let start = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -87,12 +95,12 @@ pub fn measure(cmd: &mut Command) -> (Duration, u64) {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(rc, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed with status {status}"
-    );
     std::mem::forget(child);
-    (wall, usage.ru_maxrss as u64)
+    let code = match libc::WIFEXITED(status) {
+        true => libc::WEXITSTATUS(status),
+        false => -1,
+    };
+    (wall, usage.ru_maxrss as u64, code)
 }
 
 pub fn write_ninja(dir: &Path, graph: &Graph) {
