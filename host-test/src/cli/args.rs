@@ -276,13 +276,12 @@ pub(super) struct GcAges {
 }
 
 impl GcBounds {
-    /// The limits of a collection, as of now.
+    /// The limits of a collection.
     pub(super) fn limits(&self) -> super::cache::Limits {
         super::cache::Limits {
             max_bytes: self.max_size,
             max_age_secs: self.ages.max_age,
             grace_secs: self.ages.grace,
-            now: runqueue::cache::cutoff::now_secs(),
         }
     }
 }

@@ -132,7 +132,6 @@ fn collect_after(cache: &std::path::Path, max_bytes: u64) {
         max_bytes,
         max_age_secs: None,
         grace_secs: super::cache::DEFAULT_GRACE_SECS,
-        now: 0,
     };
     match super::cache::collect(cache, limits, false) {
         Ok(Some(done)) => eprintln!("cache: {}", done.summary()),

@@ -89,7 +89,7 @@ pub(super) fn gc(cache: &Path, limits: Limits) -> Result<i32, Failure> {
     Ok(runqueue::cli::EXIT_OK)
 }
 
-/// Collects `cache` down to `limits` (`limits.now` is taken afresh);
+/// Collects `cache` down to `limits`, as of when it holds the lock;
 /// `None` when `wait` is false and another collection holds the cache.
 pub(super) fn collect(
     cache: &Path,
@@ -102,11 +102,7 @@ pub(super) fn collect(
     sweep::recover(cache, limits.grace_secs);
     let journal = Journal::load(&cache.join("journal"));
     let scan = scan::scan(cache)?;
-    let limits = Limits {
-        now: now_secs(),
-        ..limits
-    };
-    let plan = plan::plan(&scan, |sig| journal.last_use(sig), &limits);
+    let plan = plan::plan(&scan, |sig| journal.last_use(sig), &limits, now_secs());
     let swept = sweep::sweep(cache, &scan, &plan, &journal, limits.grace_secs);
     sweep::remove_stale_tmp(&scan, limits.grace_secs);
     let left = (

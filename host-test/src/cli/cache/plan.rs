@@ -17,17 +17,18 @@ pub(in crate::cli) struct Limits {
     pub(in crate::cli) max_age_secs: Option<u64>,
     /// Anything used or written more recently stays.
     pub(in crate::cli) grace_secs: u64,
-    pub(in crate::cli) now: u64,
 }
 
-impl Limits {
+/// [`Limits`] as of `now` (seconds since the epoch).
+struct At<'a>(&'a Limits, u64);
+
+impl At<'_> {
     fn settled(&self, at: u64) -> bool {
-        self.now.saturating_sub(at) >= self.grace_secs
+        self.1.saturating_sub(at) >= self.0.grace_secs
     }
 
     fn expired(&self, at: u64) -> bool {
-        self.max_age_secs
-            .is_some_and(|age| self.now.saturating_sub(at) > age)
+        (self.0.max_age_secs).is_some_and(|age| self.1.saturating_sub(at) > age)
     }
 }
 
@@ -38,9 +39,15 @@ pub(super) struct Plan {
     pub(super) blobs: Vec<usize>,
 }
 
-/// The plan for `scan` under `limits`; `last_use` says when a build last
-/// used an entry, by signature (the journal).
-pub(super) fn plan(scan: &Scan, last_use: impl Fn(&str) -> Option<u64>, limits: &Limits) -> Plan {
+/// The plan for `scan` under `limits` as of `now`; `last_use` says when a
+/// build last used an entry, by signature (the journal).
+pub(super) fn plan(
+    scan: &Scan,
+    last_use: impl Fn(&str) -> Option<u64>,
+    limits: &Limits,
+    now: u64,
+) -> Plan {
+    let at = At(limits, now);
     let mut refs = references(scan);
     let blob_at: HashMap<&str, usize> = (scan.blobs.iter().enumerate())
         .map(|(i, b)| (b.name(), i))
@@ -49,7 +56,7 @@ pub(super) fn plan(scan: &Scan, last_use: impl Fn(&str) -> Option<u64>, limits: 
     let mut taken = HashSet::new();
     let mut take_blob = |i: usize, total: &mut u64| {
         let blob = &scan.blobs[i];
-        if limits.settled(blob.modified) && taken.insert(i) {
+        if at.settled(blob.modified) && taken.insert(i) {
             *total -= blob.size;
         }
     };
@@ -60,7 +67,7 @@ pub(super) fn plan(scan: &Scan, last_use: impl Fn(&str) -> Option<u64>, limits: 
     }
     let mut entries = Vec::new();
     for (i, last) in by_last_use(scan, last_use) {
-        if !limits.settled(last) || !(limits.expired(last) || total > limits.max_bytes) {
+        if !at.settled(last) || !(at.expired(last) || total > limits.max_bytes) {
             continue;
         }
         entries.push(i);
@@ -136,7 +143,6 @@ mod tests {
             max_bytes,
             max_age_secs: None,
             grace_secs: 100,
-            now: NOW,
         }
     }
 
@@ -162,11 +168,11 @@ mod tests {
     fn the_least_recently_used_go_until_the_cache_fits_and_shared_blobs_stay() {
         let scan = three();
         assert_eq!(scan.bytes(), 430);
-        let p = plan(&scan, |_| None, &limits(330));
+        let p = plan(&scan, |_| None, &limits(330), NOW);
         assert_eq!(p.entries, vec![0], "a and its own blob bring 430 to 320");
         assert_eq!(p.blobs, vec![1], "x goes; s is still c's");
         assert_eq!(after(&scan, &p), 320);
-        let p = plan(&scan, |_| None, &limits(250));
+        let p = plan(&scan, |_| None, &limits(250), NOW);
         assert_eq!((&p.entries, &p.blobs), (&vec![0, 1], &vec![1, 2]));
         assert_eq!(after(&scan, &p), 210);
     }
@@ -175,7 +181,7 @@ mod tests {
     fn a_journaled_use_counts_and_recent_use_is_never_taken() {
         let scan = three();
         let used = |sig: &str| (sig == "a").then_some(NOW - 10);
-        let p = plan(&scan, used, &limits(0));
+        let p = plan(&scan, used, &limits(0), NOW);
         assert_eq!(p.entries, vec![1, 2], "a was used within the grace period");
         assert_eq!(p.blobs, vec![2, 3], "s and x are a's");
         assert_eq!(after(&scan, &p), 210);
@@ -188,7 +194,7 @@ mod tests {
         scan.blobs.push(blob("fresh", 5, NOW - 5));
         let mut l = limits(u64::MAX);
         l.max_age_secs = Some(2500);
-        let p = plan(&scan, |_| None, &l);
+        let p = plan(&scan, |_| None, &l, NOW);
         assert_eq!(p.entries, vec![0]);
         assert_eq!(
             p.blobs,
@@ -204,7 +210,7 @@ mod tests {
             blobs: None,
             ..entry("broken", NOW - 500, &[])
         });
-        let p = plan(&scan, |_| None, &limits(435));
+        let p = plan(&scan, |_| None, &limits(435), NOW);
         assert_eq!(p.entries, vec![3]);
     }
 }

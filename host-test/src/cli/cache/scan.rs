@@ -38,11 +38,15 @@ pub(super) struct FileAt {
 impl FileAt {
     /// The file's name (a blob's hash).
     pub(super) fn name(&self) -> &str {
-        self.path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
+        file_name(&self.path)
     }
+}
+
+/// The last part of `path` ("" if it has none or it is not UTF-8).
+pub(super) fn file_name(path: &Path) -> &str {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
 }
 
 /// Everything the cache held when scanned.
@@ -72,7 +76,7 @@ pub(super) fn is_cache(dir: &Path) -> bool {
 
 /// Reads the whole cache at `cache`.
 pub(super) fn scan(cache: &Path) -> Result<Scan, String> {
-    let entries = on_all_cpus(&shard_files(&cache.join("ac"))?, |f| read_entry(cache, f));
+    let entries = entries(cache)?;
     let have: HashSet<&str> = entries.iter().map(|e| e.sig.as_str()).collect();
     let records = on_all_cpus(&shard_files(&cache.join("eq"))?, |f| stat(f));
     let stray_records = records
@@ -90,8 +94,15 @@ pub(super) fn scan(cache: &Path) -> Result<Scan, String> {
             .iter()
             .filter_map(|f| stat(f))
             .collect(),
-        entries: entries.into_iter().collect(),
+        entries,
     })
+}
+
+/// Every entry of the cache at `cache`.
+pub(super) fn entries(cache: &Path) -> Result<Vec<EntryFile>, String> {
+    Ok(on_all_cpus(&shard_files(&cache.join("ac"))?, |f| {
+        read_entry(cache, f)
+    }))
 }
 
 /// `each` of `items`, on every CPU; what it returns, in no set order.
@@ -114,11 +125,7 @@ pub(super) fn on_all_cpus<I: Sync, T: Send>(items: &[I], each: impl Fn(&I) -> T 
 
 /// The entry at `file` (`ac/xx/<sig>.json`), with its record's size.
 fn read_entry(cache: &Path, file: &Path) -> EntryFile {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let sig = name.trim_end_matches(".json").to_string();
+    let sig = file_name(file).trim_end_matches(".json").to_string();
     let (bytes, written) = stat(file).map_or((0, 0), |f| (f.size, f.modified));
     let record = (sig.len() >= 2)
         .then(|| stat(&cache.join(runqueue::cache::cutoff::record_rel(&sig))))

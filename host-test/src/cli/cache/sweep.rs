@@ -154,10 +154,7 @@ fn remove_untouched(cache: &Path, path: &Path, grace: u64) -> bool {
     }
     // A blob aside keeps its name (so `recover` can put it back); a
     // record gets one no entry's tombstone has.
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = super::scan::file_name(path);
     let aside = match name.ends_with(".json") {
         true => tomb(cache, &format!("eq-{name}")),
         false => tomb(cache, name),
@@ -272,9 +269,8 @@ mod tests {
             max_bytes: 0,
             max_age_secs: None,
             grace_secs: grace,
-            now: now_secs(),
         };
-        let p = plan(&found, |s| before.last_use(s), &limits);
+        let p = plan(&found, |s| before.last_use(s), &limits, now_secs());
         assert_eq!((p.entries.len(), p.blobs.len()), (1, 1));
         let user = used_meanwhile.map(|sig| {
             let journal = cache.join("journal");

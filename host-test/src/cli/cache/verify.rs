@@ -5,13 +5,14 @@
 //!
 //! Knows the cache's files and entries; knows nothing of graphs.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use runqueue::cache::blobs::blob_path;
 use runqueue::cache::cutoff::record_rel;
 use runqueue::cache::entry::entry_rel;
 
-use super::scan::{on_all_cpus, scan, shard_files};
+use super::scan::{entries, file_name, on_all_cpus, shard_files};
 use super::{bad_input, check_cache, Failure};
 
 /// What a verification found.
@@ -19,6 +20,8 @@ use super::{bad_input, check_cache, Failure};
 pub(in crate::cli) struct Verified {
     pub(super) blobs: usize,
     pub(super) bytes: u64,
+    /// The hashes of the blobs that are sound.
+    pub(super) sound: HashSet<String>,
     /// Blobs removed: their path in the cache and why.
     pub(super) dropped: Vec<(String, String)>,
 }
@@ -28,7 +31,7 @@ pub(in crate::cli) struct Verified {
 pub(in crate::cli) fn verify(cache: &Path) -> Result<i32, Failure> {
     check_cache(cache)?;
     let found = verify_blobs(cache).map_err(bad_input)?;
-    let broken = drop_broken_entries(cache).map_err(bad_input)?;
+    let broken = drop_broken_entries(cache, &found.sound).map_err(bad_input)?;
     for (path, why) in found.dropped.iter().chain(&broken) {
         println!("dropped {path}: {why}");
     }
@@ -43,17 +46,18 @@ pub(in crate::cli) fn verify(cache: &Path) -> Result<i32, Failure> {
 }
 
 /// Removes the entries that do not parse or name a blob that is not
-/// there (looked for when found missing from the scan, as a build may
-/// have stored it since); their paths and why.
-fn drop_broken_entries(cache: &Path) -> Result<Vec<(String, String)>, String> {
-    let found = scan(cache)?;
-    let have: std::collections::HashSet<&str> = found.blobs.iter().map(|b| b.name()).collect();
+/// there (looked for when not among the `sound` ones just verified, as a
+/// build may have stored it since); their paths and why.
+fn drop_broken_entries(
+    cache: &Path,
+    sound: &HashSet<String>,
+) -> Result<Vec<(String, String)>, String> {
     let mut dropped = Vec::new();
-    for entry in &found.entries {
+    for entry in &entries(cache)? {
         let missing = match &entry.blobs {
             None => Some("it does not parse".to_string()),
             Some(blobs) => (blobs.iter())
-                .find(|b| !have.contains(b.as_str()) && !blob_path(cache, b).exists())
+                .find(|b| !sound.contains(b.as_str()) && !blob_path(cache, b).exists())
                 .map(|b| format!("it names blob {b}, which is not there")),
         };
         if let Some(why) = missing {
@@ -74,7 +78,10 @@ pub(in crate::cli) fn verify_blobs(cache: &Path) -> Result<Verified, String> {
     for (file, result) in checked {
         found.blobs += 1;
         match result {
-            Ok(size) => found.bytes += size,
+            Ok(size) => {
+                found.bytes += size;
+                found.sound.insert(file_name(&file).to_string());
+            }
             Err(why) => found.dropped.push((rel(cache, &file), why)),
         }
     }
@@ -85,10 +92,7 @@ pub(in crate::cli) fn verify_blobs(cache: &Path) -> Result<Verified, String> {
 /// The blob's size if its bytes hash to its name; else it is removed and
 /// the reason returned.
 fn check_one(file: &Path) -> Result<u64, String> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = file_name(file);
     let why = match runqueue::cache::blobs::hash(file) {
         Ok(blob) if blob.hash == name => return Ok(blob.size),
         Ok(blob) => format!("its bytes hash to {}", blob.hash),
